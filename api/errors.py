@@ -1,0 +1,196 @@
+"""One error vocabulary for the whole API (M2).
+
+Every failure under ``/v1/`` and ``/openai/`` is rendered as OpenAI's envelope
+``{"error": {"message", "type", "param", "code"}}`` with the status OpenAI would use, so the
+official SDK raises the matching exception class (BadRequestError, AuthenticationError, …).
+Raise an :class:`ApiError` (or a subclass) anywhere below a view; the gateway middleware and the
+DRF exception handler both render it through :func:`error_body`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response as DrfResponse
+
+logger = logging.getLogger(__name__)
+
+MALFORMED_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The API expects a JSON payload, but what was sent was not valid "
+    "JSON.)"
+)
+
+
+class ApiError(Exception):
+    status: int = 400
+    type: str = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        type: str | None = None,  # noqa: A002 - mirrors the wire field name
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        self.headers = headers or {}
+
+
+class InvalidRequest(ApiError):
+    """400: the request is malformed or a parameter is invalid (``param`` names it)."""
+
+
+class MalformedJson(ApiError):
+    def __init__(self, message: str = MALFORMED_JSON_MESSAGE) -> None:
+        super().__init__(message)
+
+
+class AuthenticationFailed(ApiError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ApiError):
+    status = 403
+    code = "insufficient_permissions"
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class Gone(ApiError):
+    status = 410
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "request_too_large"
+
+
+class ServerError(ApiError):
+    status = 500
+    type = "server_error"
+    code = "server_error"
+
+
+def error_body(
+    message: str, *, type: str, param: str | None, code: str | None  # noqa: A002
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(error: ApiError) -> JsonResponse:
+    response = JsonResponse(
+        error_body(error.message, type=error.type, param=error.param, code=error.code),
+        status=error.status,
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def server_error_response(request_id: str) -> JsonResponse:
+    """500 for an unhandled exception: names the request id, leaks nothing else."""
+    return error_response(
+        ServerError(
+            "The server had an error while processing your request. Sorry about that! "
+            f"You can retry your request, or contact us if the error persists. "
+            f"(Please include the request ID {request_id} in your message.)"
+        )
+    )
+
+
+def generic_error_for_status(status: int, *, method: str, path: str) -> ApiError:
+    """The envelope for a bare HTTP error produced below the API layer (Django, DRF)."""
+    if status == 404:
+        return NotFound(f"Invalid URL ({method} {path})")
+    if status == 405:
+        return MethodNotAllowed(f"Method {method} is not allowed for {path}.")
+    if status == 413:
+        return PayloadTooLarge("The request body is too large.")
+    if status == 401:
+        return AuthenticationFailed("Authentication failed.")
+    if status == 403:
+        return PermissionDenied("You do not have permission to perform this request.")
+    if status >= 500:
+        return ServerError("The server had an error while processing your request.")
+    return InvalidRequest("The request could not be processed.", status=status)
+
+
+def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str]:
+    """Walk DRF's nested ValidationError detail to the first message and its dotted param."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            sub = key if not path else f"{path}.{key}"
+            if key == "non_field_errors":
+                sub = path
+            return _first_validation_error(value, sub)
+    if isinstance(detail, list) and detail:
+        if all(not isinstance(item, dict | list) for item in detail):
+            return (path or None), str(detail[0])
+        for index, value in enumerate(detail):
+            if value:
+                return _first_validation_error(value, f"{path}[{index}]")
+    return (path or None), str(detail)
+
+
+def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> DrfResponse | None:
+    """DRF's EXCEPTION_HANDLER: every DRF view answers in the same envelope."""
+    request = context.get("request")
+    method = request.method if request is not None else "GET"
+    path = request.path if request is not None else ""
+    if isinstance(exc, ApiError):
+        error = exc
+    elif isinstance(exc, drf_exceptions.ParseError):
+        error = MalformedJson() if "JSON" in str(exc.detail) else InvalidRequest(str(exc.detail))
+    elif isinstance(exc, drf_exceptions.ValidationError):
+        param, message = _first_validation_error(exc.detail)
+        error = InvalidRequest(message, param=param)
+    elif isinstance(exc, drf_exceptions.MethodNotAllowed):
+        error = MethodNotAllowed(f"Method {method} is not allowed for {path}.")
+    elif isinstance(exc, drf_exceptions.NotFound):
+        error = NotFound(str(exc.detail))
+    elif isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
+        error = AuthenticationFailed(str(exc.detail))
+    elif isinstance(exc, drf_exceptions.PermissionDenied):
+        error = PermissionDenied(str(exc.detail))
+    elif isinstance(exc, drf_exceptions.UnsupportedMediaType):
+        error = InvalidRequest(str(exc.detail), status=415, code="unsupported_media_type")
+    elif isinstance(exc, drf_exceptions.APIException):
+        error = generic_error_for_status(exc.status_code, method=method, path=path)
+        error.message = str(exc.detail)
+    else:
+        return None  # unhandled: the gateway middleware renders the 500 with the request id
+    response = DrfResponse(
+        error_body(error.message, type=error.type, param=error.param, code=error.code),
+        status=error.status,
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response

@@ -1,0 +1,137 @@
+"""The API gateway: one place that gives every ``/v1/`` and ``/openai/`` answer its request id,
+its OpenAI headers and, when anything goes wrong, OpenAI's error envelope.
+
+Order of work for an API request:
+1. pick the request id (a well-formed client ``X-Client-Request-Id``/``X-Request-Id``, else a new
+   ``req_…``) and bind it to the logging context;
+2. authenticate the key (401 in the envelope if that fails) and attach ``request.principal``;
+3. run the view; exceptions become envelopes in ``process_exception`` (500s name the request id
+   and leak no traceback);
+4. any remaining non-JSON error page (Django's 404/405/400) is replaced by the envelope, and the
+   headers (``x-request-id``, ``openai-processing-ms``, ``openai-version``,
+   ``openai-organization``, ``openai-project``) are added.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponseBase
+
+from api.authentication import authenticate_request
+from api.errors import (
+    ApiError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    error_response,
+    generic_error_for_status,
+    server_error_response,
+)
+from api.logging import current_request_id
+
+logger = logging.getLogger("api")
+
+API_PREFIXES = ("/v1/", "/openai/")
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES) or path in ("/v1", "/openai")
+
+
+def choose_request_id(request: HttpRequest) -> str:
+    for header in ("X-Client-Request-Id", "X-Request-Id"):
+        value = request.headers.get(header, "")
+        if value and _CLIENT_REQUEST_ID.match(value):
+            return value
+    return f"req_{uuid.uuid4().hex}"
+
+
+class ApiGatewayMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(self.get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        if not is_api_path(request.path):
+            return self.get_response(request)
+        started, token = self._begin(request)
+        try:
+            try:
+                request.principal = authenticate_request(request)
+            except ApiError as error:
+                return self._finish(request, error_response(error), started)
+            return self._finish(request, self.get_response(request), started)
+        finally:
+            current_request_id.reset(token)
+
+    async def __acall__(self, request: HttpRequest):
+        if not is_api_path(request.path):
+            return await self.get_response(request)
+        started, token = self._begin(request)
+        try:
+            try:
+                request.principal = await sync_to_async(authenticate_request)(request)
+            except ApiError as error:
+                return self._finish(request, error_response(error), started)
+            response = await self.get_response(request)
+            return self._finish(request, response, started)
+        finally:
+            current_request_id.reset(token)
+
+    def _begin(self, request: HttpRequest):
+        request.request_id = choose_request_id(request)
+        request.principal = None
+        token = current_request_id.set(request.request_id)
+        return time.monotonic(), token
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if not is_api_path(request.path):
+            return None
+        if isinstance(exception, ApiError):
+            return error_response(exception)
+        if isinstance(exception, Http404):
+            return error_response(NotFound(f"Invalid URL ({request.method} {request.path})"))
+        if isinstance(exception, RequestDataTooBig):
+            return error_response(PayloadTooLarge("The request body is too large."))
+        if isinstance(exception, DjangoPermissionDenied):
+            return error_response(PermissionDenied(str(exception) or "Permission denied."))
+        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return server_error_response(getattr(request, "request_id", "unknown"))
+
+    def _finish(
+        self, request: HttpRequest, response: HttpResponseBase, started: float
+    ) -> HttpResponseBase:
+        if response.status_code >= 400 and not _is_json(response):
+            response = error_response(
+                generic_error_for_status(
+                    response.status_code, method=request.method or "GET", path=request.path
+                )
+            )
+        response["x-request-id"] = request.request_id
+        response["openai-version"] = settings.OPENAI_VERSION_HEADER
+        response["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
+        principal = getattr(request, "principal", None)
+        if principal is not None:
+            response["openai-organization"] = principal.organization.public_id
+            if principal.project is not None:
+                response["openai-project"] = principal.project.public_id
+        return response
+
+
+def _is_json(response: HttpResponseBase) -> bool:
+    return response.get("Content-Type", "").startswith(("application/json", "text/event-stream"))

@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from api.health import healthz, readyz
+from engines.views import ModelListApi, ModelRetrieveApi
+
+admin.site.site_header = "Responses platform"
+admin.site.site_title = "Responses platform admin"
+
+v1_patterns = [
+    path("models", ModelListApi.as_view()),
+    # Model ids may contain one slash (e.g. "HuggingFaceTB/SmolLM2-135M-Instruct").
+    re_path(r"^models/(?P<model_id>[^/]+(?:/[^/]+)?)$", ModelRetrieveApi.as_view()),
+]
+
+urlpatterns = [
+    path("healthz", healthz),
+    path("readyz", readyz),
+    path("admin/", admin.site.urls),
+    # The API: /v1/ (OpenAI) and /openai/v1/ (Azure's v1 form).
+    path("v1/", include(v1_patterns)),
+    path("openai/v1/", include(v1_patterns)),
+]

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.errors import NotFound
+from engines.selectors import model_get, model_list
+
+
+class ModelOutputSerializer(serializers.Serializer):
+    id = serializers.CharField(source="name")
+    object = serializers.SerializerMethodField()
+    created = serializers.SerializerMethodField()
+    owned_by = serializers.CharField()
+
+    def get_object(self, model) -> str:
+        return "model"
+
+    def get_created(self, model) -> int:
+        return int(model.created_at.timestamp())
+
+
+def model_not_found(name: str) -> NotFound:
+    return NotFound(
+        f"The model '{name}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+class ModelListApi(APIView):
+    endpoint_group = "models"
+
+    def get(self, request):
+        models = model_list(organization=request.user.organization)
+        return Response(
+            {"object": "list", "data": ModelOutputSerializer(models, many=True).data}
+        )
+
+
+class ModelRetrieveApi(APIView):
+    endpoint_group = "models"
+
+    def get(self, request, model_id: str):
+        model = model_get(organization=request.user.organization, name=model_id)
+        if model is None:
+            raise model_not_found(model_id)
+        return Response(ModelOutputSerializer(model).data)

@@ -1,0 +1,138 @@
+"""Tenancy: organizations, their projects, who belongs to them, and their API keys."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from tenants.ids import new_api_key_id, new_organization_id, new_project_id
+
+SERVICE_TIERS = ["auto", "default", "flex", "priority"]
+
+
+def _all_service_tiers() -> list[str]:
+    return list(SERVICE_TIERS)
+
+
+class Organization(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=new_organization_id)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    allowed_service_tiers = models.JSONField(
+        default=_all_service_tiers,
+        help_text="Service tiers this organization may request (auto, default, flex, priority).",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+
+class Project(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=new_project_id)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="projects"
+    )
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="project_name_unique_in_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization.slug} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """An API key. The secret itself is never stored: only a lookup prefix, its last four
+    characters and an HMAC-SHA256 digest under the server-side pepper (see services/api_keys)."""
+
+    class Scope(models.TextChoices):
+        ALL = "all", "All"
+        READ_ONLY = "read_only", "Read only"
+        RESTRICTED = "restricted", "Restricted (per endpoint group)"
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_api_key_id)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, null=True, blank=True, related_name="api_keys"
+    )
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="created_api_keys",
+    )
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ALL)
+    permissions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='For restricted keys: {"<endpoint group>": "none" | "read" | "write"}.',
+    )
+    prefix = models.CharField(max_length=32, db_index=True, editable=False)
+    last_four = models.CharField(max_length=4, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.redacted_value})"
+
+    @property
+    def redacted_value(self) -> str:
+        return f"{self.prefix}…{self.last_four}"
+
+    def status_at(self, now) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+    @property
+    def status(self) -> str:
+        return self.status_at(timezone.now())

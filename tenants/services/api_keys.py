@@ -1,0 +1,160 @@
+"""API keys: issuing, verifying, revoking.
+
+Format: ``sk-rp-<43 base62 chars of 32 random bytes><6 base62 chars of CRC32>``. The ``sk-``
+prefix makes leaked keys easy to find, the checksum lets us (and secret scanners) reject random
+strings without touching the database. Only ``prefix`` (first 12 characters), ``last_four`` and
+``digest = HMAC-SHA256(API_KEY_PEPPER, key)`` are stored: a database leak alone cannot be turned
+into a working key, and no password hasher is needed because the secret has 256 bits of entropy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from tenants.ids import BASE62
+from tenants.models import ApiKey, Organization, Project
+
+KEY_MARKER = "sk-rp-"
+_SECRET_LENGTH = 43  # base62 digits needed for 32 bytes
+_CHECKSUM_LENGTH = 6
+PREFIX_LENGTH = 12
+KEY_PATTERN = re.compile(
+    rf"^{re.escape(KEY_MARKER)}[0-9A-Za-z]{{{_SECRET_LENGTH}}}[0-9A-Za-z]{{{_CHECKSUM_LENGTH}}}$"
+)
+
+ENDPOINT_GROUPS = ("models", "responses")
+PERMISSION_LEVELS = ("none", "read", "write")
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    while number:
+        number, remainder = divmod(number, 62)
+        digits.append(BASE62[remainder])
+    return "".join(reversed(digits)).rjust(width, "0")
+
+
+def _checksum(body: str) -> str:
+    return _base62(zlib.crc32(body.encode()), _CHECKSUM_LENGTH)
+
+
+def generate_secret() -> str:
+    body = _base62(int.from_bytes(secrets.token_bytes(32), "big"), _SECRET_LENGTH)
+    return f"{KEY_MARKER}{body}{_checksum(body)}"
+
+
+def is_well_formed(secret: str) -> bool:
+    """Shape and checksum only: no database access, no timing on stored data."""
+    if not KEY_PATTERN.match(secret):
+        return False
+    body = secret[len(KEY_MARKER) : -_CHECKSUM_LENGTH]
+    return hmac.compare_digest(secret[-_CHECKSUM_LENGTH:], _checksum(body))
+
+
+def digest_of(secret: str) -> str:
+    return hmac.new(settings.API_KEY_PEPPER.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    secret: str
+    """The plaintext key. It exists only in this object: show it once, never store it."""
+
+
+def validate_permissions(permissions: dict[str, str]) -> dict[str, str]:
+    cleaned: dict[str, str] = {}
+    for group, level in permissions.items():
+        if group not in ENDPOINT_GROUPS:
+            raise ValueError(f"Unknown endpoint group {group!r}; known: {', '.join(ENDPOINT_GROUPS)}")
+        if level not in PERMISSION_LEVELS:
+            raise ValueError(f"Permission for {group!r} must be one of none/read/write")
+        cleaned[group] = level
+    return cleaned
+
+
+@transaction.atomic
+def api_key_issue(
+    *,
+    organization: Organization,
+    name: str,
+    project: Project | None = None,
+    created_by=None,
+    scope: str = ApiKey.Scope.ALL,
+    permissions: dict[str, str] | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    if project is not None and project.organization_id != organization.pk:
+        raise ValueError("The project belongs to another organization.")
+    if scope not in ApiKey.Scope.values:
+        raise ValueError(f"Unknown scope {scope!r}")
+    secret = generate_secret()
+    api_key = ApiKey.objects.create(
+        organization=organization,
+        project=project,
+        name=name,
+        created_by=created_by,
+        scope=scope,
+        permissions=validate_permissions(permissions or {}),
+        prefix=secret[:PREFIX_LENGTH],
+        last_four=secret[-4:],
+        digest=digest_of(secret),
+        expires_at=expires_at,
+    )
+    return IssuedKey(api_key=api_key, secret=secret)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> bool:
+    """Revoke a key; effective on the very next request (keys are never cached)."""
+    updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return updated == 1
+
+
+def api_key_find_active(*, secret: str) -> ApiKey | None:
+    """The active key matching ``secret``, or None (unknown, revoked, expired or malformed)."""
+    if not is_well_formed(secret):
+        return None
+    expected = digest_of(secret)
+    candidates = ApiKey.objects.select_related("organization", "project").filter(
+        prefix=secret[:PREFIX_LENGTH]
+    )
+    now = timezone.now()
+    for candidate in candidates:
+        if hmac.compare_digest(candidate.digest, expected):
+            return candidate if candidate.status_at(now) == "active" else None
+    return None
+
+
+def api_key_mark_used(*, api_key: ApiKey) -> None:
+    """Record last use at most once per interval per key.
+
+    A database write on every request would make the hottest path write-bound; a cache ``add``
+    (atomic "set if absent" with a TTL) decides which request in each interval does the write.
+    ``last_used_at`` is therefore accurate to API_KEY_LAST_USED_INTERVAL_SECONDS, on purpose.
+    """
+    interval = settings.API_KEY_LAST_USED_INTERVAL_SECONDS
+    if cache.add(f"apikey-last-used:{api_key.pk}", 1, timeout=interval):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+
+
+def key_allows(*, api_key: ApiKey, group: str, write: bool) -> bool:
+    if api_key.scope == ApiKey.Scope.ALL:
+        return True
+    if api_key.scope == ApiKey.Scope.READ_ONLY:
+        return not write
+    level = api_key.permissions.get(group, "none")
+    return level == "write" or (level == "read" and not write)
