@@ -126,6 +126,15 @@ class ApiGatewayMiddleware:
         response["openai-version"] = settings.OPENAI_VERSION_HEADER
         response["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
         principal = getattr(request, "principal", None)
+        # One access line per API request, carrying the request id (daphne's own access log
+        # does not know it).
+        logger.info(
+            "%s %s %s %sms",
+            request.method,
+            request.path,
+            response.status_code,
+            response["openai-processing-ms"],
+        )
         if principal is not None:
             response["openai-organization"] = principal.organization.public_id
             if principal.project is not None:

@@ -176,19 +176,15 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# Only needed for `collectstatic` (a CDN or a proxy serving files); WhiteNoise needs none.
+STATIC_ROOT = env_str("STATIC_ROOT")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": (
-            "whitenoise.storage.CompressedManifestStaticFilesStorage"
-            if PRODUCTION
-            else "django.contrib.staticfiles.storage.StaticFilesStorage"
-        )
-    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# Without collectstatic (embedded default, tests) WhiteNoise serves straight from the app dirs.
-WHITENOISE_USE_FINDERS = not PRODUCTION
+# WhiteNoise serves the admin's assets from the installed apps directly, so no collectstatic step
+# is needed on any machine, and no asset ever comes from a CDN.
+WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Security -------------------------------------------------------------------------------

@@ -33,23 +33,30 @@ if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
     exit 0
 fi
 
+# This machine's pip configuration names extra index directories that may not exist; pip warns
+# about each of them for every package. Drop that noise, keep everything else (and pip's status).
+pip() {
+    "$venv/bin/python" -m pip "$@" 2>&1 | { grep -v "is neither a file nor a directory" || true; }
+}
+
+rm -f "$stamp"
 start=$SECONDS
 if [[ ! -x $venv/bin/python ]]; then
     echo "engine-venv: creating $venv with $python ($("$python" --version 2>&1))"
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    pip install --quiet --upgrade pip
 else
     echo "engine-venv: updating $venv"
 fi
 
 echo "engine-venv: installing ${pins[*]} (the first time takes a couple of minutes)"
-"$venv/bin/python" -m pip install --quiet "${pins[@]}"
+pip install --quiet "${pins[@]}"
 
 echo "engine-venv: removing ${unwanted[*]} (builds that do not match the CPU torch)"
-"$venv/bin/python" -m pip uninstall --quiet --yes "${unwanted[@]}" 2>&1 | grep -v "not installed" || true
+pip uninstall --quiet --yes "${unwanted[@]}" | { grep -v "not installed" || true; }
 
 echo "engine-venv: checking that transformers loads model classes"
 "$venv/bin/python" -c "import transformers, gguf, accelerate; from transformers import AutoModelForCausalLM"
 
 echo "$want" >"$stamp"
-echo "engine-venv: ready in $((SECONDS - start)) s: $("$venv/bin/python" -m pip freeze | grep -i -E '^(vllm|torch|transformers)' | tr '\n' ' ')"
+echo "engine-venv: ready in $((SECONDS - start)) s: $(pip freeze | grep -i -E '^(vllm|torch|transformers)' | tr '\n' ' ')"

@@ -18,7 +18,11 @@ from pathlib import Path
 def convert(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging
 
+    # One line of output from here, not progress bars for every tensor.
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(

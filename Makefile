@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` (the whole platform, embedded default) and
+# `make test` (the whole suite). Both install whatever is missing first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+# The test suite talks to real PostgreSQL and Redis (both run on these machines; .ci/run starts
+# them if they are down). Override any of these from the environment.
+TEST_ENV := \
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/15} \
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-not-for-production-0123456789abcdef} \
+	API_KEY_PEPPER=$${API_KEY_PEPPER:-test-only-pepper} \
+	ALLOWED_HOSTS=$${ALLOWED_HOSTS:-*} \
+	SECURE_SSL_REDIRECT=false \
+	PLATFORM_DATA_DIR=$${PLATFORM_DATA_DIR:-$(CURDIR)/.data}
+
+.PHONY: run test install engine lint
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# vLLM (CPU build) in its own virtualenv, and the embedded model converted once.
+engine: install
+	bash scripts/engine-venv.sh
+	$(PY) manage.py prepare_model
+
+run: install engine
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap
+	$(VENV)/bin/honcho -d . -f platform/Procfile start
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install engine lint
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,36 @@
+"""The real URLconf plus a view that fails, to exercise the 500 path."""
+
+from django.urls import path
+
+from config.urls import urlpatterns as real_patterns
+
+
+def boom(request):
+    raise RuntimeError("secret internal detail: do not leak")
+
+
+async def async_boom(request):
+    raise RuntimeError("secret internal detail: do not leak")
+
+
+urlpatterns = [
+    path("v1/test-boom", boom),
+    path("v1/test-async-boom", async_boom),
+    *real_patterns,
+]
+
+
+from rest_framework.response import Response  # noqa: E402
+from rest_framework.views import APIView  # noqa: E402
+
+
+class EchoApi(APIView):
+    """A write endpoint that parses its JSON body (the real ones come with the Responses API)."""
+
+    endpoint_group = "responses"
+
+    def post(self, request):
+        return Response({"received": request.data})
+
+
+urlpatterns.insert(0, path("v1/test-echo", EchoApi.as_view()))

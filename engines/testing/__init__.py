@@ -1,0 +1,1 @@
+"""Test doubles for the engine layer (importable without Django)."""

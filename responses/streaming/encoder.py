@@ -1,0 +1,137 @@
+"""The one SSE encoder, and the dialects (L3) it can speak.
+
+Events are built and stored in one canonical vocabulary, OpenAI's. A :class:`Dialect` is a pure
+mapping applied to a canonical event just before it is encoded: it may rename event types, nest
+the ``error`` event, reshape payloads, and it says whether ``data: [DONE]`` ends the stream (L5).
+Because the mapping happens only here, stored events can be replayed later in whatever dialect
+the reader asks for, and adding ``open-responses`` or ``legacy`` never touches generation.
+
+Layout: wire constants, :class:`Dialect` and its registry, JSON serialization, :func:`encode_event`.
+Only the ``openai`` dialect is registered for now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from responses.streaming.events import ERROR, Event
+
+KEEPALIVE = b": keep-alive\n\n"
+"""An SSE comment frame (L4): ignored by every client, keeps proxies from timing the stream out.
+Never an ``event:`` line without ``data:`` — the Python SDK crashes on those (§6.4)."""
+
+DONE = b"data: [DONE]\n\n"
+"""The sentinel some dialects send after the terminal event (L5); OpenAI itself never does."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dialect:
+    """How one wire vocabulary differs from the canonical (OpenAI) one.
+
+    ``renames`` maps canonical event types to this dialect's names; ``nested_errors`` turns the
+    flat ``error`` event into ``{"type": "error", "error": {type, code, message, param}}``;
+    ``transform`` is a last hook for payload changes a rename cannot express. ``apply`` never
+    mutates its input: the canonical event may be stored or encoded again for another reader.
+    """
+
+    name: str
+    renames: Mapping[str, str] = field(default_factory=dict)
+    nested_errors: bool = False
+    send_done: bool = False
+    transform: Callable[[Event], Event] | None = None
+
+    def apply(self, event: Event) -> Event:
+        if self.nested_errors and event.get("type") == ERROR:
+            event = _nest_error(event)
+        renamed = self.renames.get(event.get("type", ""))
+        if renamed is not None:
+            event = {**event, "type": renamed}
+        if self.transform is not None:
+            event = self.transform(event)
+        return event
+
+
+def _nest_error(event: Event) -> Event:
+    # The flat event has no error class; a mid-stream failure is ours, so "server_error".
+    nested = {
+        "type": "server_error",
+        "code": event.get("code"),
+        "message": event.get("message", ""),
+        "param": event.get("param"),
+    }
+    outer = {key: value for key, value in event.items() if key not in ("code", "message", "param")}
+    outer["error"] = nested
+    return outer
+
+
+OPENAI = Dialect(name="openai")
+
+_DIALECTS: dict[str, Dialect] = {OPENAI.name: OPENAI}
+DIALECTS: Mapping[str, Dialect] = MappingProxyType(_DIALECTS)
+"""The registered dialects by name (read-only view)."""
+
+
+class UnknownDialect(ValueError):
+    pass
+
+
+def register_dialect(dialect: Dialect) -> None:
+    """Add a dialect (at import time of the module that defines it)."""
+    if dialect.name in _DIALECTS and _DIALECTS[dialect.name] is not dialect:
+        raise ValueError(f"dialect {dialect.name!r} is already registered")
+    _DIALECTS[dialect.name] = dialect
+
+
+def get_dialect(dialect: str | Dialect) -> Dialect:
+    if isinstance(dialect, Dialect):
+        return dialect
+    try:
+        return _DIALECTS[dialect]
+    except KeyError:
+        raise UnknownDialect(f"unknown stream dialect {dialect!r}") from None
+
+
+def stream_end(dialect: str | Dialect = "openai") -> bytes:
+    """What follows the terminal event: :data:`DONE` or nothing, per dialect."""
+    return DONE if get_dialect(dialect).send_done else b""
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def _dumps_ascii(value: Any) -> bytes:
+    # Lone surrogates (possible in text decoded from a broken upstream) cannot be UTF-8 encoded;
+    # \u escapes keep the frame valid JSON and round-trip to the same Python string (E1).
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
+
+def dumps(value: Any) -> bytes:
+    """Compact one-line JSON as UTF-8 bytes (never contains a raw newline)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            return _dumps_ascii(value)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return _dumps_ascii(value)
+
+
+# --- the encoder -----------------------------------------------------------------------------
+
+
+def encode_event(event: Event, *, dialect: str | Dialect = "openai") -> bytes:
+    """One SSE frame: ``event: <type>\\ndata: <json>\\n\\n``, with ``event:`` equal to ``type``."""
+    wire = get_dialect(dialect).apply(event)
+    return b"event: " + str(wire["type"]).encode("utf-8") + b"\ndata: " + dumps(wire) + b"\n\n"
