@@ -10,17 +10,19 @@ from the project. ``manage.py prepare_model`` calls it once and checks what it w
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 
 def convert(gguf: Path, out: Path) -> None:
+    # transformers' GGUF loader draws a plain tqdm bar per tensor; one line of output is enough.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging
 
-    # One line of output from here, not progress bars for every tensor.
     logging.disable_progress_bar()
     logging.set_verbosity_error()
     started = time.monotonic()

@@ -1,0 +1,457 @@
+"""The vLLM engine: streaming chat completions over HTTP through the official ``openai`` SDK.
+
+One :class:`VllmEngine` serves one model. It picks a replica from its :class:`ReplicaPool` for
+every attempt, speaks vLLM's OpenAI-compatible ``/v1/chat/completions`` with ``stream=True`` and
+turns the chunks into the normalized deltas of :mod:`engines.runtime.types`.
+
+Failure rules (what the API layer relies on):
+
+* every upstream failure surfaces as an :class:`EngineError` subclass, never as an SDK or httpx
+  exception;
+* a failure before the first delta was handed to the caller is retried on another healthy
+  replica (unless it is the client's fault, e.g. a 400); after the first delta it propagates;
+* closing the generator or cancelling the task that drives it closes the HTTP response at once,
+  which is how vLLM learns to abort the sequence (E5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import openai
+
+from engines.runtime.pool import Replica, ReplicaPool
+from engines.runtime.types import (
+    TIER_PRIORITY,
+    ContextLengthExceeded,
+    EngineBadRequest,
+    EngineDelta,
+    EngineError,
+    EngineProtocolError,
+    EngineTimeout,
+    EngineUnavailable,
+    Finish,
+    FinishReason,
+    GenerationRequest,
+    ReasoningDelta,
+    TextDelta,
+    TokenLogprob,
+    ToolCallArgumentsDelta,
+    ToolCallStart,
+    TopLogprob,
+    Usage,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VllmEngine", "cache_salt_factory", "organization_cache_salt"]
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "abort": "abort",
+}
+
+_CONTEXT_LENGTH_MARKERS = ("maximum context length", "context length", "context window")
+
+
+def organization_cache_salt(*, secret: str, organization_id: str) -> str:
+    """vLLM ``cache_salt`` for an organization: HMAC-SHA256(secret, organization id), hex.
+
+    Prefix-cache blocks are only shared between requests with the same salt, so tenants never hit
+    each other's cache entries (H1), and the salt cannot be guessed from the public org id.
+    """
+    return hmac.new(secret.encode(), organization_id.encode(), hashlib.sha256).hexdigest()
+
+
+def cache_salt_factory(secret: str) -> Callable[[str], str]:
+    """A ``organization_id -> cache_salt`` callable bound to ``secret``."""
+    if not secret:
+        raise ValueError("cache salt secret must not be empty")
+
+    def salt(organization_id: str) -> str:
+        return organization_cache_salt(secret=secret, organization_id=organization_id)
+
+    return salt
+
+
+def _get(obj: Any, name: str) -> Any:
+    # The SDK builds chunk models without validation, so a field may hold a model or a raw dict.
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _error_message(exc: openai.APIError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    elif isinstance(body, str) and body:
+        return body
+    return exc.message
+
+
+def _is_context_length(message: str) -> bool:
+    lowered = message.lower()
+    return any(marker in lowered for marker in _CONTEXT_LENGTH_MARKERS)
+
+
+def _status_error(exc: openai.APIStatusError) -> EngineError:
+    message = _error_message(exc)
+    status = exc.status_code
+    if status in (400, 413, 422):
+        if _is_context_length(message):
+            return ContextLengthExceeded(message)
+        return EngineBadRequest(message)
+    if status in (429, 503):
+        return EngineUnavailable(f"Engine replica is overloaded or unavailable ({status}): {message}")
+    return EngineError(f"Engine replica answered {status}: {message}")
+
+
+class _ChunkMapper:
+    """Turns chat-completion chunks into normalized deltas and checks the stream's shape."""
+
+    def __init__(self) -> None:
+        self.started_calls: set[int] = set()
+        self.finished = False
+        self.usage_seen = False
+
+    def feed(self, chunk: Any) -> list[EngineDelta]:
+        out: list[EngineDelta] = []
+        for choice in _get(chunk, "choices") or ():
+            if (_get(choice, "index") or 0) != 0:
+                continue  # we never ask for n > 1
+            delta = _get(choice, "delta")
+            if delta is not None:
+                self._delta(delta, _get(choice, "logprobs"), out)
+            reason = _get(choice, "finish_reason")
+            if reason and not self.finished:
+                self.finished = True
+                out.append(Finish(reason=self._finish_reason(reason)))
+        usage = _get(chunk, "usage")
+        if usage is not None and not self.usage_seen:
+            self.usage_seen = True
+            prompt_details = _get(usage, "prompt_tokens_details")
+            completion_details = _get(usage, "completion_tokens_details")
+            out.append(
+                Usage(
+                    input_tokens=int(_get(usage, "prompt_tokens") or 0),
+                    output_tokens=int(_get(usage, "completion_tokens") or 0),
+                    cached_tokens=int(_get(prompt_details, "cached_tokens") or 0),
+                    reasoning_tokens=int(_get(completion_details, "reasoning_tokens") or 0),
+                )
+            )
+        return out
+
+    def _delta(self, delta: Any, logprobs: Any, out: list[EngineDelta]) -> None:
+        # vLLM renamed ``reasoning_content`` to ``reasoning``; some versions send both with the
+        # same text, so take one.
+        reasoning = _get(delta, "reasoning")
+        if reasoning is None:
+            reasoning = _get(delta, "reasoning_content")
+        if reasoning:
+            out.append(ReasoningDelta(text=str(reasoning)))
+        content = _get(delta, "content")
+        if content:
+            out.append(TextDelta(text=str(content), logprobs=self._logprobs(logprobs)))
+        for call in _get(delta, "tool_calls") or ():
+            index = int(_get(call, "index") or 0)
+            function = _get(call, "function")
+            if index not in self.started_calls:
+                name = _get(function, "name")
+                if not name:
+                    raise EngineProtocolError(
+                        f"Engine streamed tool call {index} without a function name."
+                    )
+                call_id = _get(call, "id") or f"call_{uuid.uuid4().hex[:24]}"
+                self.started_calls.add(index)
+                out.append(ToolCallStart(index=index, call_id=str(call_id), name=str(name)))
+            arguments = _get(function, "arguments")
+            if arguments:
+                out.append(ToolCallArgumentsDelta(index=index, delta=str(arguments)))
+
+    @staticmethod
+    def _logprobs(logprobs: Any) -> list[TokenLogprob]:
+        content = _get(logprobs, "content")
+        if not content:
+            return []
+        tokens = []
+        for item in content:
+            tops = [
+                TopLogprob(
+                    token=str(_get(top, "token")),
+                    logprob=float(_get(top, "logprob")),
+                    bytes=_get(top, "bytes"),
+                )
+                for top in _get(item, "top_logprobs") or ()
+            ]
+            tokens.append(
+                TokenLogprob(
+                    token=str(_get(item, "token")),
+                    logprob=float(_get(item, "logprob")),
+                    bytes=_get(item, "bytes"),
+                    top_logprobs=tops,
+                )
+            )
+        return tokens
+
+    @staticmethod
+    def _finish_reason(reason: str) -> FinishReason:
+        if reason == "error":
+            raise EngineError("The engine failed while generating (finish_reason=error).")
+        return _FINISH_REASONS.get(reason, "stop")
+
+
+class VllmEngine:
+    """:class:`~engines.runtime.types.Engine` backed by vLLM replicas."""
+
+    def __init__(
+        self,
+        *,
+        upstream_model: str,
+        pool: ReplicaPool,
+        cache_salt: Callable[[str], str],
+        max_attempts: int = 3,
+    ) -> None:
+        self.upstream_model = upstream_model
+        self.pool = pool
+        self._cache_salt = cache_salt
+        self.max_attempts = max(1, max_attempts)
+        self._sdk: dict[str, openai.AsyncOpenAI] = {}
+
+    # --- plumbing -------------------------------------------------------------------------
+    def _client(self, replica: Replica) -> openai.AsyncOpenAI:
+        """One SDK client per replica over the pool's pooled httpx connections."""
+        http = self.pool.http_client(replica)
+        client = self._sdk.get(replica.base_url)
+        if client is None or client._client is not http:  # the pool replaced a closed client
+            client = openai.AsyncOpenAI(
+                base_url=replica.base_url,
+                api_key=replica.api_key or "EMPTY",
+                http_client=http,
+                # We retry ourselves, on another replica, and only before the first delta.
+                max_retries=0,
+                timeout=http.timeout,
+            )
+            self._sdk[replica.base_url] = client
+        return client
+
+    def build_params(self, request: GenerationRequest) -> dict[str, Any]:
+        """Keyword arguments for ``chat.completions.create`` (public for tests and debugging)."""
+        params: dict[str, Any] = {
+            "model": self.upstream_model,
+            "messages": request.messages,
+            "stream": True,
+        }
+        if request.tools:
+            params["tools"] = request.tools
+            # vLLM refuses tool_choice without tools, so both go together.
+            if request.tool_choice is not None:
+                params["tool_choice"] = request.tool_choice
+            if request.parallel_tool_calls is not None:
+                params["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.response_format is not None:
+            params["response_format"] = request.response_format
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.top_p is not None:
+            params["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            params["max_completion_tokens"] = request.max_tokens
+        if request.logprobs or request.top_logprobs:
+            params["logprobs"] = True
+            if request.top_logprobs is not None:
+                params["top_logprobs"] = request.top_logprobs
+        if request.reasoning_effort is not None:
+            params["reasoning_effort"] = request.reasoning_effort
+        params["extra_body"] = {
+            # Defaults a caller may override through extra_body (e.g. a derived request id for a
+            # second generation within one API request: vLLM wants in-flight ids unique).
+            "request_id": request.request_id,
+            # Sent raw (not through the SDK's stream_options type) so continuous_usage_stats
+            # reaches vLLM: usage once, at the end, not on every chunk.
+            "stream_options": {"include_usage": True, "continuous_usage_stats": False},
+            **request.extra_body,
+            # Policy, never overridable: scheduling priority from the tier (L8) and the tenant's
+            # prefix-cache isolation (H1).
+            "priority": TIER_PRIORITY.get(request.service_tier, TIER_PRIORITY["default"]),
+            "cache_salt": self._cache_salt(request.organization_id),
+        }
+        params["extra_headers"] = {"X-Request-Id": request.request_id}
+        return params
+
+    # --- Engine ------------------------------------------------------------------------------
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+        tried: list[Replica] = []
+        last_error: EngineError | None = None
+        while True:
+            try:
+                replica = self.pool.select(
+                    organization_id=request.organization_id,
+                    prompt_cache_key=request.prompt_cache_key,
+                    exclude=tried,
+                )
+            except EngineUnavailable:
+                if last_error is not None:
+                    raise last_error from None
+                raise
+            tried.append(replica)
+            yielded = False
+            try:
+                with self.pool.lease(replica):
+                    # aclosing: closing *this* generator must close the inner one (and with it
+                    # the HTTP response) now, not whenever the garbage collector gets to it.
+                    async with contextlib.aclosing(self._attempt(replica, request)) as deltas:
+                        async for delta in deltas:
+                            yielded = True
+                            yield delta
+                return
+            except EngineError as exc:
+                if yielded or exc.permanent or len(tried) >= self.max_attempts:
+                    raise
+                last_error = exc
+                logger.warning(
+                    "engine attempt failed, retrying on another replica: request_id=%s "
+                    "replica=%s error=%s",
+                    request.request_id,
+                    replica.base_url,
+                    exc,
+                )
+
+    async def _attempt(
+        self, replica: Replica, request: GenerationRequest
+    ) -> AsyncIterator[EngineDelta]:
+        """One try against one replica; raises EngineError subclasses only."""
+        client = self._client(replica)
+        try:
+            upstream = await client.chat.completions.create(**self.build_params(request))
+        except openai.APIStatusError as exc:
+            raise _status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            if isinstance(exc.__cause__, httpx.ConnectTimeout):
+                self.pool.mark_failed(replica, reason="connect timeout")
+            raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+        except (openai.APIConnectionError, httpx.HTTPError, OSError) as exc:
+            self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
+            raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
+        except openai.OpenAIError as exc:
+            raise EngineError(f"Engine request failed: {exc}") from exc
+
+        mapper = _ChunkMapper()
+        chunks = 0
+        async with upstream:
+            try:
+                async for chunk in upstream:
+                    chunks += 1
+                    try:
+                        deltas = mapper.feed(chunk)
+                    except EngineError:
+                        raise
+                    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                        raise EngineProtocolError(
+                            f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
+                        ) from exc
+                    for delta in deltas:
+                        yield delta
+            except openai.APITimeoutError as exc:
+                raise EngineTimeout(
+                    f"Engine replica stopped sending data: {replica.base_url}"
+                ) from exc
+            except (openai.APIConnectionError, httpx.HTTPError, OSError) as exc:
+                self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
+                if chunks == 0:
+                    raise EngineUnavailable(
+                        f"Engine replica closed the connection: {replica.base_url}"
+                    ) from exc
+                raise EngineProtocolError(
+                    f"Engine stream was cut off after {chunks} chunks: {replica.base_url}"
+                ) from exc
+            except json.JSONDecodeError as exc:
+                raise EngineProtocolError(f"Engine sent invalid JSON in its stream: {exc}") from exc
+            except openai.APIError as exc:
+                # vLLM's in-stream error event: data: {"error": {...}}
+                message = _error_message(exc)
+                if _is_context_length(message):
+                    raise ContextLengthExceeded(message) from exc
+                raise EngineError(f"Engine failed mid-stream: {message}") from exc
+        if not mapper.finished:
+            raise EngineProtocolError(
+                f"Engine stream ended without a finish_reason after {chunks} chunks."
+            )
+
+    async def count_tokens(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Prompt tokens for ``messages`` (+ ``tools``) with the model's chat template, via
+        vLLM's ``POST /tokenize``. ``model`` is the public name; the upstream name is used."""
+        payload: dict[str, Any] = {
+            "model": self.upstream_model,
+            "messages": messages,
+            "add_generation_prompt": True,
+        }
+        if tools:
+            payload["tools"] = tools
+        tried: list[Replica] = []
+        while True:
+            replica = self.pool.select(organization_id="", exclude=tried)
+            tried.append(replica)
+            try:
+                with self.pool.lease(replica):
+                    return await self._tokenize(replica, payload)
+            except EngineError as exc:
+                if exc.permanent or len(tried) >= self.max_attempts:
+                    raise
+
+    async def _tokenize(self, replica: Replica, payload: dict[str, Any]) -> int:
+        http = self.pool.http_client(replica)
+        try:
+            response = await http.post(f"{replica.root_url}/tokenize", json=payload)
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+        except (httpx.HTTPError, OSError) as exc:
+            self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
+            raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = body.get("error", body) if isinstance(body, dict) else None
+        message = (
+            str(error.get("message"))
+            if isinstance(error, dict) and error.get("message")
+            else response.text[:500]
+        )
+        if response.status_code in (400, 413, 422):
+            if _is_context_length(message):
+                raise ContextLengthExceeded(message)
+            raise EngineBadRequest(message)
+        if response.status_code in (429, 503):
+            raise EngineUnavailable(f"Engine replica unavailable ({response.status_code})")
+        if response.status_code != 200:
+            raise EngineError(f"Engine tokenize answered {response.status_code}: {message}")
+        if not isinstance(body, dict) or not isinstance(body.get("count"), int):
+            raise EngineProtocolError("Engine tokenize answer has no integer 'count'.")
+        return body["count"]
+
+    async def aclose(self) -> None:
+        self._sdk.clear()
+        await self.pool.aclose()
