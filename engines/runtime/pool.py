@@ -269,6 +269,14 @@ class ReplicaPool:
             await asyncio.sleep(self.health_interval)
 
     # --- shutdown ---------------------------------------------------------------------------
+    async def wait_idle(self, *, within: float, poll: float = 0.5) -> bool:
+        """Wait up to ``within`` seconds for no request to be in flight; True if idle."""
+        for _ in range(max(int(within / poll), 0) + 1):
+            if not any(r.in_flight for r in self._replicas):
+                return True
+            await asyncio.sleep(poll)
+        return not any(r.in_flight for r in self._replicas)
+
     async def aclose(self) -> None:
         """Stop health checks and close every connection. Idempotent."""
         self._closed = True

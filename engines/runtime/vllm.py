@@ -119,7 +119,9 @@ def _status_error(exc: openai.APIStatusError) -> EngineError:
             return ContextLengthExceeded(message)
         return EngineBadRequest(message)
     if status in (429, 503):
-        return EngineUnavailable(f"Engine replica is overloaded or unavailable ({status}): {message}")
+        return EngineUnavailable(
+            f"Engine replica is overloaded or unavailable ({status}): {message}"
+        )
     return EngineError(f"Engine replica answered {status}: {message}")
 
 
@@ -232,23 +234,25 @@ class VllmEngine:
         self.pool = pool
         self._cache_salt = cache_salt
         self.max_attempts = max(1, max_attempts)
-        self._sdk: dict[str, openai.AsyncOpenAI] = {}
+        self._sdk: dict[str, tuple[httpx.AsyncClient, openai.AsyncOpenAI]] = {}
 
     # --- plumbing -------------------------------------------------------------------------
     def _client(self, replica: Replica) -> openai.AsyncOpenAI:
         """One SDK client per replica over the pool's pooled httpx connections."""
         http = self.pool.http_client(replica)
-        client = self._sdk.get(replica.base_url)
-        if client is None or client._client is not http:  # the pool replaced a closed client
-            client = openai.AsyncOpenAI(
-                base_url=replica.base_url,
-                api_key=replica.api_key or "EMPTY",
-                http_client=http,
-                # We retry ourselves, on another replica, and only before the first delta.
-                max_retries=0,
-                timeout=http.timeout,
-            )
-            self._sdk[replica.base_url] = client
+        cached = self._sdk.get(replica.base_url)
+        if cached is not None and cached[0] is http:
+            return cached[1]
+        # First use, or the pool replaced a closed httpx client: wrap the current one.
+        client = openai.AsyncOpenAI(
+            base_url=replica.base_url,
+            api_key=replica.api_key or "EMPTY",
+            http_client=http,
+            # We retry ourselves, on another replica, and only before the first delta.
+            max_retries=0,
+            timeout=http.timeout,
+        )
+        self._sdk[replica.base_url] = (http, client)
         return client
 
     def build_params(self, request: GenerationRequest) -> dict[str, Any]:

@@ -341,6 +341,11 @@ class FakeVllm:
         return self.counter("streams_active")
 
     @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (shows whether clients pool their connections)."""
+        return self.counter("connections")
+
+    @property
     def health_checks(self) -> int:
         return self.counter("health_checks")
 
@@ -354,9 +359,9 @@ class FakeVllm:
             self._cache.clear()
         self.requests.clear()
 
-    def wait_until(self, predicate: Callable[[FakeVllm], bool], *, timeout: float = 2.0) -> bool:
+    def wait_until(self, predicate: Callable[[FakeVllm], bool], *, within: float = 2.0) -> bool:
         """Poll ``predicate(self)`` from a plain thread; True once it holds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if predicate(self):
                 return True
@@ -364,10 +369,10 @@ class FakeVllm:
         return predicate(self)
 
     async def await_until(
-        self, predicate: Callable[[FakeVllm], bool], *, timeout: float = 2.0
+        self, predicate: Callable[[FakeVllm], bool], *, within: float = 2.0
     ) -> bool:
         """Like :meth:`wait_until`, without blocking the caller's event loop."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if predicate(self):
                 return True
@@ -464,6 +469,7 @@ class FakeVllm:
         assert task is not None
         self._handlers.add(task)
         self._writers.add(writer)
+        self._bump("connections")
         conn = _Connection(reader, writer)
         try:
             while True:
@@ -573,9 +579,7 @@ class FakeVllm:
         conn.writer.write(head + data)
         await conn.writer.drain()
 
-    async def _send_json(
-        self, conn: _Connection, status: int, obj: Any, keep_alive: bool
-    ) -> None:
+    async def _send_json(self, conn: _Connection, status: int, obj: Any, keep_alive: bool) -> None:
         await self._send_raw(
             conn, status, json.dumps(obj).encode(), "application/json", keep_alive=keep_alive
         )
@@ -745,12 +749,18 @@ class FakeVllm:
             if behavior.die_after_chunks is not None and sent >= behavior.die_after_chunks:
                 writer.transport.abort()
                 return "killed"
-            if behavior.malformed_after_chunks is not None and sent >= behavior.malformed_after_chunks:
+            if (
+                behavior.malformed_after_chunks is not None
+                and sent >= behavior.malformed_after_chunks
+            ):
                 writer.write(_chunk(b'data: {"id": "chatcmpl-broken", "choices": [{"ind\n\n'))
                 writer.write(b"0\r\n\r\n")
                 await writer.drain()
                 return "malformed"
-            if behavior.truncate_after_chunks is not None and sent >= behavior.truncate_after_chunks:
+            if (
+                behavior.truncate_after_chunks is not None
+                and sent >= behavior.truncate_after_chunks
+            ):
                 writer.write(b"0\r\n\r\n")
                 await writer.drain()
                 return "truncated"
@@ -922,7 +932,9 @@ class _Plan:
                             "tool_calls": [
                                 {
                                     "index": index,
-                                    "function": {"arguments": call.arguments[start : start + piece]},
+                                    "function": {
+                                        "arguments": call.arguments[start : start + piece]
+                                    },
                                 }
                             ]
                         }
@@ -992,7 +1004,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--chunk-tokens", type=int, default=1)
     parser.add_argument(
-        "--tokens-per-second", type=float, default=0.0, help="per-stream rate; 0 = as fast as possible"
+        "--tokens-per-second",
+        type=float,
+        default=0.0,
+        help="per-stream rate; 0 = as fast as possible",
     )
     parser.add_argument("--ttft", type=float, default=0.0, help="seconds to the first token")
     parser.add_argument("--max-model-len", type=int, default=4096)

@@ -103,10 +103,15 @@ def stream_end(dialect: str | Dialect = "openai") -> bytes:
 # --- JSON ------------------------------------------------------------------------------------
 
 
+# Built once: ``json.dumps`` with non-default options constructs a new encoder on every call.
+_JSON_UTF8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_JSON_ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def _dumps_ascii(value: Any) -> bytes:
     # Lone surrogates (possible in text decoded from a broken upstream) cannot be UTF-8 encoded;
     # \u escapes keep the frame valid JSON and round-trip to the same Python string (E1).
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return _JSON_ASCII.encode(value).encode("ascii")
 
 
 try:
@@ -123,7 +128,7 @@ def dumps(value: Any) -> bytes:
         except orjson.JSONEncodeError:
             return _dumps_ascii(value)
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _JSON_UTF8.encode(value).encode("utf-8")
     except UnicodeEncodeError:
         return _dumps_ascii(value)
 

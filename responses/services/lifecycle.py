@@ -1,0 +1,100 @@
+"""The stored response's state machine. Only this module changes ``StoredResponse.status``.
+
+Every transition is one conditional UPDATE (``… WHERE status = <from>``): if another process
+(a second web worker, a Celery worker, a sweeper) got there first, ``updated != 1`` and this one
+backs off. No long locks, and it holds across daphne and Celery processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from responses.models import ResponseEvent, StoredResponse
+from tenants.models import ApiKey, Organization, Project
+
+Status = StoredResponse.Status
+
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    Status.QUEUED: {Status.IN_PROGRESS, Status.CANCELLED, Status.FAILED},
+    Status.IN_PROGRESS: {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.INCOMPLETE},
+}
+
+
+class TransitionRefused(Exception):
+    """The response was no longer in the expected state (someone else moved it)."""
+
+
+def response_record_create(
+    *,
+    public_id: str,
+    organization: Organization,
+    project: Project | None,
+    api_key: ApiKey | None,
+    previous: StoredResponse | None,
+    model: str,
+    status: str,
+    background: bool,
+    request_id: str,
+    body: dict[str, Any],
+    input_items: list[dict[str, Any]],
+) -> StoredResponse:
+    return StoredResponse.objects.create(
+        public_id=public_id,
+        organization=organization,
+        project=project,
+        api_key=api_key,
+        previous_response=previous,
+        model=model,
+        status=status,
+        background=background,
+        request_id=request_id,
+        body=body,
+        input_items=input_items,
+        chain_length=(previous.chain_length + 1) if previous else 1,
+    )
+
+
+def response_transition(
+    *, response_pk: int, from_status: str, to_status: str, body: dict[str, Any] | None = None
+) -> None:
+    if to_status not in ALLOWED_TRANSITIONS.get(from_status, set()):
+        raise ValueError(f"{from_status} → {to_status} is not a valid transition")
+    changes: dict[str, Any] = {"status": to_status, "updated_at": timezone.now()}
+    if body is not None:
+        changes["body"] = body
+    if to_status in StoredResponse.TERMINAL:
+        changes["completed_at"] = timezone.now()
+    updated = StoredResponse.objects.filter(pk=response_pk, status=from_status).update(**changes)
+    if updated != 1:
+        raise TransitionRefused(f"response {response_pk} is no longer {from_status}")
+
+
+@transaction.atomic
+def response_finalize(
+    *,
+    response_pk: int,
+    from_status: str,
+    body: dict[str, Any],
+    events: list[dict[str, Any]],
+) -> None:
+    """Store the final Response object and the events that were streamed, in one transaction:
+    a reader never sees a terminal status without its event log."""
+    response_transition(
+        response_pk=response_pk, from_status=from_status, to_status=body["status"], body=body
+    )
+    ResponseEvent.objects.bulk_create(
+        [
+            ResponseEvent(
+                response_id=response_pk, sequence_number=event["sequence_number"], data=event
+            )
+            for event in events
+        ],
+        batch_size=500,
+    )
+
+
+def response_delete(*, response: StoredResponse) -> None:
+    response.delete()
