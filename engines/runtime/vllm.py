@@ -25,6 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import httpx
 import openai
 
@@ -342,61 +343,101 @@ class VllmEngine:
     ) -> AsyncIterator[EngineDelta]:
         """One try against one replica; raises EngineError subclasses only."""
         client = self._client(replica)
-        try:
-            upstream = await client.chat.completions.create(**self.build_params(request))
-        except openai.APIStatusError as exc:
-            raise _status_error(exc) from exc
-        except openai.APITimeoutError as exc:
-            if isinstance(exc.__cause__, httpx.ConnectTimeout):
-                self.pool.mark_failed(replica, reason="connect timeout")
-            raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
-        except (openai.APIConnectionError, httpx.HTTPError, OSError) as exc:
-            self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
-            raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
-        except openai.OpenAIError as exc:
-            raise EngineError(f"Engine request failed: {exc}") from exc
+        async with contextlib.AsyncExitStack() as exits:
+            try:
+                # The SDK builds and sends the request and turns error statuses into its
+                # exceptions; leaving this block closes the HTTP response, whatever the reason
+                # (end, error, aclose, cancellation), which is what makes vLLM abort.
+                response = await exits.enter_async_context(
+                    client.chat.completions.with_streaming_response.create(
+                        **self.build_params(request)
+                    )
+                )
+            except openai.APIStatusError as exc:
+                raise _status_error(exc) from exc
+            except openai.APITimeoutError as exc:
+                if isinstance(exc.__cause__, httpx.ConnectTimeout):
+                    self.pool.mark_failed(replica, reason="connect timeout")
+                raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+            except (openai.APIConnectionError, httpx.HTTPError, OSError) as exc:
+                self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
+                raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
+            except openai.OpenAIError as exc:
+                raise EngineError(f"Engine request failed: {exc}") from exc
 
+            async for delta in self._read_stream(replica, response.http_response):
+                yield delta
+
+    async def _read_stream(
+        self, replica: Replica, response: httpx.Response
+    ) -> AsyncIterator[EngineDelta]:
+        """Parse vLLM's SSE body into deltas.
+
+        Why not the SDK's ``AsyncStream``: it builds a pydantic model per chunk, which costs about
+        four times the rest of the path (~160 µs of ~200 µs per token here); vLLM's SSE is simple
+        (one ``data:`` line per event), and the mapper reads plain dicts.
+        """
         mapper = _ChunkMapper()
         chunks = 0
-        async with upstream:
-            try:
-                async for chunk in upstream:
-                    chunks += 1
-                    try:
-                        deltas = mapper.feed(chunk)
-                    except EngineError:
-                        raise
-                    except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                        raise EngineProtocolError(
-                            f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
-                        ) from exc
-                    for delta in deltas:
-                        yield delta
-            except openai.APITimeoutError as exc:
-                raise EngineTimeout(
-                    f"Engine replica stopped sending data: {replica.base_url}"
-                ) from exc
-            except (openai.APIConnectionError, httpx.HTTPError, OSError) as exc:
-                self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
-                if chunks == 0:
-                    raise EngineUnavailable(
-                        f"Engine replica closed the connection: {replica.base_url}"
+        done = False
+        data_lines: list[str] = []
+        try:
+            async for line in response.aiter_lines():
+                if line:
+                    if line.startswith("data:"):
+                        data_lines.append(line[6:] if line.startswith("data: ") else line[5:])
+                    continue  # comments, event:, id:, retry: carry nothing for us
+                if not data_lines:
+                    continue
+                data = "\n".join(data_lines)
+                data_lines = []
+                if done:
+                    continue
+                if data == "[DONE]":
+                    # Keep reading to the end of the body (a few bytes) so the connection can
+                    # go back to the pool instead of being closed.
+                    done = True
+                    continue
+                chunks += 1
+                payload = json.loads(data)
+                if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
+                    raise self._stream_error(payload["error"])
+                try:
+                    deltas = mapper.feed(payload)
+                except EngineError:
+                    raise
+                except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                    raise EngineProtocolError(
+                        f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
                     ) from exc
-                raise EngineProtocolError(
-                    f"Engine stream was cut off after {chunks} chunks: {replica.base_url}"
+                for delta in deltas:
+                    yield delta
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"Engine replica stopped sending data: {replica.base_url}") from exc
+        except (httpx.HTTPError, anyio.EndOfStream, OSError) as exc:
+            self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
+            if chunks == 0:
+                raise EngineUnavailable(
+                    f"Engine replica closed the connection: {replica.base_url}"
                 ) from exc
-            except json.JSONDecodeError as exc:
-                raise EngineProtocolError(f"Engine sent invalid JSON in its stream: {exc}") from exc
-            except openai.APIError as exc:
-                # vLLM's in-stream error event: data: {"error": {...}}
-                message = _error_message(exc)
-                if _is_context_length(message):
-                    raise ContextLengthExceeded(message) from exc
-                raise EngineError(f"Engine failed mid-stream: {message}") from exc
+            raise EngineProtocolError(
+                f"Engine stream was cut off after {chunks} chunks: {replica.base_url}"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise EngineProtocolError(f"Engine sent invalid JSON in its stream: {exc}") from exc
         if not mapper.finished:
             raise EngineProtocolError(
                 f"Engine stream ended without a finish_reason after {chunks} chunks."
             )
+
+    @staticmethod
+    def _stream_error(error: Any) -> EngineError:
+        """vLLM's in-stream error event: ``data: {"error": {"message": ..., "code": ...}}``."""
+        message = error.get("message") if isinstance(error, dict) else None
+        message = str(message or error or "unknown error")
+        if _is_context_length(message):
+            return ContextLengthExceeded(message)
+        return EngineError(f"Engine failed mid-stream: {message}")
 
     async def count_tokens(
         self,

@@ -24,14 +24,14 @@ Design rules:
   summary produced by a separate engine call (H3) can still be attached to it, via
   :meth:`StreamBuilder.add_reasoning_summary` or the incremental ``*_summary_part`` methods.
 
-The file is ordered: errors, per-item state, the builder's public API, then its internals.
+The file is ordered: errors, the builder's public API, then its internals; the per-item state
+it accumulates lives in :mod:`responses.streaming.state`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engines.runtime.types import (
@@ -40,7 +40,6 @@ from engines.runtime.types import (
     FinishReason,
     ReasoningDelta,
     TextDelta,
-    TokenLogprob,
     ToolCallArgumentsDelta,
     ToolCallStart,
     Usage,
@@ -49,6 +48,13 @@ from responses.streaming import events as ev
 from responses.streaming import ids, objects
 from responses.streaming.events import Event
 from responses.streaming.objects import ItemStatus, ResponseEcho, ResponseStatus
+from responses.streaming.state import (
+    FunctionCallState,
+    ItemState,
+    MessageState,
+    ReasoningState,
+    TextBuffer,
+)
 
 InterruptReason = Literal["disconnect", "cancelled"]
 
@@ -66,93 +72,6 @@ class StreamStateError(RuntimeError):
 
 class StreamProtocolError(ValueError):
     """The engine's deltas do not make a coherent stream; the caller should :meth:`fail`."""
-
-
-# --- per-item state --------------------------------------------------------------------------
-
-
-class _Text:
-    """An append-only string for per-token deltas.
-
-    A list of every delta costs ~50 bytes of object overhead per token, and ``io.StringIO``
-    stores 4 bytes per character; both matter at a thousand open streams (E8, L2). Instead the
-    pieces are merged like a binary counter — a piece is merged into its left neighbour once it
-    is at least as long — so there are O(log n) pieces, each character is copied O(log n)
-    times, and the text is held as compact ``str`` objects.
-    """
-
-    __slots__ = ("_pieces",)
-
-    def __init__(self) -> None:
-        self._pieces: list[str] = []
-
-    def append(self, text: str) -> None:
-        pieces = self._pieces
-        pieces.append(text)
-        while len(pieces) > 1 and len(pieces[-2]) <= len(pieces[-1]):
-            last = pieces.pop()
-            pieces[-1] += last
-
-    def value(self) -> str:
-        return "".join(self._pieces)
-
-
-@dataclass(slots=True, kw_only=True)
-class _Message:
-    item_id: str
-    output_index: int
-    text: _Text = field(default_factory=_Text)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    status: ItemStatus = "in_progress"
-
-    def part(self) -> dict[str, Any]:
-        return objects.output_text_part(
-            self.text.value(), logprobs=objects.part_logprobs(self.logprobs)
-        )
-
-    def render(self) -> dict[str, Any]:
-        return objects.message_item(item_id=self.item_id, status=self.status, content=[self.part()])
-
-
-@dataclass(slots=True, kw_only=True)
-class _Reasoning:
-    item_id: str
-    output_index: int
-    content: _Text = field(default_factory=_Text)
-    content_open: bool = True
-    summaries: list[_Text] = field(default_factory=list)
-    summary_open: bool = False
-    status: ItemStatus = "in_progress"
-
-    def render(self) -> dict[str, Any]:
-        return objects.reasoning_item(
-            item_id=self.item_id,
-            status=self.status,
-            summary=[summary.value() for summary in self.summaries],
-            content=[self.content.value()],
-        )
-
-
-@dataclass(slots=True, kw_only=True)
-class _FunctionCall:
-    item_id: str
-    output_index: int
-    call_id: str
-    name: str
-    arguments: _Text = field(default_factory=_Text)
-    status: ItemStatus = "in_progress"
-
-    def render(self) -> dict[str, Any]:
-        return objects.function_call_item(
-            item_id=self.item_id,
-            call_id=self.call_id,
-            name=self.name,
-            arguments=self.arguments.value(),
-            status=self.status,
-        )
-
-
-_Item = _Message | _Reasoning | _FunctionCall
 
 
 # --- the builder -----------------------------------------------------------------------------
@@ -189,10 +108,10 @@ class StreamBuilder:
         self._usage: dict[str, Any] | None = None
         self._finish_reason: FinishReason | None = None
 
-        self._items: list[_Item] = []
-        self._message: _Message | None = None  # the message receiving text, if any
-        self._reasoning: _Reasoning | None = None  # the latest reasoning item
-        self._calls: dict[int, _FunctionCall] = {}  # by the engine's tool-call index
+        self._items: list[ItemState] = []
+        self._message: MessageState | None = None  # the message receiving text, if any
+        self._reasoning: ReasoningState | None = None  # the latest reasoning item
+        self._calls: dict[int, FunctionCallState] = {}  # by the engine's tool-call index
         self._call_ids: set[str] = set()
 
     # --- properties ---
@@ -338,7 +257,7 @@ class StreamBuilder:
         if item.summary_open:
             raise StreamStateError(f"a summary part of {item.item_id} is already open")
         out = self._activate()
-        item.summaries.append(_Text())
+        item.summaries.append(TextBuffer())
         item.summary_open = True
         out.append(
             ev.reasoning_summary_part_added(
@@ -434,7 +353,7 @@ class StreamBuilder:
         out = self._end_reasoning_text()
         message = self._message
         if message is None:
-            message = self._message = _Message(
+            message = self._message = MessageState(
                 item_id=self._new_id("msg"), output_index=len(self._items)
             )
             self._items.append(message)
@@ -472,7 +391,7 @@ class StreamBuilder:
         item = self._reasoning
         if item is None or not item.content_open:
             out += self._close_message()
-            item = self._reasoning = _Reasoning(
+            item = self._reasoning = ReasoningState(
                 item_id=self._new_id("rs"), output_index=len(self._items)
             )
             self._items.append(item)
@@ -512,7 +431,7 @@ class StreamBuilder:
         if not ids.looks_like_call_id(call_id) or call_id in self._call_ids:
             call_id = self._new_id("call")
         self._call_ids.add(call_id)
-        call = _FunctionCall(
+        call = FunctionCallState(
             item_id=self._new_id("fc"),
             output_index=len(self._items),
             call_id=call_id,
@@ -523,7 +442,7 @@ class StreamBuilder:
         out.append(ev.output_item_added(output_index=call.output_index, item=call.render()))
         return out
 
-    def _require_open_call(self, index: int) -> _FunctionCall:
+    def _require_open_call(self, index: int) -> FunctionCallState:
         call = self._calls.get(index)
         if call is None:
             raise StreamProtocolError(f"arguments for tool call {index} before its start")
@@ -578,7 +497,7 @@ class StreamBuilder:
             return self._close_reasoning_content(item)
         return self._close_reasoning(item, status="completed")
 
-    def _close_reasoning_content(self, item: _Reasoning) -> list[Event]:
+    def _close_reasoning_content(self, item: ReasoningState) -> list[Event]:
         if not item.content_open:
             return []
         item.content_open = False
@@ -595,7 +514,7 @@ class StreamBuilder:
             ),
         ]
 
-    def _close_summary(self, item: _Reasoning, *, incomplete: bool = False) -> list[Event]:
+    def _close_summary(self, item: ReasoningState, *, incomplete: bool = False) -> list[Event]:
         if not item.summary_open:
             return []
         item.summary_open = False
@@ -614,7 +533,7 @@ class StreamBuilder:
             ),
         ]
 
-    def _close_reasoning(self, item: _Reasoning, *, status: ItemStatus) -> list[Event]:
+    def _close_reasoning(self, item: ReasoningState, *, status: ItemStatus) -> list[Event]:
         if item.status != "in_progress":
             return []
         out = self._close_reasoning_content(item)
@@ -623,7 +542,7 @@ class StreamBuilder:
         out.append(ev.output_item_done(output_index=item.output_index, item=item.render()))
         return out
 
-    def _close_call(self, call: _FunctionCall, *, status: ItemStatus) -> list[Event]:
+    def _close_call(self, call: FunctionCallState, *, status: ItemStatus) -> list[Event]:
         if call.status != "in_progress":
             return []
         call.status = status
@@ -645,10 +564,10 @@ class StreamBuilder:
         last = self._items[-1] if self._items else None
         for item in self._items:
             status: ItemStatus = "incomplete" if cut and item is last else "completed"
-            if isinstance(item, _Message):
+            if isinstance(item, MessageState):
                 if item is self._message:
                     out += self._close_message(status=status)
-            elif isinstance(item, _Reasoning):
+            elif isinstance(item, ReasoningState):
                 out += self._close_reasoning(item, status=status)
             else:
                 out += self._close_call(item, status=status)
@@ -665,13 +584,13 @@ class StreamBuilder:
 
     # Both resolve their item before any state changes (see feed), hence the started check.
 
-    def _summary_target(self, item_id: str | None) -> _Reasoning:
+    def _summary_target(self, item_id: str | None) -> ReasoningState:
         self._require_started()
         if item_id is None:
             item = self._reasoning
         else:
             item = next(
-                (i for i in self._items if isinstance(i, _Reasoning) and i.item_id == item_id),
+                (i for i in self._items if isinstance(i, ReasoningState) and i.item_id == item_id),
                 None,
             )
         if item is None:
@@ -682,9 +601,9 @@ class StreamBuilder:
             )
         return item
 
-    def _open_summary_item(self) -> _Reasoning:
+    def _open_summary_item(self) -> ReasoningState:
         self._require_started()
         for item in self._items:
-            if isinstance(item, _Reasoning) and item.summary_open:
+            if isinstance(item, ReasoningState) and item.summary_open:
                 return item
         raise StreamStateError("no summary part is open")
