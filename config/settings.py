@@ -213,6 +213,9 @@ MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024, min
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 64, minimum=4)
 OPENAI_VERSION_HEADER = "2020-10-01"
+# An SSE comment frame is sent when a stream has been silent this long (L4), so proxies and load
+# balancers with idle timeouts keep the connection open during a long prefill or while queued.
+SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
 # Recording ApiKey.last_used_at costs at most one database write per key per this many seconds.
 API_KEY_LAST_USED_INTERVAL_SECONDS = env_int("API_KEY_LAST_USED_INTERVAL_SECONDS", 60, minimum=1)
 

@@ -3,6 +3,13 @@ from django.urls import include, path, re_path
 
 from api.health import healthz, readyz
 from engines.views import ModelListApi, ModelRetrieveApi
+from responses.views import (
+    InputTokensApi,
+    ResponseCancelApi,
+    ResponseCreateApi,
+    ResponseDetailApi,
+    ResponseInputItemsApi,
+)
 
 admin.site.site_header = "Responses platform"
 admin.site.site_title = "Responses platform admin"
@@ -11,6 +18,16 @@ v1_patterns = [
     path("models", ModelListApi.as_view()),
     # Model ids may contain one slash (e.g. "HuggingFaceTB/SmolLM2-135M-Instruct").
     re_path(r"^models/(?P<model_id>[^/]+(?:/[^/]+)?)$", ModelRetrieveApi.as_view()),
+    path("responses", ResponseCreateApi.as_view()),
+    path("responses/input_tokens", InputTokensApi.as_view()),
+    # Response ids are resp_…: other words under /responses/ (e.g. "compact", not built yet)
+    # stay unknown routes, 404 "Invalid URL" for every method.
+    re_path(r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)$", ResponseDetailApi.as_view()),
+    re_path(r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/cancel$", ResponseCancelApi.as_view()),
+    re_path(
+        r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/input_items$",
+        ResponseInputItemsApi.as_view(),
+    ),
 ]
 
 urlpatterns = [

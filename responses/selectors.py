@@ -61,3 +61,29 @@ def response_events(*, response: StoredResponse, starting_after: int | None) -> 
     if starting_after is not None:
         events = events.filter(sequence_number__gt=starting_after)
     return [event.data for event in events]
+
+
+def input_items_page(*, response: StoredResponse, query) -> dict:
+    """One page of ``GET /v1/responses/{id}/input_items`` (cursor = item id, like the SDK's
+    ``SyncCursorPage`` expects: it asks for ``after=<last id>`` while ``has_more``)."""
+    from api.errors import InvalidRequest
+
+    items = list(response.input_items)
+    if query.order == "desc":
+        items.reverse()
+    if query.after is not None:
+        positions = [index for index, item in enumerate(items) if item.get("id") == query.after]
+        if not positions:
+            raise InvalidRequest(
+                f"No input item with id '{query.after}' in response '{response.public_id}'.",
+                param="after",
+            )
+        items = items[positions[0] + 1 :]
+    page = items[: query.limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > len(page),
+    }

@@ -38,7 +38,9 @@ def convert(gguf: Path, out: Path) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     if not (out / "chat_template.jinja").exists():
-        sys.exit(f"conversion wrote no chat_template.jinja into {out}: the model has no chat template")
+        sys.exit(
+            f"conversion wrote no chat_template.jinja into {out}: the model has no chat template"
+        )
     print(f"converted {gguf.name} in {time.monotonic() - started:.1f} s", flush=True)
 
 

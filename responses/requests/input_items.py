@@ -118,7 +118,7 @@ def parse_item(raw: Any, *, param: str) -> dict[str, Any]:
         return _parse_reasoning(raw, param=param)
     if kind == "item_reference":
         c.reject_unknown_keys(raw, _ITEM_REFERENCE_KEYS, prefix=param)
-        item_id = c.expect_string(c.required(raw, "id", prefix=param), param=c.child(param, "id"), min_length=1)
+        item_id = c.required_string(raw, "id", prefix=param, min_length=1)
         return {"type": "item_reference", "id": item_id}
     if kind in UNSUPPORTED_ITEM_TYPES:
         c.fail(
@@ -150,7 +150,7 @@ def _output_text(text: str) -> dict[str, Any]:
 
 def _parse_message(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
     c.reject_unknown_keys(raw, _MESSAGE_KEYS, prefix=param)
-    role = c.expect_enum(c.required(raw, "role", prefix=param), param=c.child(param, "role"), allowed=ROLES)
+    role = c.required_enum(raw, "role", prefix=param, allowed=ROLES)
     content_param = c.child(param, "content")
     content = c.required(raw, "content", prefix=param)
     if isinstance(content, str):
@@ -171,7 +171,7 @@ def _parse_message(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
     if raw.get("id") is not None:
         item["id"] = c.expect_string(raw["id"], param=c.child(param, "id"), min_length=1)
     if raw.get("status") is not None:
-        item["status"] = c.expect_enum(raw["status"], param=c.child(param, "status"), allowed=ITEM_STATUSES)
+        item["status"] = c.required_enum(raw, "status", prefix=param, allowed=ITEM_STATUSES)
     if raw.get("phase") is not None:
         phase = c.expect_enum(raw["phase"], param=c.child(param, "phase"), allowed=PHASES)
         # "Not used for user messages" (SDK): kept only where OpenAI's items carry it.
@@ -196,7 +196,7 @@ def _parse_content_part(part: Any, *, role: str, param: str) -> dict[str, Any]:
     if role == "assistant":
         if kind == "refusal":
             c.reject_unknown_keys(part, _REFUSAL_KEYS, prefix=param)
-            refusal = c.expect_string(c.required(part, "refusal", prefix=param), param=c.child(param, "refusal"))
+            refusal = c.required_string(part, "refusal", prefix=param)
             return {"type": "refusal", "refusal": refusal}
         # ``input_text`` in assistant history is tolerated (several clients send it) and stored
         # as the ``output_text`` OpenAI's assistant items carry.
@@ -214,7 +214,7 @@ def _parse_content_part(part: Any, *, role: str, param: str) -> dict[str, Any]:
 
 
 def _part_text(part: dict[str, Any], *, param: str) -> str:
-    return c.expect_string(c.required(part, "text", prefix=param), param=c.child(param, "text"))
+    return c.required_string(part, "text", prefix=param)
 
 
 # --- tool calls ------------------------------------------------------------------------------
@@ -230,8 +230,8 @@ def _is_json(text: str) -> bool:
 
 def _parse_function_call(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
     c.reject_unknown_keys(raw, _FUNCTION_CALL_KEYS, prefix=param)
-    call_id = c.expect_string(c.required(raw, "call_id", prefix=param), param=c.child(param, "call_id"), min_length=1)
-    name = c.expect_string(c.required(raw, "name", prefix=param), param=c.child(param, "name"), min_length=1)
+    call_id = c.required_string(raw, "call_id", prefix=param, min_length=1)
+    name = c.required_string(raw, "name", prefix=param, min_length=1)
     # Required, but an empty string is what a model that emitted no arguments produces.
     if "arguments" not in raw:
         c.fail_missing(c.child(param, "arguments"))
@@ -270,8 +270,14 @@ def _parse_function_call_output(raw: dict[str, Any], *, param: str) -> dict[str,
             for index, part in enumerate(output)
         ]
     else:
-        c.fail_type(output, param=output_param, expected="one of a string or array of input text parts")
-    item: dict[str, Any] = {"type": "function_call_output", "call_id": call_id, "output": normalized}
+        c.fail_type(
+            output, param=output_param, expected="one of a string or array of input text parts"
+        )
+    item: dict[str, Any] = {
+        "type": "function_call_output",
+        "call_id": call_id,
+        "output": normalized,
+    }
     _copy_optional_common(raw, item, param=param)
     for key in ("name", "namespace"):
         if raw.get(key) is not None:
@@ -282,7 +288,7 @@ def _parse_function_call_output(raw: dict[str, Any], *, param: str) -> dict[str,
 def _parse_output_part(part: Any, *, param: str) -> dict[str, Any]:
     if not isinstance(part, dict):
         c.fail_type(part, param=param, expected="an object")
-    kind = c.expect_string(c.required(part, "type", prefix=param), param=c.child(param, "type"))
+    kind = c.required_string(part, "type", prefix=param)
     if kind in ("input_image", "input_file"):
         c.fail(
             f"Function call outputs with '{kind}' parts are not supported by this platform's "
@@ -300,7 +306,7 @@ def _copy_optional_common(raw: dict[str, Any], item: dict[str, Any], *, param: s
     if raw.get("id") is not None:
         item["id"] = c.expect_string(raw["id"], param=c.child(param, "id"), min_length=1)
     if raw.get("status") is not None:
-        item["status"] = c.expect_enum(raw["status"], param=c.child(param, "status"), allowed=ITEM_STATUSES)
+        item["status"] = c.required_enum(raw, "status", prefix=param, allowed=ITEM_STATUSES)
 
 
 # --- reasoning -------------------------------------------------------------------------------
@@ -316,28 +322,34 @@ def _parse_reasoning(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
             param=c.child(param, "encrypted_content"),
             code="unsupported_value",
         )
-    item_id = c.expect_string(c.required(raw, "id", prefix=param), param=c.child(param, "id"), min_length=1)
+    item_id = c.required_string(raw, "id", prefix=param, min_length=1)
     summary_param = c.child(param, "summary")
     if "summary" not in raw:
         c.fail_missing(summary_param)
     summary = [
-        {"type": "summary_text", "text": _typed_text(part, kind="summary_text", param=c.at(summary_param, i))}
+        {
+            "type": "summary_text",
+            "text": _typed_text(part, kind="summary_text", param=c.at(summary_param, i)),
+        }
         for i, part in enumerate(c.expect_array(raw["summary"], param=summary_param))
     ]
     item: dict[str, Any] = {"type": "reasoning", "id": item_id, "summary": summary}
     if raw.get("content") is not None:
         content_param = c.child(param, "content")
         item["content"] = [
-            {"type": "reasoning_text", "text": _typed_text(part, kind="reasoning_text", param=c.at(content_param, i))}
+            {
+                "type": "reasoning_text",
+                "text": _typed_text(part, kind="reasoning_text", param=c.at(content_param, i)),
+            }
             for i, part in enumerate(c.expect_array(raw["content"], param=content_param))
         ]
     if raw.get("status") is not None:
-        item["status"] = c.expect_enum(raw["status"], param=c.child(param, "status"), allowed=ITEM_STATUSES)
+        item["status"] = c.required_enum(raw, "status", prefix=param, allowed=ITEM_STATUSES)
     return item
 
 
 def _typed_text(part: Any, *, kind: str, param: str) -> str:
     obj = c.expect_object(part, param=param)
     c.reject_unknown_keys(obj, ("type", "text"), prefix=param)
-    c.expect_enum(c.required(obj, "type", prefix=param), param=c.child(param, "type"), allowed=(kind,))
-    return c.expect_string(c.required(obj, "text", prefix=param), param=c.child(param, "text"))
+    c.required_enum(obj, "type", prefix=param, allowed=(kind,))
+    return c.required_string(obj, "text", prefix=param)

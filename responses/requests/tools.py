@@ -169,7 +169,9 @@ def parse_tool_choice(
             allowed=ALLOWED_TOOLS_MODES,
         )
         list_param = c.child(param, "tools")
-        allowed = c.expect_array(c.required(value, "tools", prefix=param), param=list_param, min_length=1)
+        allowed = c.expect_array(
+            c.required(value, "tools", prefix=param), param=list_param, min_length=1
+        )
         normalized: list[dict[str, Any]] = []
         for index, raw in enumerate(allowed):
             entry_param = c.at(list_param, index)

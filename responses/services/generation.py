@@ -65,6 +65,8 @@ class Generation:
     queued: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
     """Every event emitted, kept only when the response is stored (for replay, L6)."""
+    engine_error: EngineError | None = None
+    """Why the generation failed, for the non-streaming answer's HTTP status."""
 
     @property
     def response_id(self) -> str:
@@ -149,6 +151,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[object]:
             for event in record(builder.finish()):
                 yield event
         except EngineError as error:
+            generation.engine_error = error
             logger.warning("engine failed for %s: %s", generation.response_id, error.message)
             for event in record(builder.fail(error.code, error.message)):
                 yield event

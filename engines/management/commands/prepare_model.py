@@ -36,4 +36,6 @@ class Command(BaseCommand):
         if result.converted:
             log(self.style.SUCCESS(f"{model} prepared in {result.seconds:.1f} s: {result.path}"))
         else:
-            log(f"{model} already prepared, checksums verified in {result.seconds:.1f} s: {result.path}")
+            log(
+                f"{model} already prepared, checksums verified in {result.seconds:.1f} s: {result.path}"
+            )

@@ -61,8 +61,15 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def _run(
-        self, *, model: str, host: str, port: int, device: str, ready_timeout: float,
-        stop_timeout: float, **options,
+        self,
+        *,
+        model: str,
+        host: str,
+        port: int,
+        device: str,
+        ready_timeout: float,
+        stop_timeout: float,
+        **options,
     ) -> None:
         profile = launch.load_profile(model, device)
         self._log(f"profile {model} ({profile.device}, {profile.package})")

@@ -1,0 +1,237 @@
+"""``POST /v1/responses``: from a validated request to a ready-to-run :class:`Generation`.
+
+Steps (each failure is an OpenAI-style 4xx before anything is generated or stored):
+1. parse and validate the body (``responses.requests``);
+2. resolve, for the caller's organization only: the model (404 ``model_not_found``), the
+   previous response (404 ``previous_response_not_found``), the service tier (400);
+3. build the chat prompt: chain items, new input items, instructions, tools, response format;
+   fit it into the model's context (``truncation``, E8);
+4. store the response as ``in_progress`` when ``store`` is true (M6).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from api.authentication import ApiPrincipal
+from api.errors import InvalidRequest
+from engines.runtime.registry import ServiceTierError, get_engine, resolve_service_tier
+from engines.runtime.types import Engine, GenerationRequest
+from engines.selectors import model_get
+from engines.views import model_not_found
+from responses.models import StoredResponse
+from responses.requests import (
+    build_chat_messages,
+    build_response_format,
+    build_tool_choice,
+    fit_to_context,
+    parse_create_request,
+    resolve_item_references,
+    stored_input_items,
+)
+from responses.requests.validation import CreateResponseRequest
+from responses.selectors import chain_items, previous_response_get
+from responses.services import lifecycle
+from responses.services.generation import Generation
+from responses.streaming.builder import StreamBuilder
+from responses.streaming.objects import ResponseEcho
+
+# Chat templates add a handful of tokens per message; a byte-level BPE token covers at least one
+# byte. So bytes + this much per message bounds the prompt's token count from above.
+_TEMPLATE_TOKENS_PER_MESSAGE = 16
+
+
+@dataclass(frozen=True)
+class _Context:
+    model_name: str
+    context_length: int
+    default_max_output_tokens: int
+    previous: StoredResponse | None
+    history: list[dict[str, Any]]
+    service_tier: str
+
+
+def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) -> _Context:
+    model = model_get(organization=principal.organization, name=request.model)
+    if model is None:
+        raise model_not_found(request.model)
+    previous = None
+    history: list[dict[str, Any]] = []
+    if request.previous_response_id:
+        previous = previous_response_get(
+            organization=principal.organization, response_id=request.previous_response_id
+        )
+        if previous.status not in StoredResponse.TERMINAL:
+            raise InvalidRequest(
+                f"Previous response with id '{previous.public_id}' is still {previous.status}; "
+                "wait for it to finish.",
+                param="previous_response_id",
+            )
+        history = chain_items(response=previous)
+    try:
+        tier = resolve_service_tier(
+            request.service_tier, principal.organization.allowed_service_tiers
+        )
+    except ServiceTierError as exc:
+        raise InvalidRequest(str(exc), param="service_tier", code="invalid_value") from exc
+    return _Context(
+        model_name=model.name,
+        context_length=model.context_length,
+        default_max_output_tokens=model.default_max_output_tokens,
+        previous=previous,
+        history=history,
+        service_tier=tier,
+    )
+
+
+def _surely_fits(messages: list[dict], tools: list[dict], *, limit: int) -> bool:
+    size = len(json.dumps(messages, ensure_ascii=False).encode())
+    size += len(json.dumps(tools, ensure_ascii=False).encode()) if tools else 0
+    return size + _TEMPLATE_TOKENS_PER_MESSAGE * (len(messages) + 1) <= limit
+
+
+async def _fit(
+    *,
+    engine: Engine,
+    request: CreateResponseRequest,
+    context: _Context,
+    messages: list[dict],
+    tools: list[dict],
+) -> list[dict]:
+    max_output = request.max_output_tokens or context.default_max_output_tokens
+    # Counting needs a tokenizer round trip to the engine; skip it when a cheap upper bound
+    # already shows the prompt fits, which is nearly every request.
+    if _surely_fits(messages, tools, limit=context.context_length - max_output):
+        return messages
+
+    async def count(candidate: list[dict]) -> int:
+        return await engine.count_tokens(model=context.model_name, messages=candidate, tools=tools)
+
+    fitted = await fit_to_context(
+        messages=messages,
+        count_tokens=count,
+        context_length=context.context_length,
+        max_output_tokens=max_output,
+        truncation=request.truncation,
+    )
+    return fitted.messages
+
+
+def _echo(request: CreateResponseRequest, *, model: str, tier: str) -> ResponseEcho:
+    return ResponseEcho(
+        model=model,
+        instructions=request.instructions,
+        previous_response_id=request.previous_response_id,
+        tools=list(request.tools),
+        tool_choice=request.tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls,
+        truncation=request.truncation,
+        text=request.text,
+        reasoning=request.reasoning,
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        top_logprobs=request.top_logprobs or 0,
+        max_output_tokens=request.max_output_tokens,
+        max_tool_calls=request.max_tool_calls,
+        store=request.store,
+        background=request.background,
+        service_tier=tier,
+        metadata=request.metadata,
+        safety_identifier=request.safety_identifier,
+        prompt_cache_key=request.prompt_cache_key,
+        prompt_cache_retention=request.prompt_cache_retention,
+        user=request.user,
+    )
+
+
+@dataclass
+class PreparedResponse:
+    request: CreateResponseRequest
+    generation: Generation
+
+
+async def response_prepare(
+    *, principal: ApiPrincipal, request_id: str, body: Any
+) -> PreparedResponse:
+    request = parse_create_request(body)
+    if request.background:
+        raise InvalidRequest(
+            "Background mode is not available on this deployment yet.",
+            param="background",
+            code="unsupported_parameter",
+        )
+    context = await sync_to_async(_load_context)(principal=principal, request=request)
+    try:
+        engine = await get_engine(context.model_name)
+    except LookupError as exc:
+        raise model_not_found(request.model) from exc
+
+    known = {item["id"]: item for item in context.history if "id" in item}
+    input_items = stored_input_items(resolve_item_references(request.input, known=known))
+    messages = build_chat_messages(
+        instructions=request.instructions,
+        history_items=context.history,
+        input_items=input_items,
+    )
+    tool_choice, tools = build_tool_choice(tool_choice=request.tool_choice, tools=request.tools)
+    messages = await _fit(
+        engine=engine, request=request, context=context, messages=messages, tools=tools
+    )
+
+    echo = _echo(request, model=context.model_name, tier=context.service_tier)
+    builder = StreamBuilder(
+        echo=echo,
+        include_logprobs=request.logprobs,
+        reasoning_summary=request.reasoning_summary is not None,
+    )
+    engine_request = GenerationRequest(
+        request_id=request_id,
+        model=context.model_name,
+        messages=messages,
+        organization_id=principal.organization.public_id,
+        tools=tools,
+        tool_choice=tool_choice if tools else None,
+        parallel_tool_calls=request.parallel_tool_calls if tools else None,
+        response_format=build_response_format(request.text_format),
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_tokens=request.max_output_tokens,
+        logprobs=request.logprobs,
+        top_logprobs=request.top_logprobs if request.logprobs else None,
+        service_tier=context.service_tier,
+        prompt_cache_key=request.prompt_cache_key,
+        reasoning_effort=request.reasoning_effort,
+        extra_body=dict(request.extra_body),
+    )
+    record_pk = None
+    if request.store:
+        record = await sync_to_async(lifecycle.response_record_create)(
+            public_id=builder.response_id,
+            organization=principal.organization,
+            project=principal.project,
+            api_key=principal.api_key,
+            previous=context.previous,
+            model=context.model_name,
+            status=StoredResponse.Status.IN_PROGRESS,
+            background=False,
+            request_id=request_id,
+            body=builder.snapshot() | {"status": "in_progress"},
+            input_items=input_items,
+        )
+        record_pk = record.pk
+    generation = Generation(
+        engine=engine,
+        engine_request=engine_request,
+        builder=builder,
+        record_pk=record_pk,
+        reasoning_summary=request.reasoning_summary is not None,
+        keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+    )
+    return PreparedResponse(request=request, generation=generation)

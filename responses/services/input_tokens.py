@@ -1,0 +1,48 @@
+"""``POST /v1/responses/input_tokens``: the prompt's size, counted by the engine's tokenizer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from api.authentication import ApiPrincipal
+from engines.runtime.registry import get_engine
+from engines.selectors import model_get
+from engines.views import model_not_found
+from responses.requests import (
+    build_chat_messages,
+    build_tool_choice,
+    resolve_item_references,
+    stored_input_items,
+)
+from responses.requests.validation import InputTokensRequest
+from responses.selectors import chain_items, previous_response_get
+
+
+def _history(*, principal: ApiPrincipal, request: InputTokensRequest) -> tuple[str, list[dict]]:
+    model = model_get(organization=principal.organization, name=request.model)
+    if model is None:
+        raise model_not_found(request.model)
+    history: list[dict[str, Any]] = []
+    if request.previous_response_id:
+        previous = previous_response_get(
+            organization=principal.organization, response_id=request.previous_response_id
+        )
+        history = chain_items(response=previous)
+    return model.name, history
+
+
+async def input_tokens_count(*, principal: ApiPrincipal, request: InputTokensRequest) -> int:
+    model_name, history = await sync_to_async(_history)(principal=principal, request=request)
+    try:
+        engine = await get_engine(model_name)
+    except LookupError as exc:
+        raise model_not_found(request.model) from exc
+    known = {item["id"]: item for item in history if "id" in item}
+    input_items = stored_input_items(resolve_item_references(request.input, known=known))
+    messages = build_chat_messages(
+        instructions=request.instructions, history_items=history, input_items=input_items
+    )
+    _, tools = build_tool_choice(tool_choice=request.tool_choice, tools=request.tools)
+    return await engine.count_tokens(model=model_name, messages=messages, tools=tools or None)

@@ -1,0 +1,38 @@
+"""Turning an async iterator of events into a streaming HTTP response (the one SSE edge)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from django.http import StreamingHttpResponse
+
+from api.logging import current_request_id
+from responses.streaming.encoder import KEEPALIVE, encode_event, stream_end
+
+
+def sse_response(
+    events: AsyncIterator[object],
+    *,
+    request_id: str,
+    keepalive_marker: object,
+    dialect: str = "openai",
+) -> StreamingHttpResponse:
+    async def body() -> AsyncIterator[bytes]:
+        # The gateway's logging context ended when the view returned; streaming happens after.
+        token = current_request_id.set(request_id)
+        try:
+            async for item in events:
+                yield KEEPALIVE if item is keepalive_marker else encode_event(item, dialect=dialect)
+            tail = stream_end(dialect)
+            if tail:
+                yield tail
+        finally:
+            # A generator closed from another task runs this in another context.
+            with contextlib.suppress(ValueError):
+                current_request_id.reset(token)
+
+    response = StreamingHttpResponse(body(), content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
+    return response

@@ -1,0 +1,142 @@
+"""The Responses endpoints. Views only wire: authenticate (gateway) → parse → service → render."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from api.errors import ApiError, InvalidRequest, ServerError
+from api.views import AsyncApiView, json_body, json_response
+from responses.requests import parse_input_tokens_request, parse_list_input_items_query
+from responses.requests.validation import INCLUDABLE
+from responses.selectors import input_items_page, response_get
+from responses.services.create import response_prepare
+from responses.services.generation import KEEPALIVE, generate_events
+from responses.services.input_tokens import input_tokens_count
+from responses.services.lifecycle import response_delete
+from responses.services.stored import response_cancel, response_replay
+from responses.sse import sse_response
+
+
+def _query_bool(request, name: str) -> bool:
+    value = request.GET.get(name)
+    if value is None:
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidRequest(f"Invalid value for '{name}': expected a boolean.", param=name)
+
+
+def _query_includes(request) -> list[str]:
+    values = request.GET.getlist("include[]") + request.GET.getlist("include")
+    for index, value in enumerate(values):
+        if value not in INCLUDABLE:
+            raise InvalidRequest(
+                f"Invalid value for 'include': {value!r}.",
+                param=f"include[{index}]",
+                code="invalid_value",
+            )
+    return values
+
+
+class ResponseCreateApi(AsyncApiView):
+    endpoint_group = "responses"
+    http_method_names = ["post"]
+
+    async def post(self, request):
+        prepared = await response_prepare(
+            principal=request.principal, request_id=request.request_id, body=json_body(request)
+        )
+        generation = prepared.generation
+        if prepared.request.stream:
+            return sse_response(
+                generate_events(generation),
+                request_id=request.request_id,
+                keepalive_marker=KEEPALIVE,
+            )
+        async for _ in generate_events(generation):
+            pass
+        error = generation.engine_error
+        if error is not None:
+            raise ApiError(error.message, status=error.status, type=error.type, code=error.code)
+        final = generation.builder.snapshot()
+        if final["status"] == "failed":
+            raise ServerError("The server had an error while processing your request.")
+        return json_response(final)
+
+
+class ResponseDetailApi(AsyncApiView):
+    endpoint_group = "responses"
+    http_method_names = ["get", "delete"]
+
+    async def get(self, request, response_id: str):
+        _query_includes(request)
+        response = await sync_to_async(response_get)(
+            organization=request.principal.organization, response_id=response_id
+        )
+        if not _query_bool(request, "stream"):
+            return json_response(response.body)
+        starting_after = request.GET.get("starting_after")
+        if starting_after is not None:
+            try:
+                starting_after = int(starting_after)
+            except ValueError:
+                raise InvalidRequest(
+                    "Invalid value for 'starting_after': expected an integer.",
+                    param="starting_after",
+                ) from None
+        return sse_response(
+            response_replay(
+                response=response,
+                starting_after=starting_after,
+                keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+            ),
+            request_id=request.request_id,
+            keepalive_marker=None,
+        )
+
+    async def delete(self, request, response_id: str):
+        response = await sync_to_async(response_get)(
+            organization=request.principal.organization, response_id=response_id
+        )
+        await sync_to_async(response_delete)(response=response)
+        return json_response({"id": response_id, "object": "response", "deleted": True})
+
+
+class ResponseCancelApi(AsyncApiView):
+    endpoint_group = "responses"
+    http_method_names = ["post"]
+
+    async def post(self, request, response_id: str):
+        response = await sync_to_async(response_get)(
+            organization=request.principal.organization, response_id=response_id
+        )
+        response = await response_cancel(response=response)
+        return json_response(response.body)
+
+
+class ResponseInputItemsApi(AsyncApiView):
+    endpoint_group = "responses"
+    http_method_names = ["get"]
+
+    async def get(self, request, response_id: str):
+        query = parse_list_input_items_query(
+            {key: request.GET.getlist(key) for key in request.GET}
+        )
+        response = await sync_to_async(response_get)(
+            organization=request.principal.organization, response_id=response_id
+        )
+        return json_response(input_items_page(response=response, query=query))
+
+
+
+class InputTokensApi(AsyncApiView):
+    endpoint_group = "responses"
+    http_method_names = ["post"]
+
+    async def post(self, request):
+        tokens_request = parse_input_tokens_request(json_body(request))
+        count = await input_tokens_count(principal=request.principal, request=tokens_request)
+        return json_response({"object": "response.input_tokens", "input_tokens": count})
