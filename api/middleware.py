@@ -68,36 +68,34 @@ class ApiGatewayMiddleware:
         if iscoroutinefunction(self):
             return self.__acall__(request)
         if not is_api_path(request.path):
+            current_request_id.set("-")
             return self.get_response(request)
-        started, token = self._begin(request)
+        started = self._begin(request)
         try:
-            try:
-                request.principal = authenticate_request(request)
-            except ApiError as error:
-                return self._finish(request, error_response(error), started)
-            return self._finish(request, self.get_response(request), started)
-        finally:
-            current_request_id.reset(token)
+            request.principal = authenticate_request(request)
+        except ApiError as error:
+            return self._finish(request, error_response(error), started)
+        return self._finish(request, self.get_response(request), started)
 
     async def __acall__(self, request: HttpRequest):
         if not is_api_path(request.path):
+            current_request_id.set("-")
             return await self.get_response(request)
-        started, token = self._begin(request)
+        started = self._begin(request)
         try:
-            try:
-                request.principal = await sync_to_async(authenticate_request)(request)
-            except ApiError as error:
-                return self._finish(request, error_response(error), started)
-            response = await self.get_response(request)
-            return self._finish(request, response, started)
-        finally:
-            current_request_id.reset(token)
+            request.principal = await sync_to_async(authenticate_request)(request)
+        except ApiError as error:
+            return self._finish(request, error_response(error), started)
+        return self._finish(request, await self.get_response(request), started)
 
-    def _begin(self, request: HttpRequest):
+    def _begin(self, request: HttpRequest) -> float:
         request.request_id = choose_request_id(request)
         request.principal = None
-        token = current_request_id.set(request.request_id)
-        return time.monotonic(), token
+        # Not reset when the middleware returns: Django logs the response ("Bad Request: …")
+        # after the middleware chain, and that line must carry the id too. Every request sets
+        # it afresh (ASGI runs each request in its own context; WSGI threads overwrite it).
+        current_request_id.set(request.request_id)
+        return time.monotonic()
 
     def process_exception(self, request: HttpRequest, exception: Exception):
         if not is_api_path(request.path):

@@ -9,10 +9,15 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
 from api.asgi import BodyLimitMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter({"http": BodyLimitMiddleware(django_asgi_app)})
+# Static files (the admin's assets) are answered before the middleware chain, from the installed
+# apps; everything else goes through the body-size guard into Django.
+application = ProtocolTypeRouter(
+    {"http": ASGIStaticFilesHandler(BodyLimitMiddleware(django_asgi_app))}
+)

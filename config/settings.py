@@ -91,12 +91,14 @@ INSTALLED_APPS = [
     "responses",
 ]
 
+# Every middleware here must be async-capable: a sync-only one makes Django run everything
+# inside it (streaming views included) through the one thread-sensitive executor, serializing
+# all requests of the process (tests/test_project_layout.py guards this).
 MIDDLEWARE = [
     # The API gateway comes first: it owns the request id, the error envelope and the OpenAI
     # headers for /v1/ and /openai/, and leaves every other path to the usual Django stack.
     "api.middleware.ApiGatewayMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -176,15 +178,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-# Only needed for `collectstatic` (a CDN or a proxy serving files); WhiteNoise needs none.
+# Only needed for `collectstatic` (a proxy serving the files itself); the platform needs none.
 STATIC_ROOT = env_str("STATIC_ROOT")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# WhiteNoise serves the admin's assets from the installed apps directly, so no collectstatic step
-# is needed on any machine, and no asset ever comes from a CDN.
-WHITENOISE_USE_FINDERS = True
+# The admin's assets are served by the ASGI static handler (config/asgi.py) straight from the
+# installed apps: no collectstatic step on any machine, and no asset ever comes from a CDN.
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Security -------------------------------------------------------------------------------

@@ -65,3 +65,14 @@ def test_bad_setting_values_fail_loudly():
     )
     assert result.returncode != 0
     assert "MAX_REQUEST_BODY_BYTES='lots' is not an integer" in result.stderr
+
+
+def test_every_middleware_is_async_capable():
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    for path in settings.MIDDLEWARE:
+        middleware = import_string(path)
+        assert getattr(middleware, "async_capable", True), (
+            f"{path} is sync-only: it would serialize every request through one thread"
+        )

@@ -47,3 +47,9 @@ def test_headers_on_the_wire(live_daphne, transactional_cast):
     assert missing.json()["error"]["message"] == "Invalid URL (GET /v1/nope)"
     wrong = httpx.delete(f"{live_daphne}/v1/models", headers=transactional_cast.alice.headers)
     assert wrong.status_code == 405
+
+
+def test_admin_assets_are_served_locally(live_daphne):
+    response = httpx.get(f"{live_daphne}/static/admin/css/base.css")
+    assert response.status_code == 200
+    assert "text/css" in response.headers["content-type"]
