@@ -21,6 +21,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent
 
+pytest_plugins = ["engines.testing.fixtures"]
+
 
 @dataclass
 class Persona:

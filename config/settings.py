@@ -28,7 +28,6 @@ from config.env import (
     env_required,
     env_str,
     env_url,
-    is_set,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -301,6 +300,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
 }

@@ -69,3 +69,6 @@ class ResponseEvent(models.Model):
                 fields=["response", "sequence_number"], name="event_sequence_unique"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.data.get('type', 'event')} #{self.sequence_number}"
