@@ -12,7 +12,6 @@ from django.test import AsyncClient
 from engines.runtime.scripted import build_script
 from engines.runtime.types import (
     Finish,
-    ReasoningDelta,
     TextDelta,
     TokenLogprob,
     TopLogprob,
