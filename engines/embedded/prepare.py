@@ -207,6 +207,7 @@ def _convert(
 ) -> None:
     """Convert into a scratch directory next to ``target``, then swap it in whole."""
     scratch = Path(tempfile.mkdtemp(prefix=f".{source.name}.", dir=target.parent))
+    scratch.chmod(0o755)  # mkdtemp's 0700 would hide the model from an engine run as another user
     try:
         log(f"converting {gguf.name} to safetensors with {engine_python}")
         _run(

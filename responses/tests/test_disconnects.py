@@ -1,0 +1,487 @@
+"""Clients that go away, engines that break, and quiet streams (E5, E1, L4).
+
+Against the real stack (daphne in another process → the platform's vLLM engine → a fake vLLM
+replica run by this module), a raw HTTP client proves that:
+
+* closing the connection mid-stream aborts the upstream request within a second, and the partial
+  output is stored as ``incomplete`` (reliability §8 test 17);
+* a thousand such disconnects leave nothing behind: no upstream stream, no file descriptor, no
+  database connection, no response stuck ``in_progress`` (test 18);
+* an engine that dies, sends garbage, stops short or reports an error mid-stream gives the client
+  an ``error`` event and then ``response.failed``, and the stored response is ``failed`` (E1,
+  test 24).
+
+Keep-alives (L4, test 19) are tested in-process, where ``SSE_KEEPALIVE_SECONDS`` can be lowered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.test import AsyncClient
+
+from engines.models import EngineReplica, ServedModel
+from engines.runtime.registry import engine_override
+from engines.runtime.scripted import ScriptedEngine, build_script
+from engines.testing.fake_vllm import FakeBehavior, FakeVllm
+from responses.models import StoredResponse
+from responses.streaming.conformance import check_response, check_stream
+from responses.streaming.encoder import KEEPALIVE
+from responses.tests.conftest import parse_sse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LONG_TEXT = " ".join(f"w{i}" for i in range(2000))  # 2000 chunks at 20 ms: 40 s if never stopped
+
+_BEHAVIORS: dict[str, FakeBehavior] = {
+    "up-slow": FakeBehavior(text=LONG_TEXT, delay=0.02),
+    "up-prefill": FakeBehavior(text="never sent", first_chunk_delay=60),
+    "up-die": FakeBehavior(text=LONG_TEXT, die_after_chunks=6),
+    "up-malformed": FakeBehavior(text=LONG_TEXT, malformed_after_chunks=6),
+    "up-truncated": FakeBehavior(text=LONG_TEXT, truncate_after_chunks=6),
+    "up-error-event": FakeBehavior(
+        text=LONG_TEXT, error_event_after_chunks=6, error_message="CUDA out of memory"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    fake = FakeVllm(max_recorded=5000)
+    fake.behavior_for = lambda body: _BEHAVIORS.get(body.get("model"))
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def model_for(transactional_cast, upstream):
+    """``model_for["slow"]`` → the public name of a model served by the fake's ``up-slow``.
+
+    One model per behaviour: each gets its own engine and replica pool in daphne, so a replica
+    that one test gets ejected (an engine crash) does not affect another test's model. The port
+    in the name keeps daphne's engine cache (per model name) from pointing at an older fake.
+    """
+    names = {}
+    for upstream_name in _BEHAVIORS:
+        kind = upstream_name.removeprefix("up-")
+        model = ServedModel.objects.create(
+            name=f"e5-{kind}-{upstream.port}", upstream_model=upstream_name
+        )
+        EngineReplica.objects.create(model=model, base_url=upstream.base_url)
+        names[kind] = model.name
+    return names
+
+
+# --- a raw SSE client ---------------------------------------------------------------------------
+
+
+async def sse_frames(response: httpx.Response) -> AsyncIterator[dict[str, Any] | None]:
+    """Events of an SSE response as they arrive; ``None`` for a comment (keep-alive) frame."""
+    lines: list[str] = []
+    async for line in response.aiter_lines():
+        if line:
+            lines.append(line)
+            continue
+        if not lines:
+            continue
+        frame, lines = lines, []
+        data = [entry[len("data: ") :] for entry in frame if entry.startswith("data: ")]
+        if not data:
+            assert all(entry.startswith(":") for entry in frame), frame
+            yield None
+            continue
+        event = json.loads("\n".join(data))
+        assert f"event: {event['type']}" in frame, frame
+        yield event
+
+
+def create_body(model: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "input": "Tell me a long story.", "stream": True, **extra}
+
+
+def fake_record(upstream: FakeVllm, request_id: str):
+    for record in reversed(upstream.chat_requests()):
+        if record.headers.get("x-request-id") == request_id:
+            return record
+    raise AssertionError(f"the fake never saw request {request_id}")
+
+
+async def stored_when_settled(
+    client: httpx.AsyncClient, response_id: str, headers: dict[str, str], *, within: float = 3.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        body = (await client.get(f"/v1/responses/{response_id}", headers=headers)).json()
+        if body["status"] != "in_progress" or time.monotonic() > deadline:
+            return body
+        await asyncio.sleep(0.05)
+
+
+def deltas_text(events: list[dict[str, Any] | None]) -> str:
+    return "".join(
+        e["delta"] for e in events if e is not None and e["type"] == "response.output_text.delta"
+    )
+
+
+# --- E5: one disconnect -------------------------------------------------------------------------
+
+
+async def test_a_client_that_leaves_aborts_the_engine_and_keeps_the_partial_output(
+    live_daphne, transactional_cast, upstream, model_for
+):
+    model = model_for["slow"]
+    headers = transactional_cast.alice.headers
+    events: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=live_daphne, timeout=10) as client:
+        async with client.stream(
+            "POST", "/v1/responses", json=create_body(model), headers=headers
+        ) as response:
+            assert response.status_code == 200
+            request_id = response.headers["x-request-id"]
+            async for event in sse_frames(response):
+                if event is not None:
+                    events.append(event)
+                if len([e for e in events if e["type"] == "response.output_text.delta"]) == 3:
+                    break
+        left_at = time.monotonic()  # leaving the block closed the connection mid-body
+
+        record = fake_record(upstream, request_id)
+        assert await upstream.await_until(lambda _: record.outcome != "pending", within=1.0)
+        abort_seconds = time.monotonic() - left_at
+        assert record.outcome == "aborted", record.outcome
+        assert abort_seconds < 1.0
+        assert record.events_sent < 200  # it was really stopped, not run to the end
+
+        rid = events[0]["response"]["id"]
+        stored = await stored_when_settled(client, rid, headers)
+    check_response(stored)
+    assert stored["status"] == "incomplete"
+    assert stored["error"] is None
+    [message] = stored["output"]
+    assert message["status"] == "incomplete"
+    partial = message["content"][0]["text"]
+    received = deltas_text(events)
+    assert received == "w0 w1 w2 "
+    assert partial.startswith(received)  # at least what the client got, maybe a little more
+    assert LONG_TEXT.startswith(partial) and len(partial) < len(LONG_TEXT) // 4
+    assert stored["usage"] is None or stored["usage"]["output_tokens"] >= 3
+
+
+async def test_a_client_that_leaves_during_prefill_aborts_the_engine(
+    live_daphne, transactional_cast, upstream, model_for
+):
+    model = model_for["prefill"]
+    headers = transactional_cast.alice.headers
+    async with httpx.AsyncClient(base_url=live_daphne, timeout=10) as client:
+        async with client.stream(
+            "POST", "/v1/responses", json=create_body(model), headers=headers
+        ) as response:
+            request_id = response.headers["x-request-id"]
+            frames = sse_frames(response)
+            created = await anext(frames)
+            in_progress = await anext(frames)
+            assert [created["type"], in_progress["type"]] == [
+                "response.created",
+                "response.in_progress",
+            ]
+            # Hang up only once the engine is working on it (in its prefill: no token yet).
+            assert await upstream.await_until(
+                lambda fake: any(
+                    r.headers.get("x-request-id") == request_id for r in fake.chat_requests()
+                ),
+                within=2.0,
+            )
+            await frames.aclose()
+        left_at = time.monotonic()
+        record = fake_record(upstream, request_id)
+        assert await upstream.await_until(lambda _: record.outcome != "pending", within=1.0)
+        assert record.outcome == "aborted"
+        assert time.monotonic() - left_at < 1.0
+        stored = await stored_when_settled(client, created["response"]["id"], headers)
+    check_response(stored)
+    assert stored["status"] == "incomplete"
+    assert stored["output"] == []
+
+
+# --- E5: a thousand disconnects ----------------------------------------------------------------
+
+
+def daphne_pid(base_url: str) -> int:
+    """The live daphne's pid, found by its command line (the fixture only yields the URL)."""
+    port = base_url.rsplit(":", 1)[1].encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if b"daphne" in argv and b"-p" in argv and port in argv:
+            return int(entry)
+    raise AssertionError(f"no daphne process listens on port {port.decode()}")
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    fds: int
+    threads: int
+    rss_kib: int
+    db_connections: int
+
+
+def sample(pid: int) -> ProcessSample:
+    status = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            status[key] = value.strip()
+    with connection.cursor() as cursor:
+        # Everyone connected to the test database but this test's own connection: that is
+        # daphne's (the suite's other connections are idle and constant).
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        db_connections = cursor.fetchone()[0]
+    return ProcessSample(
+        fds=len(os.listdir(f"/proc/{pid}/fd")),
+        threads=int(status["Threads"]),
+        rss_kib=int(status["VmRSS"].split()[0]),
+        db_connections=db_connections,
+    )
+
+
+async def _disconnect_cycles(
+    base_url: str, headers: dict[str, str], model: str, *, cycles: int, concurrency: int
+) -> list[str]:
+    """``cycles`` streams opened and abandoned, ``concurrency`` at a time; each leaves at a
+    different point (right after the headers, after the first event, after some text)."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(cycles):
+        queue.put_nowait(index)
+    seen_ids: list[str] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                index = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            leave_after = (0, 1, 3, 8)[index % 4]  # events read before hanging up
+            try:
+                async with client.stream(
+                    "POST", "/v1/responses", json=create_body(model), headers=headers
+                ) as response:
+                    if response.status_code != 200:
+                        errors.append(f"{response.status_code}: {(await response.aread())[:200]}")
+                        continue
+                    if leave_after == 0:
+                        continue
+                    read = 0
+                    async for event in sse_frames(response):
+                        if event is None:
+                            continue
+                        if event["type"] == "response.created":
+                            seen_ids.append(event["response"]["id"])
+                        read += 1
+                        if read >= leave_after:
+                            break
+            except httpx.HTTPError as exc:
+                errors.append(repr(exc))
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    assert not errors, errors[:5]
+    return seen_ids
+
+
+def _settle(predicate, *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_a_thousand_disconnects_leave_nothing_behind(
+    live_daphne, transactional_cast, upstream, model_for
+):
+    model = model_for["slow"]
+    headers = transactional_cast.alice.headers
+    pid = daphne_pid(live_daphne)
+    # Warm up first: daphne's worker threads, the engine's connection pool, the DB connections.
+    asyncio.run(_disconnect_cycles(live_daphne, headers, model, cycles=100, concurrency=50))
+    assert _settle(lambda: upstream.active_streams == 0, within=5)
+    assert _settle(
+        lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=5
+    )
+    baseline = sample(pid)
+    started = upstream.started_streams
+
+    began = time.monotonic()
+    ids = asyncio.run(_disconnect_cycles(live_daphne, headers, model, cycles=1000, concurrency=50))
+    elapsed = time.monotonic() - began
+
+    # Nothing keeps running upstream: every stream the platform opened was closed by it.
+    assert _settle(lambda: upstream.active_streams == 0, within=5), upstream.stats()
+    assert upstream.started_streams - started == 1000
+    # Every response reached a terminal state: none is left in progress.
+    assert _settle(
+        lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=5
+    ), StoredResponse.objects.filter(status="in_progress").count()
+    statuses = dict(
+        StoredResponse.objects.filter(public_id__in=ids)
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    assert len(ids) == 750  # the cycles that read response.created
+    assert set(statuses) <= {"incomplete", "completed"}, statuses
+    assert StoredResponse.objects.count() == 1100  # warm-up + cycles: each one was stored
+    # No leaked file descriptors, database connections or threads in the server.
+    after = _settle_sample(pid, baseline)
+    assert after.fds <= baseline.fds + 5, (baseline, after)
+    assert after.db_connections <= baseline.db_connections + 2, (baseline, after)
+    assert after.threads <= baseline.threads + 2, (baseline, after)
+    assert after.rss_kib <= baseline.rss_kib * 1.10, (baseline, after)
+    assert elapsed < 60, f"1000 disconnect cycles took {elapsed:.1f}s"
+
+
+def _settle_sample(pid: int, baseline: ProcessSample) -> ProcessSample:
+    """Sockets in TIME_WAIT / CLOSE_WAIT and idle DB connections go away shortly; give them a
+    moment rather than flake."""
+    current = sample(pid)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (
+        current.fds > baseline.fds + 5 or current.db_connections > baseline.db_connections + 2
+    ):
+        time.sleep(0.2)
+        current = sample(pid)
+    return current
+
+
+# --- E1: the engine breaks mid-stream ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "outcome"),
+    [
+        ("die", "killed"),
+        ("malformed", "malformed"),
+        ("truncated", "truncated"),
+        ("error-event", "error_event"),
+    ],
+)
+async def test_an_engine_failure_mid_stream_ends_in_response_failed(
+    live_daphne, transactional_cast, upstream, model_for, kind, outcome
+):
+    model = model_for[kind]
+    headers = transactional_cast.alice.headers
+    async with httpx.AsyncClient(base_url=live_daphne, timeout=10) as client:
+        async with client.stream(
+            "POST", "/v1/responses", json=create_body(model), headers=headers
+        ) as response:
+            assert response.status_code == 200
+            request_id = response.headers["x-request-id"]
+            raw = await response.aread()
+        events = check_stream(parse_sse(raw))
+        assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
+        error = events[-2]
+        assert error["message"] and error["code"]
+        assert "Traceback" not in error["message"]
+        failed = events[-1]["response"]
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == error["code"]
+        # What was streamed before the failure is part of the failed response.
+        received = deltas_text(events)
+        assert received == "w0 w1 w2 w3 w4 "  # 6 upstream chunks: the role chunk + 5 words
+        assert failed["output"][0]["content"][0]["text"] == received
+        assert failed["output"][0]["status"] == "incomplete"
+        stored = await stored_when_settled(client, failed["id"], headers)
+    assert stored == failed
+    assert fake_record(upstream, request_id).outcome == outcome
+
+
+# --- L4: keep-alives while the engine is silent ------------------------------------------------
+
+
+async def test_keep_alive_comments_while_the_engine_is_silent(
+    transactional_cast, scripted_model, settings
+):
+    settings.SSE_KEEPALIVE_SECONDS = 0.1
+    engine = ScriptedEngine(build_script(text="Finally, an answer."), first_delay=1.0)
+    client = AsyncClient()
+    with engine_override(scripted_model.name, engine):
+        response = await client.post(
+            "/v1/responses",
+            json.dumps({"model": scripted_model.name, "input": "think first", "stream": True}),
+            content_type="application/json",
+            headers=transactional_cast.alice.headers,
+        )
+        assert response.status_code == 200
+        chunks: list[tuple[float, bytes]] = []
+        async for chunk in response.streaming_content:
+            chunks.append((time.monotonic(), chunk))
+    raw = b"".join(chunk for _, chunk in chunks)
+    events = check_stream(parse_sse(raw))
+    assert events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Finally, an answer."
+
+    # The keep-alives are comment frames, come between response.in_progress and the first
+    # output event (the engine's silence), and keep coming while it lasts.
+    kinds = [
+        "keepalive" if chunk == KEEPALIVE else parse_sse(chunk)[0]["type"] for _, chunk in chunks
+    ]
+    first_output = kinds.index("response.output_item.added")
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert set(kinds[2:first_output]) == {"keepalive"}
+    assert first_output - 2 >= 3, kinds
+    assert "keepalive" not in kinds[first_output:]
+    times = [at for at, chunk in chunks[: first_output + 1]][1:]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert max(gaps) < 0.5, gaps
+
+
+@pytest.mark.parametrize("leave_after", [0, 1, 3, 8])
+@pytest.mark.parametrize("concurrency", [1, 20])
+def test_probe_modes(live_daphne, transactional_cast, upstream, model_for, leave_after, concurrency):
+    model = model_for["slow"]
+    headers = transactional_cast.alice.headers
+
+    async def run():
+        async def one(client):
+            async with client.stream("POST", "/v1/responses", json=create_body(model), headers=headers) as response:
+                if leave_after == 0:
+                    return
+                read = 0
+                async for event in sse_frames(response):
+                    if event is None:
+                        continue
+                    read += 1
+                    if read >= leave_after:
+                        break
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=live_daphne, timeout=30, limits=limits) as client:
+            for _ in range(40 // concurrency):
+                await asyncio.gather(*(one(client) for _ in range(concurrency)))
+
+    before = upstream.started_streams
+    asyncio.run(run())
+    ok = _settle(lambda: upstream.active_streams == 0, within=3)
+    print("MODE", leave_after, concurrency, "started", upstream.started_streams - before, "active", upstream.active_streams, "stats", upstream.stats(), "in_progress", StoredResponse.objects.filter(status="in_progress").count())
+    # let stuck ones drain before next param
+    assert ok
