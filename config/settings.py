@@ -251,6 +251,27 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+# Periodic work (one beat process only). Every task is idempotent: a conditional update decides
+# which process wins, so an overlapping run or a redelivery does no harm.
+SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 15.0, minimum=0.5)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-background-responses": {
+        "task": "responses.sweep_background",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+}
+
+# --- Background responses and sessions --------------------------------------------------------
+# A running worker renews its lease every third of this; the sweeper fails a background response
+# whose lease ran out (its worker died) after at most this plus SWEEP_INTERVAL_SECONDS.
+BACKGROUND_LEASE_SECONDS = env_float("BACKGROUND_LEASE_SECONDS", 30.0, minimum=0.5)
+# A queued response nobody picked up in this long (its task message was lost) is failed.
+BACKGROUND_QUEUED_TIMEOUT_SECONDS = env_int("BACKGROUND_QUEUED_TIMEOUT_SECONDS", 3600, minimum=1)
+# The live event log in Redis (production): bounded length and lifetime; the durable copy is in
+# the database once the response has finished.
+EVENT_LOG_KEY_PREFIX = env_str("EVENT_LOG_KEY_PREFIX", "rp:events")
+EVENT_LOG_MAXLEN = env_int("EVENT_LOG_MAXLEN", 100_000, minimum=100)
+EVENT_LOG_TTL_SECONDS = env_int("EVENT_LOG_TTL_SECONDS", 6 * 3600, minimum=60)
 
 # --- Engines --------------------------------------------------------------------------------
 # Models and their vLLM replicas to seed into the database (``manage.py syncmodels``). JSON list:

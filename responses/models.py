@@ -42,10 +42,26 @@ class StoredResponse(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Background mode: what the worker needs to rebuild the generation, the lease it renews while
+    # running (the sweeper fails rows whose lease ran out: the worker died), and the cancel mark
+    # a worker in another process can see without a shared cache.
+    background_job = models.JSONField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    stored_bytes = models.PositiveBigIntegerField(
+        default=0, help_text="Size of the stored body and input items (for the org's cap, E8)."
+    )
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["organization", "created_at"])]
+        indexes = [
+            models.Index(fields=["organization", "created_at"]),
+            models.Index(
+                fields=["status", "lease_expires_at"],
+                name="response_lease_idx",
+                condition=models.Q(background=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.status})"
@@ -72,3 +88,65 @@ class ResponseEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.data.get('type', 'event')} #{self.sequence_number}"
+
+
+class ResponseSession(models.Model):
+    """The durable state of one conversation chain between turns (C3): which function calls the
+    latest response is waiting on, what was submitted for them so far, and until when.
+
+    Only :mod:`responses.services.sessions` changes it, by conditional updates."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        AWAITING_TOOL_OUTPUTS = "awaiting_tool_outputs"
+        COMPLETED = "completed"
+        EXPIRED = "expired"
+        CANCELLED = "cancelled"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="response_sessions"
+    )
+    root_response = models.OneToOneField(
+        StoredResponse, on_delete=models.CASCADE, related_name="rooted_session"
+    )
+    head_response = models.ForeignKey(
+        StoredResponse, on_delete=models.CASCADE, related_name="headed_sessions"
+    )
+    status = models.CharField(max_length=24, choices=Status.choices, db_index=True)
+    pending_call_ids = models.JSONField(default=list)
+    submitted_outputs = models.JSONField(
+        default=dict, help_text="call_id → function_call_output item, for the head response."
+    )
+    deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    continuation = models.ForeignKey(
+        StoredResponse, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    token_footprint = models.PositiveIntegerField(default=0)
+    version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"session of {self.root_response_id} ({self.status})"
+
+
+class ToolOutputSubmission(models.Model):
+    """The first answer given to an ``Idempotency-Key`` on ``…/tool_outputs`` (E6)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE)
+    idempotency_key = models.CharField(max_length=255)
+    status_code = models.PositiveSmallIntegerField()
+    answer = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "response", "idempotency_key"],
+                name="tool_output_idempotency_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.idempotency_key} → {self.status_code}"

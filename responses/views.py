@@ -10,6 +10,7 @@ from api.views import AsyncApiView, json_body, json_response
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query
 from responses.requests.validation import INCLUDABLE
 from responses.selectors import input_items_page, response_get
+from responses.services.background import background_follow
 from responses.services.create import response_prepare
 from responses.services.generation import KEEPALIVE, generate_events
 from responses.services.input_tokens import input_tokens_count
@@ -50,6 +51,19 @@ class ResponseCreateApi(AsyncApiView):
             principal=request.principal, request_id=request.request_id, body=json_body(request)
         )
         generation = prepared.generation
+        if prepared.request.background:
+            # A worker generates it; this process answers now: the queued Response, or the live
+            # events as the worker writes them (keep-alives while it is still queued).
+            if not prepared.request.stream:
+                return json_response(generation.builder.snapshot() | {"status": "queued"})
+            return sse_response(
+                background_follow(
+                    response_pk=generation.record_pk,
+                    keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+                ),
+                request_id=request.request_id,
+                keepalive_marker=None,
+            )
         if prepared.request.stream:
             return sse_response(
                 generate_events(generation),

@@ -23,6 +23,19 @@ class Organization(models.Model):
         default=_all_service_tiers,
         help_text="Service tiers this organization may request (auto, default, flex, priority).",
     )
+    # Sessions and storage (C1, E2, E8).
+    tool_output_timeout_seconds = models.PositiveIntegerField(
+        default=600, help_text="How long a response waits for its tool outputs (E2)."
+    )
+    response_retention_days = models.PositiveIntegerField(
+        default=30, help_text="Stored responses older than this are purged."
+    )
+    max_stored_bytes = models.PositiveBigIntegerField(
+        default=1024**3, help_text="Cap on stored response data (bodies and input items); 0 = none."
+    )
+    max_chain_length = models.PositiveIntegerField(
+        default=200, help_text="Cap on turns in one previous_response_id chain; 0 = none."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

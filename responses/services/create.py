@@ -37,6 +37,7 @@ from responses.requests import (
 from responses.requests.validation import CreateResponseRequest
 from responses.selectors import chain_items, previous_response_get
 from responses.services import lifecycle
+from responses.services.background import background_job, background_record_create
 from responses.services.generation import Generation
 from responses.streaming.builder import StreamBuilder
 from responses.streaming.objects import ResponseEcho
@@ -161,12 +162,6 @@ async def response_prepare(
     *, principal: ApiPrincipal, request_id: str, body: Any
 ) -> PreparedResponse:
     request = parse_create_request(body)
-    if request.background:
-        raise InvalidRequest(
-            "Background mode is not available on this deployment yet.",
-            param="background",
-            code="unsupported_parameter",
-        )
     context = await sync_to_async(_load_context)(principal=principal, request=request)
     try:
         engine = await get_engine(context.model_name)
@@ -212,19 +207,35 @@ async def response_prepare(
     )
     record_pk = None
     if request.store:
-        record = await sync_to_async(lifecycle.response_record_create)(
+        # Background (validation made sure store is true): stored queued, and a Celery worker
+        # runs the generation once the row is committed; this process only answers.
+        status = (
+            StoredResponse.Status.QUEUED if request.background else StoredResponse.Status.IN_PROGRESS
+        )
+        fields = dict(
             public_id=builder.response_id,
             organization=principal.organization,
             project=principal.project,
             api_key=principal.api_key,
             previous=context.previous,
             model=context.model_name,
-            status=StoredResponse.Status.IN_PROGRESS,
-            background=False,
+            status=status,
+            background=request.background,
             request_id=request_id,
-            body=builder.snapshot() | {"status": "in_progress"},
+            body=builder.snapshot() | {"status": status},
             input_items=input_items,
         )
+        if request.background:
+            job = background_job(
+                engine_request=engine_request,
+                echo=echo,
+                builder=builder,
+                include_logprobs=request.logprobs,
+                reasoning_summary=request.reasoning_summary is not None,
+            )
+            record = await sync_to_async(background_record_create)(job=job, **fields)
+        else:
+            record = await sync_to_async(lifecycle.response_record_create)(**fields)
         record_pk = record.pk
     generation = Generation(
         engine=engine,

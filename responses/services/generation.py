@@ -63,6 +63,8 @@ class Generation:
     reasoning_summary: bool = False
     keepalive_seconds: float = 15.0
     queued: bool = False
+    background: bool = False
+    """Run by a Celery worker: cancellation is also watched through the database row."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """Every event emitted, kept only when the response is stored (for replay, L6)."""
     engine_error: EngineError | None = None
@@ -124,7 +126,10 @@ async def _deltas(
 async def generate_events(generation: Generation) -> AsyncIterator[object]:
     """Events (dicts) and KEEPALIVE markers for one response, start to terminal event."""
     builder = generation.builder
-    probe = CancellationProbe(generation.response_id if generation.record_pk else None)
+    probe = CancellationProbe(
+        generation.response_id if generation.record_pk else None,
+        watch_record_pk=generation.record_pk if generation.background else None,
+    )
     outcome: str | None = None  # None = the stream reached a terminal event by itself
     reasoning_text: list[str] = []
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
 from api.errors import InvalidRequest
 from responses.models import StoredResponse
 from responses.selectors import response_events
 from responses.services import lifecycle
 from responses.services.cancellation import cancel_request
+from responses.services.event_log import DatabaseEventLog, live_event_log
 
 CANCEL_GRACE_SECONDS = 2.0
 REPLAY_POLL_SECONDS = 0.25
@@ -36,6 +39,10 @@ async def response_cancel(*, response: StoredResponse) -> StoredResponse:
             "cancelled.",
             param="response_id",
         )
+    if response.background:
+        response = await sync_to_async(_cancel_background)(response)
+        if response.status in StoredResponse.TERMINAL:
+            return response
     await sync_to_async(cancel_request)(response_id=response.public_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_GRACE_SECONDS
@@ -57,32 +64,64 @@ async def response_cancel(*, response: StoredResponse) -> StoredResponse:
     return await sync_to_async(_reload)(response)
 
 
+def _cancel_background(response: StoredResponse) -> StoredResponse:
+    """Mark the row (the worker may share no cache with this process and watches the row), and
+    cancel a still-queued response outright: no worker has it yet, and a worker that picks it up
+    later finds nothing to claim."""
+    StoredResponse.objects.filter(pk=response.pk, cancel_requested_at=None).update(
+        cancel_requested_at=timezone.now()
+    )
+    if response.status == StoredResponse.Status.QUEUED:
+        with contextlib.suppress(lifecycle.TransitionRefused):
+            lifecycle.response_transition(
+                response_pk=response.pk,
+                from_status=StoredResponse.Status.QUEUED,
+                to_status=StoredResponse.Status.CANCELLED,
+                body=dict(response.body, status=StoredResponse.Status.CANCELLED),
+            )
+    return _reload(response)
+
+
 async def response_replay(
     *, response: StoredResponse, starting_after: int | None, keepalive_seconds: float
 ) -> AsyncIterator[dict | None]:
-    """Stored events after ``starting_after`` with their original sequence numbers; while the
-    response is still running, waits for more (yielding None as a keep-alive marker)."""
+    """Events after ``starting_after`` with their original sequence numbers, then, while the
+    response is still running, the new ones as they come (None is a keep-alive marker).
+
+    A running background response is followed through the live event log (Redis or the
+    database, whichever the workers write); once the response is terminal, what is left comes
+    from the database, where the final events are stored in the same transaction as the status.
+    The cursor makes the switch between the two sources gap- and duplicate-free.
+    """
     cursor = starting_after if starting_after is not None else -1
+    log = live_event_log() if response.background else DatabaseEventLog()
     loop = asyncio.get_running_loop()
     last_sent = loop.time()
-    while True:
-        events = await sync_to_async(response_events)(response=response, starting_after=cursor)
-        for event in events:
-            cursor = event["sequence_number"]
-            yield event
-            last_sent = loop.time()
-        if events:
-            continue
-        response = await sync_to_async(_reload)(response)
-        if response.status in StoredResponse.TERMINAL:
-            # One last read: the final events are written in the same transaction as the status.
-            for event in await sync_to_async(response_events)(
-                response=response, starting_after=cursor
-            ):
+    wait = 0.0  # only wait for news once a read came back empty and the response still runs
+    try:
+        while True:
+            events = await log.read(
+                response_pk=response.pk, public_id=response.public_id, after=cursor, wait=wait
+            )
+            fresh = [event for event in events if event["sequence_number"] > cursor]
+            for event in fresh:
                 cursor = event["sequence_number"]
                 yield event
-            return
-        if loop.time() - last_sent >= keepalive_seconds:
-            last_sent = loop.time()
-            yield None
-        await asyncio.sleep(REPLAY_POLL_SECONDS)
+            if fresh:
+                last_sent = loop.time()
+                wait = 0.0
+                continue
+            response = await sync_to_async(_reload)(response)
+            if response.status in StoredResponse.TERMINAL:
+                for event in await sync_to_async(response_events)(
+                    response=response, starting_after=cursor
+                ):
+                    cursor = event["sequence_number"]
+                    yield event
+                return
+            if loop.time() - last_sent >= keepalive_seconds:
+                last_sent = loop.time()
+                yield None
+            wait = REPLAY_POLL_SECONDS
+    finally:
+        await log.close()

@@ -1,0 +1,215 @@
+"""OpenAI's rate-limit headers (M5) and the per-request slot that carries the limiter's state
+from wherever it was learned to the gateway that writes the headers.
+
+Header policy:
+
+* ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` go on every authenticated answer
+  whose caller has such a limit; the values are those of the *tightest* scope (organization,
+  project or key: the one with the fewest remaining, then the latest reset). A caller with no
+  request limit gets no ``*-requests`` headers, and likewise for tokens: we do not invent
+  numbers for limits that do not exist (the SDK treats missing headers as "unknown").
+* ``POST /v1/responses`` reports the admission decision (after its own reservation, like
+  OpenAI); every other endpoint a peek at the limiter (one Redis round trip, nothing written).
+* Resets use Go's duration format (``12ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h0m0s``), which is
+  what OpenAI sends and what clients parse with ``time.ParseDuration``.
+* When the limiter is unavailable the headers are left out rather than guessed.
+
+H5 opt-in: a request with the header ``X-Rate-Limit-Events: true`` also gets
+``response.rate_limits.updated`` events in its stream (after admission and after settlement);
+without it the stream is exactly OpenAI's.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponseBase
+
+from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
+from quotas.services.limits import limits_cached, limits_for
+
+logger = logging.getLogger(__name__)
+
+EVENTS_OPT_IN_HEADER = "X-Rate-Limit-Events"
+
+
+@dataclass(frozen=True)
+class LimitState:
+    limit: int
+    remaining: int
+    reset_ms: int
+
+
+@dataclass(frozen=True)
+class HeaderState:
+    requests: LimitState | None = None
+    tokens: LimitState | None = None
+
+    def rate_limits(self) -> list[dict]:
+        """The H5 event payload (the shape of the Realtime API's ``rate_limits.updated``)."""
+        out = []
+        for name, state in (("requests", self.requests), ("tokens", self.tokens)):
+            if state is not None:
+                out.append(
+                    {
+                        "name": name,
+                        "limit": state.limit,
+                        "remaining": state.remaining,
+                        "reset_seconds": round(state.reset_ms / 1000, 3),
+                    }
+                )
+        return out
+
+
+@dataclass
+class RateLimitSlot:
+    """Filled during the request by whoever learns the limiter's state (admission), read by the
+    gateway's ``_finish``. A mutable object in a context variable: the view may run in a copied
+    context (sync views run in a thread), and mutations of a shared object survive that."""
+
+    events_opt_in: bool = False
+    decided: bool = False
+    """Admission ran (its state, or its absence when nothing applies, stands; no peek)."""
+    state: HeaderState | None = None
+
+
+_slot: contextvars.ContextVar[RateLimitSlot | None] = contextvars.ContextVar(
+    "rate_limit_slot", default=None
+)
+
+
+def rate_limit_slot_open(request: HttpRequest) -> RateLimitSlot:
+    slot = RateLimitSlot(
+        events_opt_in=request.headers.get(EVENTS_OPT_IN_HEADER, "").strip().lower()
+        in ("true", "1", "yes")
+    )
+    _slot.set(slot)
+    request.rate_limit = slot
+    return slot
+
+
+def current_slot() -> RateLimitSlot | None:
+    return _slot.get()
+
+
+def header_state(outcomes: Iterable[Outcome]) -> HeaderState | None:
+    """The tightest requests limit and the tightest tokens limit among ``outcomes``."""
+    best: dict[str, Outcome] = {}
+    for outcome in outcomes:
+        kind = outcome.check.kind
+        if kind == "concurrency":
+            continue
+        current = best.get(kind)
+        if current is None or (outcome.remaining, -outcome.reset_ms) < (
+            current.remaining,
+            -current.reset_ms,
+        ):
+            best[kind] = outcome
+    if not best:
+        return None
+
+    def state(kind: str) -> LimitState | None:
+        outcome = best.get(kind)
+        if outcome is None:
+            return None
+        return LimitState(outcome.check.limit, outcome.remaining, outcome.reset_ms)
+
+    return HeaderState(requests=state("requests"), tokens=state("tokens"))
+
+
+def go_duration(ms: int) -> str:
+    """Milliseconds in Go's ``time.Duration`` string format, at millisecond precision."""
+    ms = max(int(ms), 0)
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest // 1000}.{rest % 1000:03d}".rstrip("0").rstrip(".")
+    out = f"{hours}h" if hours else ""
+    if hours or minutes:
+        out += f"{minutes}m"
+    return f"{out}{seconds}s"
+
+
+def rate_limit_headers(state: HeaderState | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if state is None:
+        return headers
+    for name, value in (("requests", state.requests), ("tokens", state.tokens)):
+        if value is not None:
+            headers[f"x-ratelimit-limit-{name}"] = str(value.limit)
+            headers[f"x-ratelimit-remaining-{name}"] = str(value.remaining)
+            headers[f"x-ratelimit-reset-{name}"] = go_duration(value.reset_ms)
+    return headers
+
+
+def retry_after_headers(ms: int) -> dict[str, str]:
+    """M3: whole seconds (≥ 1) for ``retry-after``, the exact wait in ``retry-after-ms`` (which
+    the SDK prefers)."""
+    ms = max(int(ms), 1)
+    return {"retry-after": str(max(math.ceil(ms / 1000), 1)), "retry-after-ms": str(ms)}
+
+
+def _needs_peek(request: HttpRequest) -> bool:
+    slot = getattr(request, "rate_limit", None)
+    return (
+        slot is not None
+        and not slot.decided
+        and getattr(request, "principal", None) is not None
+    )
+
+
+def _cached_limits(principal):
+    return limits_cached(
+        organization_id=principal.organization.pk,
+        project_id=principal.project.pk if principal.project else None,
+        api_key_id=principal.api_key.pk,
+    )
+
+
+async def rate_limit_peek(request: HttpRequest) -> None:
+    """For answers no admission decided: the caller's current state, into the slot."""
+    if not _needs_peek(request):
+        return
+    principal = request.principal
+    limits = _cached_limits(principal) or await sync_to_async(limits_for)(
+        organization=principal.organization, project=principal.project, api_key=principal.api_key
+    )
+    checks = limits.checks(tokens=0, admission=False)
+    if not checks:
+        return
+    try:
+        request.rate_limit.state = header_state(await get_limiter().peek(checks))
+    except LimiterUnavailable:
+        return  # policy: no headers rather than guessed ones
+
+
+def rate_limit_peek_sync(request: HttpRequest) -> None:
+    if not _needs_peek(request):
+        return
+    principal = request.principal
+    limits = _cached_limits(principal) or limits_for(
+        organization=principal.organization, project=principal.project, api_key=principal.api_key
+    )
+    checks = limits.checks(tokens=0, admission=False)
+    if not checks:
+        return
+    try:
+        request.rate_limit.state = header_state(get_limiter().peek_sync(checks))
+    except LimiterUnavailable:
+        return
+
+
+def rate_limit_headers_apply(request: HttpRequest, response: HttpResponseBase) -> None:
+    slot = getattr(request, "rate_limit", None)
+    if slot is None:
+        return
+    for name, value in rate_limit_headers(slot.state).items():
+        response[name] = value

@@ -1,0 +1,21 @@
+"""Celery tasks of the responses app. Each one fetches by id and calls one service; the
+services are idempotent (conditional updates), so a redelivered message is harmless."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from celery import shared_task
+
+from responses.services.background import background_run, background_sweep
+
+
+@shared_task(name="responses.run_background")
+def response_run_task(response_pk: int) -> None:
+    # async_to_sync (not asyncio.run): the ORM calls the generation makes through sync_to_async
+    # then run on this task's thread, whose connection Celery's Django fixup manages.
+    async_to_sync(background_run)(response_pk=response_pk)
+
+
+@shared_task(name="responses.sweep_background")
+def responses_sweep_task() -> int:
+    return background_sweep()
