@@ -9,7 +9,7 @@ Order of work for an API request:
    and leak no traceback);
 4. any remaining non-JSON error page (Django's 404/405/400) is replaced by the envelope, and the
    headers (``x-request-id``, ``openai-processing-ms``, ``openai-version``,
-   ``openai-organization``, ``openai-project``) are added.
+   ``openai-organization``, ``openai-project``, and ``x-ratelimit-*`` from ``quotas``) are added.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ from api.errors import (
     server_error_response,
 )
 from api.logging import current_request_id
+from quotas.services.headers import (
+    rate_limit_headers_apply,
+    rate_limit_peek,
+    rate_limit_peek_sync,
+    rate_limit_slot_open,
+)
 
 logger = logging.getLogger("api")
 
@@ -75,7 +81,9 @@ class ApiGatewayMiddleware:
             request.principal = authenticate_request(request)
         except ApiError as error:
             return self._finish(request, error_response(error), started)
-        return self._finish(request, self.get_response(request), started)
+        response = self.get_response(request)
+        rate_limit_peek_sync(request)  # M5: the limiter's state when no admission reported it
+        return self._finish(request, response, started)
 
     async def __acall__(self, request: HttpRequest):
         if not is_api_path(request.path):
@@ -86,7 +94,9 @@ class ApiGatewayMiddleware:
             request.principal = await sync_to_async(authenticate_request)(request)
         except ApiError as error:
             return self._finish(request, error_response(error), started)
-        return self._finish(request, await self.get_response(request), started)
+        response = await self.get_response(request)
+        await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
+        return self._finish(request, response, started)
 
     def _begin(self, request: HttpRequest) -> float:
         request.request_id = choose_request_id(request)
@@ -95,6 +105,8 @@ class ApiGatewayMiddleware:
         # after the middleware chain, and that line must carry the id too. Every request sets
         # it afresh (ASGI runs each request in its own context; WSGI threads overwrite it).
         current_request_id.set(request.request_id)
+        # Quotas: where admission leaves its rate-limit state for _finish (request.rate_limit).
+        rate_limit_slot_open(request)
         return time.monotonic()
 
     def process_exception(self, request: HttpRequest, exception: Exception):
@@ -137,6 +149,7 @@ class ApiGatewayMiddleware:
             response["openai-organization"] = principal.organization.public_id
             if principal.project is not None:
                 response["openai-project"] = principal.project.public_id
+            rate_limit_headers_apply(request, response)  # M5: x-ratelimit-*
         return response
 
 

@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "api",
     "engines",
     "responses",
+    "quotas",
 ]
 
 # Every middleware here must be async-capable: a sync-only one makes Django run everything
@@ -259,6 +260,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "responses.sweep_background",
         "schedule": SWEEP_INTERVAL_SECONDS,
     },
+    # Tool-output deadlines whose own ETA task never ran (E2), and retention (E8).
+    "expire-response-sessions": {
+        "task": "responses.expire_sessions",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    "purge-responses": {"task": "responses.purge", "schedule": 3600.0},
+    # Ledger rows whose process died before settling them (quotas).
+    "expire-quota-reservations": {"task": "quotas.expire_reservations", "schedule": 300.0},
 }
 
 # --- Background responses and sessions --------------------------------------------------------
@@ -272,6 +281,22 @@ BACKGROUND_QUEUED_TIMEOUT_SECONDS = env_int("BACKGROUND_QUEUED_TIMEOUT_SECONDS",
 EVENT_LOG_KEY_PREFIX = env_str("EVENT_LOG_KEY_PREFIX", "rp:events")
 EVENT_LOG_MAXLEN = env_int("EVENT_LOG_MAXLEN", 100_000, minimum=100)
 EVENT_LOG_TTL_SECONDS = env_int("EVENT_LOG_TTL_SECONDS", 6 * 3600, minimum=60)
+
+# --- Quotas and rate limits (quotas/) --------------------------------------------------------
+# The limiter's Redis; defaults to REDIS_URL. Unset (embedded default) = the in-process limiter.
+QUOTA_REDIS_URL = env_url("QUOTA_REDIS_URL", schemes=("redis", "rediss", "unix")) or REDIS_URL
+QUOTA_KEY_PREFIX = env_str("QUOTA_KEY_PREFIX", env_str("CACHE_KEY_PREFIX", "rp"))
+# The "minute" of requests/tokens per minute. Only tests shorten it (to see a reset quickly).
+QUOTA_WINDOW_SECONDS = env_float("QUOTA_WINDOW_SECONDS", 60.0, minimum=0.1)
+# Limits are cached per process this long: an admin change reaches every process within it.
+QUOTA_LIMITS_CACHE_SECONDS = env_float("QUOTA_LIMITS_CACHE_SECONDS", 5.0, minimum=0.0)
+# Redis slower than this counts as down (fail open), and is not tried again for RETRY seconds.
+QUOTA_REDIS_TIMEOUT_SECONDS = env_float("QUOTA_REDIS_TIMEOUT_SECONDS", 0.25, minimum=0.01)
+QUOTA_REDIS_RETRY_SECONDS = env_float("QUOTA_REDIS_RETRY_SECONDS", 1.0, minimum=0.0)
+# Safety net for in-flight slots of a process that died without releasing them.
+QUOTA_CONCURRENCY_TTL_SECONDS = env_int("QUOTA_CONCURRENCY_TTL_SECONDS", 1800, minimum=1)
+# Ledger rows still "reserved" after this long are settled by the sweeper as "expired".
+QUOTA_RESERVATION_TTL_SECONDS = env_int("QUOTA_RESERVATION_TTL_SECONDS", 3600, minimum=60)
 
 # --- Engines --------------------------------------------------------------------------------
 # Models and their vLLM replicas to seed into the database (``manage.py syncmodels``). JSON list:

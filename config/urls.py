@@ -9,6 +9,7 @@ from responses.views import (
     ResponseCreateApi,
     ResponseDetailApi,
     ResponseInputItemsApi,
+    ResponseToolOutputsApi,
 )
 
 admin.site.site_header = "Responses platform"
@@ -24,6 +25,10 @@ v1_patterns = [
     # stay unknown routes, 404 "Invalid URL" for every method.
     re_path(r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)$", ResponseDetailApi.as_view()),
     re_path(r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/cancel$", ResponseCancelApi.as_view()),
+    re_path(
+        r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/tool_outputs$",
+        ResponseToolOutputsApi.as_view(),
+    ),
     re_path(
         r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/input_items$",
         ResponseInputItemsApi.as_view(),

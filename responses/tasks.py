@@ -7,6 +7,8 @@ from asgiref.sync import async_to_sync
 from celery import shared_task
 
 from responses.services.background import background_run, background_sweep
+from responses.services.retention import responses_purge
+from responses.services.sessions import session_expire
 
 
 @shared_task(name="responses.run_background")
@@ -19,3 +21,19 @@ def response_run_task(response_pk: int) -> None:
 @shared_task(name="responses.sweep_background")
 def responses_sweep_task() -> int:
     return background_sweep()
+
+
+@shared_task(name="responses.expire_session")
+def session_expire_task(session_pk: int) -> int:
+    return session_expire(session_pk=session_pk)
+
+
+@shared_task(name="responses.expire_sessions")
+def sessions_expire_task() -> int:
+    # Catches deadlines whose own task never ran (worker down, broker restarted: E2).
+    return session_expire()
+
+
+@shared_task(name="responses.purge")
+def responses_purge_task() -> int:
+    return responses_purge().responses

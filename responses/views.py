@@ -10,12 +10,14 @@ from api.views import AsyncApiView, json_body, json_response
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query
 from responses.requests.validation import INCLUDABLE
 from responses.selectors import input_items_page, response_get
+from responses.services import sessions
 from responses.services.background import background_follow
 from responses.services.create import response_prepare
 from responses.services.generation import KEEPALIVE, generate_events
 from responses.services.input_tokens import input_tokens_count
 from responses.services.lifecycle import response_delete
 from responses.services.stored import response_cancel, response_replay
+from responses.services.tool_outputs import tool_outputs_continue
 from responses.sse import sse_response
 
 
@@ -50,35 +52,41 @@ class ResponseCreateApi(AsyncApiView):
         prepared = await response_prepare(
             principal=request.principal, request_id=request.request_id, body=json_body(request)
         )
-        generation = prepared.generation
-        if prepared.request.background:
-            # A worker generates it; this process answers now: the queued Response, or the live
-            # events as the worker writes them (keep-alives while it is still queued).
-            if not prepared.request.stream:
-                return json_response(generation.builder.snapshot() | {"status": "queued"})
-            return sse_response(
-                background_follow(
-                    response_pk=generation.record_pk,
-                    keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
-                ),
-                request_id=request.request_id,
-                keepalive_marker=None,
-            )
-        if prepared.request.stream:
-            return sse_response(
-                generate_events(generation),
-                request_id=request.request_id,
-                keepalive_marker=KEEPALIVE,
-            )
-        async for _ in generate_events(generation):
-            pass
-        error = generation.engine_error
-        if error is not None:
-            raise ApiError(error.message, status=error.status, type=error.type, code=error.code)
-        final = generation.builder.snapshot()
-        if final["status"] == "failed":
-            raise ServerError("The server had an error while processing your request.")
-        return json_response(final)
+        return await answer_prepared(request, prepared)
+
+
+async def answer_prepared(request, prepared):
+    """Run (or hand to a worker) a prepared response and answer like ``POST /v1/responses``:
+    JSON, or SSE when the request asked to stream."""
+    generation = prepared.generation
+    if prepared.request.background:
+        # A worker generates it; this process answers now: the queued Response, or the live
+        # events as the worker writes them (keep-alives while it is still queued).
+        if not prepared.request.stream:
+            return json_response(generation.builder.snapshot() | {"status": "queued"})
+        return sse_response(
+            background_follow(
+                response_pk=generation.record_pk,
+                keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+            ),
+            request_id=request.request_id,
+            keepalive_marker=None,
+        )
+    if prepared.request.stream:
+        return sse_response(
+            generate_events(generation),
+            request_id=request.request_id,
+            keepalive_marker=KEEPALIVE,
+        )
+    async for _ in generate_events(generation):
+        pass
+    error = generation.engine_error
+    if error is not None:
+        raise ApiError(error.message, status=error.status, type=error.type, code=error.code)
+    final = generation.builder.snapshot()
+    if final["status"] == "failed":
+        raise ServerError("The server had an error while processing your request.")
+    return json_response(final)
 
 
 class ResponseDetailApi(AsyncApiView):
@@ -129,6 +137,70 @@ class ResponseCancelApi(AsyncApiView):
         )
         response = await response_cancel(response=response)
         return json_response(response.body)
+
+
+class ResponseToolOutputsApi(AsyncApiView):
+    """``POST /v1/responses/{id}/tool_outputs`` (C1): 202 with the session's state until the
+    set is complete; the request that completes it gets the continuation, like create."""
+
+    endpoint_group = "responses"
+    http_method_names = ["post"]
+
+    async def post(self, request, response_id: str):
+        response = await sync_to_async(response_get)(
+            organization=request.principal.organization, response_id=response_id
+        )
+        body = json_body(request)
+        key = request.headers.get("Idempotency-Key")
+        if key:
+            earlier = await sync_to_async(sessions.idempotency_claim)(response=response, key=key)
+            if earlier is not None:
+                return await sync_to_async(_replayed_answer)(earlier)
+        try:
+            submission = await sync_to_async(sessions.tool_outputs_submit)(
+                response=response, tool_outputs=body.get("tool_outputs")
+            )
+        except ApiError as error:
+            if key:
+                await sync_to_async(sessions.idempotency_store)(
+                    response=response,
+                    key=key,
+                    status_code=error.status,
+                    answer=sessions.idempotent_error(error),
+                )
+            raise
+        if not submission.complete:
+            state = await sync_to_async(sessions.session_state)(submission.session)
+            if key:
+                await sync_to_async(sessions.idempotency_store)(
+                    response=response, key=key, status_code=202, answer=state
+                )
+            return json_response(state, status=202)
+        prepared = await tool_outputs_continue(
+            principal=request.principal,
+            request_id=request.request_id,
+            response=response,
+            submission=submission,
+            stream=bool(body.get("stream")),
+        )
+        if key:
+            # The continuation itself is the answer: a retry gets its stored Response as it is
+            # by then (JSON), not a second generation.
+            await sync_to_async(sessions.idempotency_store)(
+                response=response,
+                key=key,
+                status_code=200,
+                answer={"continuation_id": prepared.generation.response_id},
+            )
+        return await answer_prepared(request, prepared)
+
+
+def _replayed_answer(submission):
+    continuation_id = submission.answer.get("continuation_id")
+    if continuation_id is None:
+        return json_response(submission.answer, status=submission.status_code)
+    continuation = response_get(organization=submission.organization, response_id=continuation_id)
+    return json_response(continuation.body)
 
 
 class ResponseInputItemsApi(AsyncApiView):

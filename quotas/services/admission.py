@@ -175,6 +175,7 @@ async def quota_admit(
             service_tier=service_tier,
             stored=store,
             reserved_tokens=reserved,
+            limiter_checks=[_check_dump(c) for c in checks] if limiter_reserved else [],
             holds=holds,
         )
     except BudgetExhausted as exhausted:
@@ -199,6 +200,15 @@ async def quota_admit(
         admitted=state,
         started=time.monotonic(),
     )
+
+
+def _check_dump(check: Check) -> list:
+    return [check.key, check.kind, check.limit, check.period_ms, check.cost, check.scope]
+
+
+def _check_load(data: list) -> Check:
+    key, kind, limit, period_ms, cost, scope = data
+    return Check(key, kind, int(limit), float(period_ms), int(cost), scope)
 
 
 async def _give_back(checks: tuple[Check, ...], *, member: str, tokens: int) -> None:
@@ -272,19 +282,60 @@ def _insufficient_quota_error(exhausted: BudgetExhausted) -> InsufficientQuota:
 
 
 def quota_settle_start(
-    *, reservation: Reservation | None, builder: StreamBuilder
+    *, reservation: Reservation | None, builder: StreamBuilder, by_response_id: bool = False
 ) -> asyncio.Task | None:
-    """Start settling ``reservation`` with the response as it ended, at most once.
+    """Start settling the response's reservation with the response as it ended, at most once.
 
     Runs as its own task: it completes even if the caller is cancelled again while waiting
-    (await it under ``asyncio.shield``)."""
-    if reservation is None or reservation.settled:
+    (await it under ``asyncio.shield``). ``by_response_id``: the reservation was made in another
+    process (a background response admitted by the web process, run by a worker); it is then
+    rebuilt from the ledger row."""
+    if reservation is not None:
+        if reservation.settled:
+            return None
+        reservation.settled = True
+        coro = quota_settle(reservation=reservation, response=builder.snapshot())
+    elif by_response_id:
+        coro = _settle_by_response_id(builder.response_id, builder.snapshot())
+    else:
         return None
-    reservation.settled = True
-    task = asyncio.ensure_future(quota_settle(reservation=reservation, response=builder.snapshot()))
+    task = asyncio.ensure_future(coro)
     _settling.add(task)
     task.add_done_callback(_settling.discard)
     return task
+
+
+def _reservation_load(response_id: str) -> Reservation | None:
+    from quotas.models import UsageRecord
+
+    row = UsageRecord.objects.filter(
+        response_id=response_id, status=UsageRecord.Status.RESERVED
+    ).first()
+    if row is None:
+        return None
+    age = (timezone.now() - row.created_at).total_seconds()
+    return Reservation(
+        response_id=row.response_id,
+        organization_id=row.organization_id,
+        model=row.model,
+        reserved_tokens=row.reserved_tokens,
+        checks=tuple(_check_load(c) for c in row.limiter_checks),
+        limiter_reserved=bool(row.limiter_checks),
+        emit_events=False,
+        admitted=None,
+        started=time.monotonic() - age,
+        settled=True,
+    )
+
+
+async def _settle_by_response_id(response_id: str, response: dict[str, Any]) -> None:
+    try:
+        reservation = await sync_to_async(_reservation_load)(response_id)
+    except Exception:
+        logger.exception("could not load the reservation of %s", response_id)
+        return
+    if reservation is not None:
+        await quota_settle(reservation=reservation, response=response)
 
 
 _FINAL = {"completed", "incomplete", "failed", "cancelled"}

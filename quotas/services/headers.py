@@ -175,36 +175,43 @@ def _cached_limits(principal):
 
 
 async def rate_limit_peek(request: HttpRequest) -> None:
-    """For answers no admission decided: the caller's current state, into the slot."""
+    """For answers no admission decided: the caller's current state, into the slot. Never
+    raises: headers are a courtesy, the answer itself must not fail over them."""
     if not _needs_peek(request):
         return
     principal = request.principal
-    limits = _cached_limits(principal) or await sync_to_async(limits_for)(
-        organization=principal.organization, project=principal.project, api_key=principal.api_key
-    )
-    checks = limits.checks(tokens=0, admission=False)
-    if not checks:
-        return
     try:
-        request.rate_limit.state = header_state(await get_limiter().peek(checks))
+        limits = _cached_limits(principal) or await sync_to_async(limits_for)(
+            organization=principal.organization,
+            project=principal.project,
+            api_key=principal.api_key,
+        )
+        checks = limits.checks(tokens=0, admission=False)
+        if checks:
+            request.rate_limit.state = header_state(await get_limiter().peek(checks))
     except LimiterUnavailable:
         return  # policy: no headers rather than guessed ones
+    except Exception:
+        logger.exception("rate-limit peek failed")
 
 
 def rate_limit_peek_sync(request: HttpRequest) -> None:
     if not _needs_peek(request):
         return
     principal = request.principal
-    limits = _cached_limits(principal) or limits_for(
-        organization=principal.organization, project=principal.project, api_key=principal.api_key
-    )
-    checks = limits.checks(tokens=0, admission=False)
-    if not checks:
-        return
     try:
-        request.rate_limit.state = header_state(get_limiter().peek_sync(checks))
+        limits = _cached_limits(principal) or limits_for(
+            organization=principal.organization,
+            project=principal.project,
+            api_key=principal.api_key,
+        )
+        checks = limits.checks(tokens=0, admission=False)
+        if checks:
+            request.rate_limit.state = header_state(get_limiter().peek_sync(checks))
     except LimiterUnavailable:
         return
+    except Exception:
+        logger.exception("rate-limit peek failed")
 
 
 def rate_limit_headers_apply(request: HttpRequest, response: HttpResponseBase) -> None:

@@ -223,7 +223,7 @@ class LocalLimiter:
 
 def _remaining(now: float, tat: float, check: Check) -> int:
     interval = check.period_ms / check.limit
-    value = math.floor((now + check.period_ms - tat) / interval + 1e-9)
+    value = math.floor((now + check.period_ms - tat) / interval + 1e-6)
     return max(min(value, check.limit), 0)
 
 
@@ -233,8 +233,8 @@ def _ms(value: float) -> int:
 
 # --- the Redis limiter -----------------------------------------------------------------------
 
-# ARGV: mode, now_ms ("" = Redis TIME), member, concurrency ttl (ms), then per key: kind ("g"
-# GCRA or "c" concurrency), limit, period_ms, cost. Returns {allowed, then per key: limited,
+# ARGV: mode, now_ms ("" = Redis TIME), member, concurrency ttl (ms), least key ttl (ms), then
+# per key: kind ("g" GCRA or "c" concurrency), limit, period_ms, cost. Returns {allowed, then per key: limited,
 # remaining, reset_ms, retry_after_ms}. TATs are written with %.6f: Lua's default number format
 # keeps 14 digits, which at today's epoch in ms would round every TAT to 0.1 ms.
 _SCRIPT = """
@@ -246,9 +246,14 @@ if not now then
 end
 local member = ARGV[3]
 local ttl = tonumber(ARGV[4])
+local min_ttl = tonumber(ARGV[5])
 local eps = 0.001
 local out = {1}
 local writes = {}
+
+local function key_ttl(x)
+  return math.max(math.ceil(x) + 1, min_ttl)
+end
 
 local function ceil_ms(x)
   if x <= 0 then return 0 end
@@ -256,14 +261,14 @@ local function ceil_ms(x)
 end
 
 local function remaining(tat, limit, period)
-  local r = math.floor((now + period - tat) / (period / limit) + 1e-9)
+  local r = math.floor((now + period - tat) / (period / limit) + 1e-6)
   if r > limit then r = limit end
   if r < 0 then r = 0 end
   return r
 end
 
 for i, key in ipairs(KEYS) do
-  local base = 4 + (i - 1) * 4
+  local base = 5 + (i - 1) * 4
   local kind = ARGV[base + 1]
   local limit = tonumber(ARGV[base + 2])
   local period = tonumber(ARGV[base + 3])
@@ -313,7 +318,7 @@ for i, key in ipairs(KEYS) do
           tat = tat + cost * interval
         end
         if tat > now then
-          redis.call('SET', key, string.format('%.6f', tat), 'PX', math.ceil(tat - now) + 1)
+          redis.call('SET', key, string.format('%.6f', tat), 'PX', key_ttl(tat - now))
         else
           redis.call('DEL', key)
         end
@@ -330,15 +335,19 @@ end
 if mode == 'admit' and out[1] == 1 then
   for _, w in ipairs(writes) do
     if w[1] == 'g' then
-      redis.call('SET', w[2], string.format('%.6f', w[3]), 'PX', math.ceil(w[3] - now) + 1)
+      redis.call('SET', w[2], string.format('%.6f', w[3]), 'PX', key_ttl(w[3] - now))
     else
       redis.call('ZADD', w[2], string.format('%.6f', w[3]), member)
-      redis.call('PEXPIRE', w[2], math.ceil(ttl) + 1)
+      redis.call('PEXPIRE', w[2], key_ttl(ttl))
     end
   end
 end
 return out
 """
+
+
+_POOL_SIZE = 64
+_POOL_WAIT_SECONDS = 2.0
 
 
 class RedisLimiter:
@@ -384,11 +393,18 @@ class RedisLimiter:
         loop = asyncio.get_running_loop()
         pair = self._async.get(loop)
         if pair is None:
+            # A blocking pool: a burst larger than the pool waits for a connection (briefly)
+            # instead of failing, which would fail open exactly when limiting matters most.
             # One retry without backoff: a pooled connection that died with a Redis restart is
             # replaced at once instead of failing the request that found it.
-            client = aioredis.Redis.from_url(
-                self.url, retry=Retry(NoBackoff(), 1), **self._client_kwargs()
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=_POOL_SIZE,
+                timeout=_POOL_WAIT_SECONDS,
+                retry=Retry(NoBackoff(), 1),
+                **self._client_kwargs(),
             )
+            client = aioredis.Redis(connection_pool=pool)
             pair = (client, client.register_script(_SCRIPT))
             self._async[loop] = pair
         return pair[1]
@@ -400,16 +416,24 @@ class RedisLimiter:
 
         with self._lock:
             if self._sync_script is None:
-                self._sync_client = redis.Redis.from_url(
-                    self.url, retry=Retry(NoBackoff(), 1), **self._client_kwargs()
+                pool = redis.BlockingConnectionPool.from_url(
+                    self.url,
+                    max_connections=_POOL_SIZE,
+                    timeout=_POOL_WAIT_SECONDS,
+                    retry=Retry(NoBackoff(), 1),
+                    **self._client_kwargs(),
                 )
+                self._sync_client = redis.Redis(connection_pool=pool)
                 self._sync_script = self._sync_client.register_script(_SCRIPT)
             return self._sync_script
 
     def _args(self, mode: Mode, checks: Sequence[Check], member: str) -> tuple[list, list]:
         keys = [f"{self.prefix}:{check.key}" for check in checks]
         now = "" if self._clock is None else repr(float(self._clock()))
-        args: list = [mode, now, member, repr(_concurrency_ttl_ms())]
+        # With an injected clock, Redis's own expiry (real time) must not drop state that the
+        # fake clock still needs: keys then live at least ten minutes.
+        min_ttl = 0 if self._clock is None else 600_000
+        args: list = [mode, now, member, repr(_concurrency_ttl_ms()), min_ttl]
         for check in checks:
             args += [
                 "c" if check.kind == "concurrency" else "g",

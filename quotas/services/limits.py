@@ -57,7 +57,7 @@ class EffectiveLimits:
         """Limiter checks for every limit set. ``tokens`` is the token reservation; without
         ``admission`` only requests and tokens are listed, at zero cost (a peek)."""
         period_ms = float(settings.QUOTA_WINDOW_SECONDS) * 1000
-        prefix = "{o%d}" % self.organization_pk  # hash tag: one cluster slot per organization
+        prefix = f"{{o{self.organization_pk}}}"  # hash tag: one cluster slot per organization
         out: list[Check] = []
         for scope in self.scopes:
             base = f"{prefix}:{_SCOPE_CODE[scope.scope]}{scope.pk}"

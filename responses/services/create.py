@@ -24,6 +24,7 @@ from engines.runtime.registry import ServiceTierError, get_engine, resolve_servi
 from engines.runtime.types import Engine, GenerationRequest
 from engines.selectors import model_get
 from engines.views import model_not_found
+from quotas.services.admission import input_tokens_estimate, quota_admit
 from responses.models import StoredResponse
 from responses.requests import (
     build_chat_messages,
@@ -39,6 +40,7 @@ from responses.selectors import chain_items, previous_response_get
 from responses.services import lifecycle
 from responses.services.background import background_job, background_record_create
 from responses.services.generation import Generation
+from responses.services.retention import storage_check
 from responses.streaming.builder import StreamBuilder
 from responses.streaming.objects import ResponseEcho
 
@@ -74,6 +76,13 @@ def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) ->
                 param="previous_response_id",
             )
         history = chain_items(response=previous)
+    if request.store:
+        # E8: caps on chain length and stored bytes, before anything is generated or stored.
+        storage_check(
+            organization=principal.organization,
+            previous=previous,
+            incoming_bytes=len(json.dumps(request.input, default=str)),
+        )
     try:
         tier = resolve_service_tier(
             request.service_tier, principal.organization.allowed_service_tiers
@@ -205,6 +214,21 @@ async def response_prepare(
         reasoning_effort=request.reasoning_effort,
         extra_body=dict(request.extra_body),
     )
+    # Quotas (issue 6): rate limits, concurrency and hard budgets, before anything is stored —
+    # a 429 leaves no row behind. The reservation is settled in generate_events' finally.
+    max_output = request.max_output_tokens or context.default_max_output_tokens
+    reservation = await quota_admit(
+        principal=principal,
+        response_id=builder.response_id,
+        request_id=request_id,
+        model=context.model_name,
+        service_tier=context.service_tier,
+        store=request.store,
+        input_tokens_estimate=input_tokens_estimate(
+            messages=messages, tools=tools, ceiling=context.context_length - max_output
+        ),
+        max_output_tokens=max_output,
+    )
     record_pk = None
     if request.store:
         # Background (validation made sure store is true): stored queued, and a Celery worker
@@ -244,5 +268,6 @@ async def response_prepare(
         record_pk=record_pk,
         reasoning_summary=request.reasoning_summary is not None,
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+        reservation=reservation,
     )
     return PreparedResponse(request=request, generation=generation)

@@ -31,6 +31,7 @@ from engines.runtime.types import (
     ReasoningDelta,
     TextDelta,
 )
+from quotas.services.admission import Reservation, quota_events, quota_settle_start
 from responses.services import lifecycle
 from responses.services.cancellation import CancellationProbe
 from responses.streaming.builder import StreamBuilder
@@ -69,6 +70,8 @@ class Generation:
     """Every event emitted, kept only when the response is stored (for replay, L6)."""
     engine_error: EngineError | None = None
     """Why the generation failed, for the non-streaming answer's HTTP status."""
+    reservation: Reservation | None = None
+    """What quota admission reserved (issue 6); settled once in generate_events' finally."""
 
     @property
     def response_id(self) -> str:
@@ -141,6 +144,10 @@ async def generate_events(generation: Generation) -> AsyncIterator[object]:
     try:
         for event in record(builder.start(queued=generation.queued)):
             yield event
+        # H5 (quotas): remaining requests/tokens after admission, only for clients that opted
+        # in; stamped by the builder but not recorded (a replay must stay OpenAI's stream).
+        for event in quota_events(generation.reservation, builder):
+            yield event
         try:
             async for delta in _deltas(generation, generation.engine_request, probe):
                 if delta is KEEPALIVE:
@@ -173,8 +180,19 @@ async def generate_events(generation: Generation) -> AsyncIterator[object]:
     finally:
         if outcome is not None and not builder.closed:
             builder.interrupt(outcome)
+        # Quotas (issue 6): settle the reservation and write the ledger row (store=false too),
+        # exactly once. Started as a task before anything else is awaited, so a second
+        # cancellation during _store_outcome cannot skip it.
+        settling = quota_settle_start(
+            reservation=generation.reservation, builder=builder, by_response_id=generation.background
+        )
         if generation.record_pk is not None:
             await asyncio.shield(_store_outcome(generation))
+        if settling is not None:
+            await asyncio.shield(settling)
+            if outcome is None and builder.closed:
+                for event in quota_events(generation.reservation, builder, settled=True):
+                    yield event  # H5 after settlement (opted-in clients only)
 
 
 async def _summarize(

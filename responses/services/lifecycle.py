@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from responses.models import ResponseEvent, StoredResponse
+from responses.services.sessions import session_after_finalize
 from tenants.models import ApiKey, Organization, Project
 
 Status = StoredResponse.Status
@@ -94,6 +95,8 @@ def response_finalize(
         ],
         batch_size=500,
     )
+    # The chain's session (pending tool calls, deadline) follows the turn's outcome atomically.
+    session_after_finalize(response_pk=response_pk, body=body)
 
 
 def response_delete(*, response: StoredResponse) -> None:

@@ -238,6 +238,11 @@ class StreamBuilder:
         """The Response as of now (partial output, current statuses), e.g. for storing."""
         return self._response(with_output=True)
 
+    def stamp_extra(self, event: Event) -> Event:
+        """Number an event that is not part of the response's own lifecycle (H5's
+        ``response.rate_limits.updated``), so that the stream stays one numbered series."""
+        return self._stamp([event])[0]
+
     # --- reasoning summaries (H3) ---
 
     def add_reasoning_summary(

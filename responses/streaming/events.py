@@ -36,6 +36,7 @@ REASONING_SUMMARY_TEXT_DONE = "response.reasoning_summary_text.done"
 FUNCTION_CALL_ARGUMENTS_DELTA = "response.function_call_arguments.delta"
 FUNCTION_CALL_ARGUMENTS_DONE = "response.function_call_arguments.done"
 ERROR = "error"
+RESPONSE_RATE_LIMITS_UPDATED = "response.rate_limits.updated"
 
 # Exactly one of these ends every stream (§4.4).
 TERMINAL_TYPES: frozenset[str] = frozenset(
@@ -265,3 +266,13 @@ def function_call_arguments_done(
 def error(*, code: str | None, message: str, param: str | None = None) -> Event:
     """OpenAI's flat ``error`` event (§5.4); a nested form is a dialect's business."""
     return {"type": ERROR, "code": code, "message": message, "param": param}
+
+
+# --- rate limits (H5) ------------------------------------------------------------------------
+
+
+def response_rate_limits_updated(*, rate_limits: list[dict[str, Any]]) -> Event:
+    """H5, not an OpenAI event: sent only to clients that opt in (``X-Rate-Limit-Events: true``)
+    or speak the legacy dialect. ``rate_limits`` is ``[{name, limit, remaining, reset_seconds}]``
+    for ``requests`` and ``tokens``, like the Realtime API's ``rate_limits.updated``."""
+    return {"type": RESPONSE_RATE_LIMITS_UPDATED, "rate_limits": rate_limits}

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 from django.test import AsyncClient
 
@@ -117,6 +117,16 @@ def fake_record(upstream: FakeVllm, request_id: str):
     raise AssertionError(f"the fake never saw request {request_id}")
 
 
+def upstream_closed(upstream: FakeVllm, record) -> bool:
+    """The platform closed its request to the engine: what makes vLLM abort the sequence.
+
+    The fake counts a close as ``aborted`` when it reads EOF; when the platform's socket still
+    held unread bytes the kernel sends a reset instead, and the fake (as of this writing) ends the
+    stream without recording an outcome. Either way the stream is no longer active.
+    """
+    return upstream.active_streams == 0 and record.outcome in ("aborted", "pending")
+
+
 async def stored_when_settled(
     client: httpx.AsyncClient, response_id: str, headers: dict[str, str], *, within: float = 3.0
 ) -> dict[str, Any]:
@@ -157,10 +167,8 @@ async def test_a_client_that_leaves_aborts_the_engine_and_keeps_the_partial_outp
         left_at = time.monotonic()  # leaving the block closed the connection mid-body
 
         record = fake_record(upstream, request_id)
-        assert await upstream.await_until(lambda _: record.outcome != "pending", within=1.0)
-        abort_seconds = time.monotonic() - left_at
-        assert record.outcome == "aborted", record.outcome
-        assert abort_seconds < 1.0
+        assert await upstream.await_until(lambda fake: upstream_closed(fake, record), within=1.0)
+        assert time.monotonic() - left_at < 1.0
         assert record.events_sent < 200  # it was really stopped, not run to the end
 
         rid = events[0]["response"]["id"]
@@ -205,13 +213,47 @@ async def test_a_client_that_leaves_during_prefill_aborts_the_engine(
             await frames.aclose()
         left_at = time.monotonic()
         record = fake_record(upstream, request_id)
-        assert await upstream.await_until(lambda _: record.outcome != "pending", within=1.0)
-        assert record.outcome == "aborted"
+        assert await upstream.await_until(lambda fake: upstream_closed(fake, record), within=1.0)
         assert time.monotonic() - left_at < 1.0
         stored = await stored_when_settled(client, created["response"]["id"], headers)
     check_response(stored)
     assert stored["status"] == "incomplete"
     assert stored["output"] == []
+
+
+def test_a_client_that_leaves_before_the_headers_leaves_nothing_in_progress(
+    live_daphne, transactional_cast, upstream, model_for
+):
+    """The client hangs up while the view is still storing the new response (a slow database,
+    lock contention): the response must still end in a terminal state, not stay in_progress
+    with no generation behind it. The table lock makes the view wait there deterministically."""
+    model = model_for["slow"]
+    host, port = live_daphne.removeprefix("http://").split(":")
+    body = json.dumps(create_body(model)).encode()
+    head = (
+        f"POST /v1/responses HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {transactional_cast.alice.secret}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    async def send_and_hang_up() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(head + body)
+        await writer.drain()
+        await asyncio.sleep(0.5)  # the view is blocked on the INSERT by now
+        assert not reader.at_eof() and not reader._buffer  # no headers yet
+        writer.close()
+        await writer.wait_closed()
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("LOCK TABLE responses_storedresponse IN SHARE ROW EXCLUSIVE MODE")
+        asyncio.run(send_and_hang_up())
+        time.sleep(0.3)  # daphne has seen the disconnect; now let the INSERT through
+    assert _settle(lambda: StoredResponse.objects.exists(), within=3)
+    assert _settle(
+        lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=3
+    ), list(StoredResponse.objects.values_list("public_id", "status"))
+    assert upstream.active_streams == 0
 
 
 # --- E5: a thousand disconnects ----------------------------------------------------------------
@@ -454,34 +496,3 @@ async def test_keep_alive_comments_while_the_engine_is_silent(
     times = [at for at, chunk in chunks[: first_output + 1]][1:]
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     assert max(gaps) < 0.5, gaps
-
-
-@pytest.mark.parametrize("leave_after", [0, 1, 3, 8])
-@pytest.mark.parametrize("concurrency", [1, 20])
-def test_probe_modes(live_daphne, transactional_cast, upstream, model_for, leave_after, concurrency):
-    model = model_for["slow"]
-    headers = transactional_cast.alice.headers
-
-    async def run():
-        async def one(client):
-            async with client.stream("POST", "/v1/responses", json=create_body(model), headers=headers) as response:
-                if leave_after == 0:
-                    return
-                read = 0
-                async for event in sse_frames(response):
-                    if event is None:
-                        continue
-                    read += 1
-                    if read >= leave_after:
-                        break
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=live_daphne, timeout=30, limits=limits) as client:
-            for _ in range(40 // concurrency):
-                await asyncio.gather(*(one(client) for _ in range(concurrency)))
-
-    before = upstream.started_streams
-    asyncio.run(run())
-    ok = _settle(lambda: upstream.active_streams == 0, within=3)
-    print("MODE", leave_after, concurrency, "started", upstream.started_streams - before, "active", upstream.active_streams, "stats", upstream.stats(), "in_progress", StoredResponse.objects.filter(status="in_progress").count())
-    # let stuck ones drain before next param
-    assert ok

@@ -276,13 +276,18 @@ _EXAMPLES = {
 }
 
 
+# Not OpenAI events: sent only to clients that opt in (H5, quotas/tests cover them), so there is
+# no SDK type to validate them against.
+_EXTENSIONS = {"response_rate_limits_updated"}
+
+
 def test_every_builder_has_an_example():
     builders = {
         name
         for name, value in vars(ev).items()
         if inspect.isfunction(value) and value.__module__ == ev.__name__
     }
-    assert builders == set(_EXAMPLES)
+    assert builders == set(_EXAMPLES) | _EXTENSIONS
 
 
 @pytest.mark.parametrize("name", sorted(_EXAMPLES))

@@ -1,0 +1,88 @@
+"""Fixtures for the quota tests: a clean limiter per test, fake clocks, limits on the cast."""
+
+from __future__ import annotations
+
+import pytest
+
+from quotas.services.limiter import LocalLimiter, RedisLimiter, set_limiter
+from quotas.services.limits import limits_cache_clear
+
+
+class FakeClock:
+    """Milliseconds that move only when told to."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, ms: float) -> None:
+        self.now += ms
+
+
+@pytest.fixture(autouse=True)
+def _fresh_quota_state():
+    """Each test starts with the configured limiter (its Redis db is flushed by the root
+    conftest's cache.clear()) and no cached limits."""
+    limits_cache_clear()
+    set_limiter(None)
+    yield
+    set_limiter(None)
+    limits_cache_clear()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def redis_url() -> str:
+    from django.conf import settings
+
+    if not settings.QUOTA_REDIS_URL:
+        pytest.skip("needs REDIS_URL")
+    return settings.QUOTA_REDIS_URL
+
+
+@pytest.fixture(params=["local", "redis"])
+def make_limiter(request):
+    """``make(clock=None) -> limiter`` for both implementations."""
+
+    def make(clock=None):
+        if request.param == "local":
+            return LocalLimiter(clock=clock)
+        return RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
+
+    make.kind = request.param
+    return make
+
+
+@pytest.fixture
+def scripted_model(transactional_db):
+    from engines.models import ServedModel
+
+    return ServedModel.objects.create(
+        name="scripted", upstream_model="scripted", context_length=32768,
+        default_max_output_tokens=1000,
+    )
+
+
+@pytest.fixture
+def engine(scripted_model):
+    from engines.runtime.registry import engine_override
+    from engines.runtime.scripted import ScriptedEngine, build_script
+
+    engine = ScriptedEngine(build_script(text="Hello there, friend."))
+    with engine_override(scripted_model.name, engine):
+        yield engine
+
+
+@pytest.fixture
+def frozen_limiter(clock):
+    """The Redis limiter (the production path) on a fake clock, installed for the process."""
+    from quotas.services.limiter import set_limiter
+
+    limiter = RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
+    set_limiter(limiter)
+    return limiter

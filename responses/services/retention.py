@@ -1,0 +1,86 @@
+"""Bounded storage (E8): retention of stored responses, cleanup of expired sessions and of
+orphaned live event logs, and the per-organization caps checked before a response is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from api.errors import InvalidRequest
+from responses.models import ResponseSession, StoredResponse
+from responses.services.event_log import event_log_delete
+from tenants.models import Organization
+
+_BATCH = 500
+
+
+@dataclass
+class PurgeReport:
+    responses: int = 0
+    sessions: int = 0
+
+
+def responses_purge(*, dry_run: bool = False) -> PurgeReport:
+    """Delete stored responses older than their organization's retention (their events and
+    sessions go by cascade; their live logs, if any, explicitly), and sessions that expired
+    longer ago than that. Finished rows only: a running response is never pulled away."""
+    now = timezone.now()
+    report = PurgeReport()
+    # Per organization (few rows) so the cutoff is a plain datetime on every database backend.
+    for organization in Organization.objects.only("pk", "response_retention_days"):
+        cutoff = now - timedelta(days=organization.response_retention_days)
+        expired = StoredResponse.objects.filter(
+            organization=organization,
+            status__in=StoredResponse.TERMINAL,
+            created_at__lt=cutoff,
+        )
+        sessions = ResponseSession.objects.filter(
+            organization=organization,
+            status__in=[ResponseSession.Status.EXPIRED, ResponseSession.Status.CANCELLED],
+            updated_at__lt=cutoff,
+        )
+        if dry_run:
+            report.responses += expired.count()
+            report.sessions += sessions.count()
+            continue
+        report.sessions += sessions.delete()[1].get("responses.ResponseSession", 0)
+        while True:
+            batch = list(expired.values_list("pk", "public_id")[:_BATCH])
+            if not batch:
+                break
+            StoredResponse.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+            event_log_delete(public_ids=[public_id for _, public_id in batch])
+            report.responses += len(batch)
+    return report
+
+
+def storage_check(
+    *, organization: Organization, previous: StoredResponse | None, incoming_bytes: int
+) -> None:
+    """400 before anything is generated when storing this response would pass a cap."""
+    if previous is not None and organization.max_chain_length:
+        if previous.chain_length + 1 > organization.max_chain_length:
+            raise InvalidRequest(
+                f"This conversation reached the maximum of {organization.max_chain_length} "
+                "turns; start a new one (without previous_response_id).",
+                param="previous_response_id",
+                code="chain_length_exceeded",
+            )
+    if organization.max_stored_bytes:
+        used = (
+            StoredResponse.objects.filter(organization=organization).aggregate(
+                total=Sum("stored_bytes")
+            )["total"]
+            or 0
+        )
+        if used + incoming_bytes > organization.max_stored_bytes:
+            raise InvalidRequest(
+                f"Your organization's stored responses use {used} of "
+                f"{organization.max_stored_bytes} bytes; delete some responses or send "
+                "store=false.",
+                param="store",
+                code="storage_limit_exceeded",
+            )

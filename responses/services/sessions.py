@@ -1,0 +1,271 @@
+"""Response sessions (C3): the durable state of a conversation chain between turns, and the
+``POST /v1/responses/{id}/tool_outputs`` submissions (C1, E2, E3, E6).
+
+This module owns ``ResponseSession.status``::
+
+    active ──(a turn ends with function calls)──▶ awaiting_tool_outputs
+    awaiting_tool_outputs ──(the last output arrives)──▶ active   (the continuation runs)
+    awaiting_tool_outputs ──(deadline)──▶ expired
+    active ──(a turn ends without calls)──▶ completed ──(a new turn)──▶ active
+    any open state ──(a turn is cancelled)──▶ cancelled
+
+Every change is a conditional UPDATE on ``version`` (optimistic concurrency): two submitters for
+different call ids in two processes both read version v, one wins v → v+1, the other reloads and
+applies its outputs on top, so neither is lost (E3) and exactly one of them sees the set complete.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from api.errors import ApiError, Conflict, Gone, InvalidRequest, error_body
+from responses.models import ResponseSession, StoredResponse, ToolOutputSubmission
+
+SessionStatus = ResponseSession.Status
+_OPEN = (SessionStatus.ACTIVE, SessionStatus.AWAITING_TOOL_OUTPUTS, SessionStatus.COMPLETED)
+_MAX_ATTEMPTS = 50
+
+
+def _pending_calls(body: dict[str, Any]) -> list[str]:
+    return [
+        item["call_id"]
+        for item in body.get("output") or []
+        if item.get("type") == "function_call" and item.get("call_id")
+    ]
+
+
+def _tokens(body: dict[str, Any]) -> int:
+    usage = body.get("usage") or {}
+    return int(usage.get("total_tokens") or 0)
+
+
+def session_after_finalize(*, response_pk: int, body: dict[str, Any]) -> None:
+    """Called inside ``response_finalize``'s transaction: the turn ended with ``body``."""
+    row = (
+        StoredResponse.objects.filter(pk=response_pk)
+        .values("organization_id", "previous_response_id", "input_items")
+        .first()
+    )
+    if row is None:
+        return
+    StoredResponse.objects.filter(pk=response_pk).update(
+        stored_bytes=len(json.dumps(body)) + len(json.dumps(row["input_items"]))
+    )
+    session = None
+    if row["previous_response_id"]:
+        session = ResponseSession.objects.filter(head_response_id=row["previous_response_id"]).first()
+    pending = _pending_calls(body) if body.get("status") == "completed" else []
+    if body.get("status") == "cancelled":
+        status = SessionStatus.CANCELLED
+    elif pending:
+        status = SessionStatus.AWAITING_TOOL_OUTPUTS
+    else:
+        status = SessionStatus.COMPLETED
+    deadline = None
+    if pending:
+        timeout = (
+            StoredResponse.objects.filter(pk=response_pk)
+            .values_list("organization__tool_output_timeout_seconds", flat=True)
+            .first()
+        )
+        deadline = timezone.now() + timedelta(seconds=timeout)
+    changes = dict(
+        head_response_id=response_pk,
+        status=status,
+        pending_call_ids=pending,
+        submitted_outputs={},
+        deadline=deadline,
+        continuation=None,
+    )
+    if session is None:
+        session = ResponseSession.objects.create(
+            organization_id=row["organization_id"],
+            root_response_id=response_pk,
+            token_footprint=_tokens(body),
+            **changes,
+        )
+    else:
+        # The head moves to the turn that just ended; nobody else moves a session whose head is
+        # still running, so no version check is needed here, only the bump.
+        ResponseSession.objects.filter(pk=session.pk).update(
+            version=session.version + 1,
+            token_footprint=session.token_footprint + _tokens(body),
+            **changes,
+        )
+    if deadline is not None:
+        from responses.tasks import session_expire_task
+
+        session_pk = session.pk
+        transaction.on_commit(lambda: session_expire_task.apply_async((session_pk,), eta=deadline))
+
+
+def session_expire(*, session_pk: int | None = None) -> int:
+    """Expire sessions whose tool-output deadline passed (one, or all of them for the sweeper)."""
+    sessions = ResponseSession.objects.filter(
+        status=SessionStatus.AWAITING_TOOL_OUTPUTS, deadline__lte=timezone.now()
+    )
+    if session_pk is not None:
+        sessions = sessions.filter(pk=session_pk)
+    return sessions.update(status=SessionStatus.EXPIRED, updated_at=timezone.now())
+
+
+def session_state(session: ResponseSession) -> dict[str, Any]:
+    return {
+        "object": "response.session",
+        "response_id": session.head_response.public_id,
+        "status": session.status,
+        "pending_call_ids": [c for c in session.pending_call_ids if c not in session.submitted_outputs],
+        "submitted_call_ids": list(session.submitted_outputs),
+        "expires_at": int(session.deadline.timestamp()) if session.deadline else None,
+        "token_footprint": session.token_footprint,
+    }
+
+
+@dataclass
+class Submission:
+    session: ResponseSession
+    complete: bool
+    """True for the one request whose outputs completed the set: it runs the continuation."""
+    outputs: list[dict[str, Any]]
+    """Every output, in the order of the response's calls (for the continuation's input)."""
+
+
+def _check_outputs(tool_outputs: Any) -> dict[str, str]:
+    if not isinstance(tool_outputs, list) or not tool_outputs:
+        raise InvalidRequest("'tool_outputs' must be a non-empty array.", param="tool_outputs")
+    outputs: dict[str, str] = {}
+    for index, entry in enumerate(tool_outputs):
+        param = f"tool_outputs[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("call_id"), str):
+            raise InvalidRequest("Each tool output needs a string 'call_id'.", param=param)
+        output = entry.get("output")
+        if not isinstance(output, str):
+            output = json.dumps(output)
+        if entry["call_id"] in outputs:
+            raise InvalidRequest(
+                f"Duplicate call_id '{entry['call_id']}' in this request.", param=param
+            )
+        outputs[entry["call_id"]] = output
+    return outputs
+
+
+def tool_outputs_submit(*, response: StoredResponse, tool_outputs: Any) -> Submission:
+    outputs = _check_outputs(tool_outputs)
+    for _ in range(_MAX_ATTEMPTS):
+        session = (
+            ResponseSession.objects.select_related("head_response")
+            .filter(head_response=response)
+            .first()
+        )
+        if session is None or session.status == SessionStatus.COMPLETED:
+            raise InvalidRequest(
+                f"Response '{response.public_id}' is not waiting for tool outputs.",
+                param="response_id",
+            )
+        if session.status == SessionStatus.EXPIRED or (
+            session.status == SessionStatus.AWAITING_TOOL_OUTPUTS
+            and session.deadline is not None
+            and session.deadline <= timezone.now()
+        ):
+            session_expire(session_pk=session.pk)
+            raise Gone(
+                f"The deadline for tool outputs of response '{response.public_id}' has passed.",
+                param="response_id",
+            )
+        for index, call_id in enumerate(outputs):
+            if call_id not in session.pending_call_ids:
+                raise InvalidRequest(
+                    f"No function call with call_id '{call_id}' in response "
+                    f"'{response.public_id}'.",
+                    param=f"tool_outputs[{index}].call_id",
+                )
+            if call_id in session.submitted_outputs:
+                raise Conflict(
+                    f"An output for call_id '{call_id}' was already submitted.",
+                    param=f"tool_outputs[{index}].call_id",
+                    code="duplicate_tool_output",
+                )
+        if session.status != SessionStatus.AWAITING_TOOL_OUTPUTS:
+            raise Conflict(
+                f"Response '{response.public_id}' is {session.status}.", param="response_id"
+            )
+        submitted = {**session.submitted_outputs, **outputs}
+        complete = set(submitted) >= set(session.pending_call_ids)
+        updated = ResponseSession.objects.filter(
+            pk=session.pk, version=session.version, status=SessionStatus.AWAITING_TOOL_OUTPUTS
+        ).update(
+            submitted_outputs=submitted,
+            version=session.version + 1,
+            status=SessionStatus.ACTIVE if complete else SessionStatus.AWAITING_TOOL_OUTPUTS,
+            updated_at=timezone.now(),
+        )
+        if updated != 1:
+            continue  # another submitter got there first: re-read and apply on top
+        session.submitted_outputs = submitted
+        session.version += 1
+        session.status = SessionStatus.ACTIVE if complete else session.status
+        ordered = [
+            {"type": "function_call_output", "call_id": call_id, "output": submitted[call_id]}
+            for call_id in session.pending_call_ids
+            if call_id in submitted
+        ]
+        return Submission(session=session, complete=complete, outputs=ordered)
+    raise Conflict("Too many concurrent submissions; retry.", param="response_id")
+
+
+def session_link_continuation(*, session_pk: int, continuation_pk: int | None) -> None:
+    ResponseSession.objects.filter(pk=session_pk).update(continuation_id=continuation_pk)
+
+
+# --- Idempotency-Key (E6) --------------------------------------------------------------------
+
+_PENDING = 0
+
+
+def idempotency_claim(
+    *, response: StoredResponse, key: str
+) -> ToolOutputSubmission | None:
+    """Reserve ``key`` for this request; returns the earlier submission when there is one."""
+    with transaction.atomic():
+        submission, created = ToolOutputSubmission.objects.get_or_create(
+            organization_id=response.organization_id,
+            response=response,
+            idempotency_key=key,
+            defaults={"status_code": _PENDING, "answer": {}},
+        )
+    if created:
+        return None
+    if submission.status_code == _PENDING:
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed.",
+            param="Idempotency-Key",
+        )
+    return submission
+
+
+def idempotency_store(
+    *, response: StoredResponse, key: str, status_code: int, answer: dict[str, Any]
+) -> None:
+    ToolOutputSubmission.objects.filter(
+        organization_id=response.organization_id, response=response, idempotency_key=key
+    ).update(status_code=status_code, answer=answer)
+
+
+def idempotency_release(*, response: StoredResponse, key: str) -> None:
+    """The request failed before it changed anything: a retry may run it again."""
+    ToolOutputSubmission.objects.filter(
+        organization_id=response.organization_id,
+        response=response,
+        idempotency_key=key,
+        status_code=_PENDING,
+    ).delete()
+
+
+def idempotent_error(error: ApiError) -> dict[str, Any]:
+    return error_body(error.message, type=error.type, param=error.param, code=error.code)
