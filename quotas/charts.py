@@ -21,7 +21,7 @@ def _nice_max(value: float) -> float:
     if value <= 0:
         return 1
     magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 2, 2.5, 4, 5, 10):
         if value <= step * magnitude:
             return step * magnitude
     return 10 * magnitude

@@ -79,11 +79,17 @@ def _counter(*, organization_id: int, project_id: int | None, month: date) -> Mo
     return counter
 
 
-def _rollup(*, organization_id: int, day: date, model: str) -> UsageDaily:
-    rollup, _ = UsageDaily.objects.get_or_create(
-        organization_id=organization_id, day=day, model=model
-    )
-    return rollup
+def _increment(model, lookup: dict, changes: dict) -> None:
+    """``UPDATE … SET f = f + n`` on the row matching ``lookup``, creating it first if it does
+    not exist yet. The UPDATE comes first: the row nearly always exists, so that is one query."""
+    if model.objects.filter(**lookup).update(**changes):
+        return
+    try:
+        with transaction.atomic():  # a savepoint: losing the creation race is not an error
+            model.objects.create(**lookup)
+    except IntegrityError:
+        pass
+    model.objects.filter(**lookup).update(**changes)
 
 
 def usage_record_open(
@@ -167,29 +173,38 @@ def usage_record_settle(
         if updated != 1:
             return False  # another process settled it between our read and our update
         month = month_start(record.created_at)
-        scopes = [None] + ([record.project_id] if record.project_id else [])
-        for project_id in scopes:
-            counter = _counter(
-                organization_id=record.organization_id, project_id=project_id, month=month
-            )
-            release = record.reserved_tokens if counter.pk in record.budget_holds else 0
-            MonthlyUsage.objects.filter(pk=counter.pk).update(
-                used_tokens=F("used_tokens") + usage.total_tokens,
-                reserved_tokens=F("reserved_tokens") - release,
-            )
-        rollup = _rollup(
-            organization_id=record.organization_id,
-            day=timezone.localtime(record.created_at, UTC).date(),
-            model=record.model,
-        )
-        UsageDaily.objects.filter(pk=rollup.pk).update(
-            requests=F("requests") + 1,
-            failed_requests=F("failed_requests") + (1 if status == "failed" else 0),
-            input_tokens=F("input_tokens") + usage.input_tokens,
-            cached_tokens=F("cached_tokens") + usage.cached_tokens,
-            output_tokens=F("output_tokens") + usage.output_tokens,
-            reasoning_tokens=F("reasoning_tokens") + usage.reasoning_tokens,
-            total_tokens=F("total_tokens") + usage.total_tokens,
+        for project_id in [None] + ([record.project_id] if record.project_id else []):
+            lookup = {
+                "organization_id": record.organization_id,
+                "project_id": project_id,
+                "month": month,
+            }
+            changes = {"used_tokens": F("used_tokens") + usage.total_tokens}
+            if record.budget_holds:
+                # Give back the hold this turn took on this counter (if it took one).
+                held = MonthlyUsage.objects.filter(pk__in=record.budget_holds, **lookup)
+                if held.update(
+                    used_tokens=F("used_tokens") + usage.total_tokens,
+                    reserved_tokens=F("reserved_tokens") - record.reserved_tokens,
+                ):
+                    continue
+            _increment(MonthlyUsage, lookup, changes)
+        _increment(
+            UsageDaily,
+            {
+                "organization_id": record.organization_id,
+                "day": timezone.localtime(record.created_at, UTC).date(),
+                "model": record.model,
+            },
+            {
+                "requests": F("requests") + 1,
+                "failed_requests": F("failed_requests") + (1 if status == "failed" else 0),
+                "input_tokens": F("input_tokens") + usage.input_tokens,
+                "cached_tokens": F("cached_tokens") + usage.cached_tokens,
+                "output_tokens": F("output_tokens") + usage.output_tokens,
+                "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
+                "total_tokens": F("total_tokens") + usage.total_tokens,
+            },
         )
     return True
 
@@ -197,14 +212,11 @@ def usage_record_settle(
 def usage_refusal_count(*, organization_id: int, model: str, insufficient_quota: bool) -> None:
     """Count a 429 in today's rollup (for the admin's "429s per organization" chart)."""
     field = "quota_exceeded" if insufficient_quota else "rate_limited"
-    try:
-        with transaction.atomic():
-            rollup = _rollup(
-                organization_id=organization_id, day=timezone.now().date(), model=model
-            )
-            UsageDaily.objects.filter(pk=rollup.pk).update(**{field: F(field) + 1})
-    except IntegrityError:  # pragma: no cover - get_or_create already retries the race
-        logger.warning("could not count a refusal for organization %s", organization_id)
+    _increment(
+        UsageDaily,
+        {"organization_id": organization_id, "day": timezone.now().date(), "model": model},
+        {field: F(field) + 1},
+    )
 
 
 def usage_reservations_expire(*, older_than: timedelta, now: datetime | None = None) -> int:

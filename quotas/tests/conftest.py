@@ -86,3 +86,17 @@ def frozen_limiter(clock):
     limiter = RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
     set_limiter(limiter)
     return limiter
+
+
+@pytest.fixture(params=["redis", "local"])
+def any_frozen_limiter(request, clock):
+    """Either limiter on a fake clock: the Redis one (production) or the in-process one (the
+    embedded default of ``make run``)."""
+    from quotas.services.limiter import set_limiter
+
+    if request.param == "redis":
+        limiter = RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
+    else:
+        limiter = LocalLimiter(clock=clock)
+    set_limiter(limiter)
+    return limiter

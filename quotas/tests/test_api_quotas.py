@@ -75,7 +75,7 @@ async def set_limits(persona, **values):
 
 
 async def test_five_per_minute_gives_five_answers_then_429s(
-    client, transactional_cast, engine, frozen_limiter
+    client, transactional_cast, engine, any_frozen_limiter
 ):
     alice = transactional_cast.alice
     await set_limits(alice, requests_per_minute=5, tokens_per_minute=1_000_000)
@@ -245,6 +245,8 @@ def test_parallel_budget_reservations_never_overspend(transactional_cast):
         usage_record_settle,
     )
 
+    if connection.vendor != "postgresql":
+        pytest.skip("threads on SQLite's shared in-memory test database lock tables, not rows")
     organization = transactional_cast.alice.organization
     hold = BudgetHold(project_id=None, budget=1_000, label="organization")
     barrier = threading.Barrier(50)
@@ -471,3 +473,42 @@ async def test_a_dead_limiter_fails_open_without_a_500(client, transactional_cas
     assert sum("failing open" in r.message for r in caplog.records) == 1  # logged, not flooded
     models = await client.get("/v1/models", headers=alice.headers)
     assert models.status_code == 200 and "x-ratelimit-limit-requests" not in models
+
+
+async def test_a_background_response_is_settled_by_its_worker(
+    transactional_cast, engine, frozen_limiter
+):
+    """Admitted by the web process, run by a worker (here: in-process), settled by response id
+    from the ledger row: the slot and the unused tokens come back, the usage is recorded."""
+    from responses.services.background import background_run
+
+    alice = transactional_cast.alice
+    await set_limits(alice, max_concurrent=1, tokens_per_minute=100_000)
+    engine.script = build_script(text="done in the background", input_tokens=9)
+    prepared = await response_prepare(
+        principal=await _principal(alice),
+        request_id="req_bg",
+        body={"model": "scripted", "input": "hi", "background": True, "store": True},
+    )
+    response_id = prepared.generation.response_id
+    row = await UsageRecord.objects.aget(response_id=response_id)
+    assert row.status == "reserved" and len(row.limiter_checks) == 2
+    await background_run(response_pk=prepared.generation.record_pk)
+    await row.arefresh_from_db()
+    assert (row.status, row.input_tokens, row.output_tokens) == ("completed", 9, 4)
+    # The in-flight slot is free again and the unused reservation came back.
+    state = await frozen_limiter.peek(
+        [c for c in (await sync_to_async(_checks_of)(row)) if c.kind == "tokens"]
+    )
+    assert state[0].remaining == 100_000 - 13
+    second = await response_prepare(
+        principal=await _principal(alice), request_id="req_bg2",
+        body={"model": "scripted", "input": "hi", "background": True, "store": True},
+    )
+    assert second.generation.response_id != response_id  # admitted: the slot was released
+
+
+def _checks_of(row):
+    from quotas.services.admission import _check_load
+
+    return [_check_load(c) for c in row.limiter_checks]

