@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
@@ -13,7 +15,7 @@ from responses.selectors import input_items_page, response_get
 from responses.services import sessions
 from responses.services.background import background_follow
 from responses.services.create import response_prepare
-from responses.services.generation import KEEPALIVE, generate_events
+from responses.services.generation import KEEPALIVE, generate_events, generation_abandon
 from responses.services.input_tokens import input_tokens_count
 from responses.services.lifecycle import response_delete
 from responses.services.stored import response_cancel, response_replay
@@ -77,6 +79,7 @@ async def answer_prepared(request, prepared):
             generate_events(generation),
             request_id=request.request_id,
             keepalive_marker=KEEPALIVE,
+            on_close=functools.partial(generation_abandon, generation),
         )
     async for _ in generate_events(generation):
         pass

@@ -11,6 +11,9 @@ Steps (each failure is an OpenAI-style 4xx before anything is generated or store
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +42,7 @@ from responses.requests.validation import CreateResponseRequest
 from responses.selectors import chain_items, previous_response_get
 from responses.services import lifecycle
 from responses.services.background import background_job, background_record_create
-from responses.services.generation import Generation
+from responses.services.generation import Generation, generation_abandon
 from responses.services.retention import storage_check
 from responses.streaming.builder import StreamBuilder
 from responses.streaming.objects import ResponseEcho
@@ -229,45 +232,88 @@ async def response_prepare(
         ),
         max_output_tokens=max_output,
     )
-    record_pk = None
-    if request.store:
-        # Background (validation made sure store is true): stored queued, and a Celery worker
-        # runs the generation once the row is committed; this process only answers.
-        status = (
-            StoredResponse.Status.QUEUED if request.background else StoredResponse.Status.IN_PROGRESS
-        )
-        fields = dict(
-            public_id=builder.response_id,
-            organization=principal.organization,
-            project=principal.project,
-            api_key=principal.api_key,
-            previous=context.previous,
-            model=context.model_name,
-            status=status,
-            background=request.background,
-            request_id=request_id,
-            body=builder.snapshot() | {"status": status},
-            input_items=input_items,
-        )
-        if request.background:
-            job = background_job(
-                engine_request=engine_request,
-                echo=echo,
-                builder=builder,
-                include_logprobs=request.logprobs,
-                reasoning_summary=request.reasoning_summary is not None,
-            )
-            record = await sync_to_async(background_record_create)(job=job, **fields)
-        else:
-            record = await sync_to_async(lifecycle.response_record_create)(**fields)
-        record_pk = record.pk
     generation = Generation(
         engine=engine,
         engine_request=engine_request,
         builder=builder,
-        record_pk=record_pk,
+        record_pk=None,
         reasoning_summary=request.reasoning_summary is not None,
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         reservation=reservation,
     )
+    try:
+        if request.store:
+            generation.record_pk = await _store_record(
+                request=request,
+                principal=principal,
+                context=context,
+                builder=builder,
+                echo=echo,
+                engine_request=engine_request,
+                request_id=request_id,
+                input_items=input_items,
+            )
+    except BaseException:
+        # Admitted but it will never run (the client left while the row was being written, or
+        # the write failed): release the reservation and close whatever row was written.
+        await generation_abandon(generation)
+        raise
     return PreparedResponse(request=request, generation=generation)
+
+
+async def _store_record(
+    *,
+    request: CreateResponseRequest,
+    principal: ApiPrincipal,
+    context: _Context,
+    builder: StreamBuilder,
+    echo: ResponseEcho,
+    engine_request: GenerationRequest,
+    request_id: str,
+    input_items: list[dict[str, Any]],
+) -> int:
+    # Background (validation made sure store is true): stored queued, and a Celery worker runs
+    # the generation once the row is committed; this process only answers.
+    status = StoredResponse.Status.QUEUED if request.background else StoredResponse.Status.IN_PROGRESS
+    fields = dict(
+        public_id=builder.response_id,
+        organization=principal.organization,
+        project=principal.project,
+        api_key=principal.api_key,
+        previous=context.previous,
+        model=context.model_name,
+        status=status,
+        background=request.background,
+        request_id=request_id,
+        body=builder.snapshot() | {"status": status},
+        input_items=input_items,
+    )
+    if request.background:
+        job = background_job(
+            engine_request=engine_request,
+            echo=echo,
+            builder=builder,
+            include_logprobs=request.logprobs,
+            reasoning_summary=request.reasoning_summary is not None,
+        )
+        create = functools.partial(background_record_create, job=job, **fields)
+    else:
+        create = functools.partial(lifecycle.response_record_create, **fields)
+    # The INSERT runs in a thread that a cancelled request cannot stop: shield it, and if the
+    # request is cancelled meanwhile, wait for the row so it can be closed, not orphaned.
+    writing = asyncio.ensure_future(sync_to_async(create)())
+    try:
+        return (await asyncio.shield(writing)).pk
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            record = await writing
+            if request.background:
+                raise  # a queued background response runs without its client, by design
+            body = builder.snapshot() | {"status": StoredResponse.Status.INCOMPLETE}
+            await sync_to_async(lifecycle.response_transition)(
+                response_pk=record.pk,
+                from_status=StoredResponse.Status.IN_PROGRESS,
+                to_status=StoredResponse.Status.INCOMPLETE,
+                body=body,
+            )
+        raise

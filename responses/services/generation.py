@@ -68,6 +68,9 @@ class Generation:
     """Run by a Celery worker: cancellation is also watched through the database row."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """Every event emitted, kept only when the response is stored (for replay, L6)."""
+    started: bool = False
+    """Set when generate_events begins; a prepared generation that never starts (its client
+    left first) is closed by :func:`generation_abandon` instead."""
     engine_error: EngineError | None = None
     """Why the generation failed, for the non-streaming answer's HTTP status."""
     reservation: Reservation | None = None
@@ -128,6 +131,7 @@ async def _deltas(
 
 async def generate_events(generation: Generation) -> AsyncIterator[object]:
     """Events (dicts) and KEEPALIVE markers for one response, start to terminal event."""
+    generation.started = True
     builder = generation.builder
     probe = CancellationProbe(
         generation.response_id if generation.record_pk else None,
@@ -239,3 +243,26 @@ async def _store_outcome(generation: Generation) -> None:
         logger.info("response %s was finalized elsewhere", generation.response_id)
     except Exception:
         logger.exception("could not store the outcome of %s", generation.response_id)
+
+
+async def generation_abandon(generation: Generation) -> None:
+    """Close a prepared generation that will never run: its client left after admission but
+    before the first event. The stored row ends ``incomplete`` (never stuck ``in_progress``) and
+    the quota reservation is released. Idempotent; a no-op once the generation has started."""
+    if generation.started:
+        return
+    generation.started = True
+    settling = quota_settle_start(reservation=generation.reservation, builder=generation.builder)
+    if settling is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(settling)
+    if generation.record_pk is None:
+        return
+    body = generation.builder.snapshot() | {"status": lifecycle.Status.INCOMPLETE}
+    with contextlib.suppress(lifecycle.TransitionRefused):
+        await sync_to_async(lifecycle.response_transition)(
+            response_pk=generation.record_pk,
+            from_status=lifecycle.Status.IN_PROGRESS,
+            to_status=lifecycle.Status.INCOMPLETE,
+            body=body,
+        )
