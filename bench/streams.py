@@ -482,23 +482,36 @@ async def hold_one(
     ready: asyncio.Semaphore,
     release: asyncio.Event,
     failures: list[str],
+    opening: asyncio.Semaphore | None = None,
 ) -> None:
     """Open one stream, wait for ``response.in_progress``, signal ``ready``, hold it open until
-    ``release`` (a failure signals ``ready`` too, so the caller never waits forever)."""
+    ``release`` (a failure signals ``ready`` too, so the caller never waits forever).
+    ``opening`` bounds how many streams are being opened at once (not how many are open):
+    a thousand clients do not all connect in the same millisecond."""
     signalled = False
     try:
-        async with client.stream(
-            "POST",
-            f"{setup.base_url}/v1/responses",
-            json=body,
-            headers={"Authorization": f"Bearer {setup.secret}"},
-        ) as response:
-            if response.status_code != 200:
-                failures.append(f"{response.status_code}: {(await response.aread())[:200]!r}")
-                return
-            async for line in response.aiter_lines():
-                if line == "event: response.in_progress":
-                    break
+        async with contextlib.AsyncExitStack() as stack:
+            if opening is not None:
+                await opening.acquire()
+            try:
+                response = await stack.enter_async_context(
+                    client.stream(
+                        "POST",
+                        f"{setup.base_url}/v1/responses",
+                        json=body,
+                        headers={"Authorization": f"Bearer {setup.secret}"},
+                    )
+                )
+                if response.status_code != 200:
+                    text = (await response.aread())[:200]
+                    failures.append(f"{response.status_code}: {text!r}")
+                    return
+                async for line in response.aiter_lines():
+                    if line == "event: response.in_progress":
+                        break
+            finally:
+                if opening is not None:
+                    opening.release()
             ready.release()
             signalled = True
             await release.wait()
@@ -541,8 +554,9 @@ async def run_memory(
         release = asyncio.Event()
         failures: list[str] = []
         opened_at = time.perf_counter()
+        opening = asyncio.Semaphore(args.open_concurrency)
         tasks = [
-            asyncio.create_task(hold_one(client, setup, body, ready, release, failures))
+            asyncio.create_task(hold_one(client, setup, body, ready, release, failures, opening))
             for _ in range(count)
         ]
         for _ in range(count):
@@ -562,10 +576,30 @@ async def run_memory(
         }
         rows.append(row)
         print(f"  {count} open: {row}" + (f" e.g. {failures[:2]}" if failures else ""), flush=True)
-        await asyncio.sleep(args.settle)
-    rows.append({"open": "after", **snapshot()})
+        # Wait for the server to let go of everything (threads, connections) before the next.
+        await drained(snapshot, idle, within=args.drain)
+    began = time.perf_counter()
+    settled = await drained(snapshot, idle, within=args.drain)
+    rows.append({"open": "after", **settled, "open_seconds": time.perf_counter() - began})
     print(f"  after: {rows[-1]}", flush=True)
     return rows
+
+
+async def drained(
+    snapshot: Callable[[], dict[str, float]], idle: dict[str, float], *, within: float
+) -> dict[str, float]:
+    """Poll until daphne is back to its idle threads and database connections (± 2)."""
+    deadline = time.perf_counter() + within
+    current = snapshot()
+    while time.perf_counter() < deadline:
+        if (
+            current["threads"] <= idle["threads"] + 2
+            and current.get("db_connections", 0) <= idle.get("db_connections", 0) + 2
+        ):
+            break
+        await asyncio.sleep(0.5)
+        current = snapshot()
+    return current
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -660,7 +694,7 @@ def render(
         "upstream sends nothing; per stream = (RSS − idle RSS) / N):",
         "",
         "| open streams | RSS MiB | per stream KiB | threads | fds | DB connections "
-        "| seconds to open all | failed |",
+        "| seconds to open all (after: to drain) | failed |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in memory:
@@ -705,8 +739,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-requests", type=int, default=64)
     parser.add_argument("--hold", type=int, nargs="+", default=[1, 32, 256, 1000])
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before sampling")
+    parser.add_argument(
+        "--open-concurrency", type=int, default=64, help="streams being opened at once"
+    )
+    parser.add_argument(
+        "--drain", type=float, default=120.0, help="max seconds to wait for daphne to idle"
+    )
     parser.add_argument("--no-store", action="store_true", help="send store=false")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
         "--py-spy",
         metavar="OUT",
@@ -733,7 +774,7 @@ async def measure(setup: Setup, args: argparse.Namespace):
     timeout = httpx.Timeout(120.0, connect=30.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
         throughput = {}
-        for model in ("fast", "paced"):
+        for model in () if args.skip_throughput else ("fast", "paced"):
             print(f"throughput ({model} upstream):", flush=True)
             throughput[model] = await run_throughput(setup, client, args, model=model)
         memory = []

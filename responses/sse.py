@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from asgiref.sync import async_to_sync
 from django.http import StreamingHttpResponse
 
 from api.logging import current_request_id
 from responses.streaming.encoder import KEEPALIVE, encode_event, stream_end
+
+_closing: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
 
 def sse_response(
@@ -26,8 +28,14 @@ def sse_response(
         # The gateway's logging context ended when the view returned; streaming happens after.
         token = current_request_id.set(request_id)
         try:
-            async for item in events:
-                yield KEEPALIVE if item is keepalive_marker else encode_event(item, dialect=dialect)
+            # aclosing: closing this body (client gone) must close the event source at once.
+            async with contextlib.aclosing(events) as source:
+                async for item in source:
+                    yield (
+                        KEEPALIVE
+                        if item is keepalive_marker
+                        else encode_event(item, dialect=dialect)
+                    )
             tail = stream_end(dialect)
             if tail:
                 yield tail
@@ -36,10 +44,32 @@ def sse_response(
             with contextlib.suppress(ValueError):
                 current_request_id.reset(token)
 
-    response = StreamingHttpResponse(body(), content_type="text/event-stream; charset=utf-8")
-    if on_close is not None:
-        # Closers are sync and Django calls them from a worker thread: hop back onto the loop.
-        response._resource_closers.append(async_to_sync(on_close))
+    stream = body()
+    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+    loop = asyncio.get_running_loop()
+
+    async def close() -> None:
+        # Django wraps this generator in its own when it sends the body, and on a disconnect it
+        # closes only the outermost one: ours would stay suspended (the generation running on,
+        # its upstream request open) until the garbage collector found it. Django always calls
+        # the response's closers, so close the stream here, deterministically.
+        with contextlib.suppress(RuntimeError):  # still running: it is finishing by itself
+            await stream.aclose()
+        if on_close is not None:
+            await on_close()
+
+    def schedule_close() -> None:
+        # Django calls closers from its thread-sensitive worker thread; waiting there for
+        # cleanup that itself needs that thread (ORM calls) would deadlock, so hand it to the
+        # event loop and return at once.
+        def start() -> None:
+            task = loop.create_task(close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+        loop.call_soon_threadsafe(start)
+
+    response._resource_closers.append(schedule_close)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
     return response

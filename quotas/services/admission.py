@@ -330,7 +330,7 @@ def _reservation_load(response_id: str) -> Reservation | None:
 
 async def _settle_by_response_id(response_id: str, response: dict[str, Any]) -> None:
     try:
-        reservation = await sync_to_async(_reservation_load)(response_id)
+        reservation = await sync_to_async(_reservation_load, thread_sensitive=False)(response_id)
     except Exception:
         logger.exception("could not load the reservation of %s", response_id)
         return
@@ -366,7 +366,8 @@ async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) ->
         except Exception:
             logger.exception("could not settle the rate limits of %s", reservation.response_id)
     try:
-        await sync_to_async(usage_record_settle)(
+        # Not thread-sensitive: settlement outlives the request (see generation._after_request).
+        await sync_to_async(usage_record_settle, thread_sensitive=False)(
             response_id=reservation.response_id,
             status=status,
             usage=usage,

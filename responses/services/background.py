@@ -85,10 +85,11 @@ async def background_follow(
     from responses.services.stored import response_replay
 
     record = await sync_to_async(StoredResponse.objects.get)(pk=response_pk)
-    async for item in response_replay(
-        response=record, starting_after=None, keepalive_seconds=keepalive_seconds
-    ):
-        yield item
+    async with contextlib.aclosing(
+        response_replay(response=record, starting_after=None, keepalive_seconds=keepalive_seconds)
+    ) as events:
+        async for item in events:
+            yield item
 
 
 # --- the worker side -------------------------------------------------------------------------

@@ -23,6 +23,9 @@ DB_CHECK_INTERVAL_SECONDS = 0.5
 _FLAG_TTL_SECONDS = 3600
 
 
+_get_unpinned = sync_to_async(cache.get, thread_sensitive=False)
+
+
 def _flag_key(response_id: str) -> str:
     return f"response-cancel:{response_id}"
 
@@ -32,7 +35,10 @@ def cancel_request(*, response_id: str) -> None:
 
 
 async def cancel_requested(*, response_id: str) -> bool:
-    return bool(await cache.aget(_flag_key(response_id)))
+    # Not cache.aget: Django runs that on the one thread-sensitive executor thread that every
+    # ORM call of this process shares, and with hundreds of streams polling 4×/s the flag checks
+    # starved the database work queued behind them. The cache client is thread-safe.
+    return bool(await _get_unpinned(_flag_key(response_id)))
 
 
 class CancellationProbe:

@@ -300,8 +300,10 @@ async def _store_record(
     else:
         create = functools.partial(lifecycle.response_record_create, **fields)
     # The INSERT runs in a thread that a cancelled request cannot stop: shield it, and if the
-    # request is cancelled meanwhile, wait for the row so it can be closed, not orphaned.
-    writing = asyncio.ensure_future(sync_to_async(create)())
+    # request is cancelled meanwhile, wait for the row so it can be closed, not orphaned. Not on
+    # the request's thread-sensitive executor: Django shuts it down when the cancelled request
+    # ends, and work still queued there would never run.
+    writing = asyncio.ensure_future(sync_to_async(create, thread_sensitive=False)())
     try:
         return (await asyncio.shield(writing)).pk
     except asyncio.CancelledError:
@@ -310,7 +312,7 @@ async def _store_record(
             if request.background:
                 raise  # a queued background response runs without its client, by design
             body = builder.snapshot() | {"status": StoredResponse.Status.INCOMPLETE}
-            await sync_to_async(lifecycle.response_transition)(
+            await sync_to_async(lifecycle.response_transition, thread_sensitive=False)(
                 response_pk=record.pk,
                 from_status=StoredResponse.Status.IN_PROGRESS,
                 to_status=StoredResponse.Status.INCOMPLETE,

@@ -38,6 +38,13 @@ from responses.streaming.builder import StreamBuilder
 
 logger = logging.getLogger(__name__)
 
+def _after_request(func):
+    """``sync_to_async`` for work that must finish after the request is gone (storing the
+    outcome of a disconnected stream). Not the request's thread-sensitive executor: Django shuts
+    that one down when the cancelled request ends, and work queued to it then never runs."""
+    return sync_to_async(func, thread_sensitive=False)
+
+
 KEEPALIVE = object()
 """Yielded instead of an event when nothing happened for ``keepalive_seconds``."""
 
@@ -153,17 +160,26 @@ async def generate_events(generation: Generation) -> AsyncIterator[object]:
         for event in quota_events(generation.reservation, builder):
             yield event
         try:
-            async for delta in _deltas(generation, generation.engine_request, probe):
-                if delta is KEEPALIVE:
-                    yield KEEPALIVE
-                    continue
-                if isinstance(delta, ReasoningDelta):
-                    reasoning_text.append(delta.text)
-                for event in record(builder.feed(delta)):
-                    yield event
+            # aclosing: when this generator is closed at a yield (client gone), the inner one
+            # must be closed now, not whenever the garbage collector finds it — its finally is
+            # what cancels the producer and so the upstream request.
+            async with contextlib.aclosing(
+                _deltas(generation, generation.engine_request, probe)
+            ) as deltas:
+                async for delta in deltas:
+                    if delta is KEEPALIVE:
+                        yield KEEPALIVE
+                        continue
+                    if isinstance(delta, ReasoningDelta):
+                        reasoning_text.append(delta.text)
+                    for event in record(builder.feed(delta)):
+                        yield event
             if generation.reasoning_summary and reasoning_text:
-                async for item in _summarize(generation, "".join(reasoning_text), probe, record):
-                    yield item
+                async with contextlib.aclosing(
+                    _summarize(generation, "".join(reasoning_text), probe, record)
+                ) as summary:
+                    async for item in summary:
+                        yield item
             for event in record(builder.finish()):
                 yield event
         except EngineError as error:
@@ -219,19 +235,20 @@ async def _summarize(
     )
     for event in record(builder.open_summary_part()):
         yield event
-    async for delta in _deltas(generation, request, probe):
-        if delta is KEEPALIVE:
-            yield KEEPALIVE
-        elif isinstance(delta, TextDelta) and delta.text:
-            for event in record(builder.feed_summary(delta.text)):
-                yield event
+    async with contextlib.aclosing(_deltas(generation, request, probe)) as deltas:
+        async for delta in deltas:
+            if delta is KEEPALIVE:
+                yield KEEPALIVE
+            elif isinstance(delta, TextDelta) and delta.text:
+                for event in record(builder.feed_summary(delta.text)):
+                    yield event
     for event in record(builder.close_summary_part() + builder.close_reasoning()):
         yield event
 
 
 async def _store_outcome(generation: Generation) -> None:
     try:
-        await sync_to_async(lifecycle.response_finalize)(
+        await _after_request(lifecycle.response_finalize)(
             response_pk=generation.record_pk,
             from_status=lifecycle.Status.IN_PROGRESS,
             body=generation.builder.snapshot(),
@@ -260,7 +277,7 @@ async def generation_abandon(generation: Generation) -> None:
         return
     body = generation.builder.snapshot() | {"status": lifecycle.Status.INCOMPLETE}
     with contextlib.suppress(lifecycle.TransitionRefused):
-        await sync_to_async(lifecycle.response_transition)(
+        await _after_request(lifecycle.response_transition)(
             response_pk=generation.record_pk,
             from_status=lifecycle.Status.IN_PROGRESS,
             to_status=lifecycle.Status.INCOMPLETE,
