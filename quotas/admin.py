@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from quotas import charts
 from quotas.models import MonthlyUsage, QuotaLimit, UsageDaily, UsageRecord
-from quotas.selectors import BudgetStatus, budget_for_counter
+from quotas.selectors import USAGE_FIELDS, BudgetStatus, budget_for_counter
 from quotas.services.ledger import month_start
 from quotas.services.limits import limits_cache_clear
 
@@ -171,20 +171,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 @admin.register(UsageDaily)
 class UsageDailyAdmin(ReadOnlyAdmin):
     change_list_template = "admin/quotas/usagedaily/change_list.html"
-    list_display = (
-        "day",
-        "organization",
-        "model",
-        "requests",
-        "failed_requests",
-        "input_tokens",
-        "cached_tokens",
-        "output_tokens",
-        "reasoning_tokens",
-        "total_tokens",
-        "rate_limited",
-        "quota_exceeded",
-    )
+    list_display = ("day", "organization", "model", *USAGE_FIELDS)
     list_filter = ("organization", "model")
     date_hierarchy = "day"
     list_select_related = ("organization",)
