@@ -170,7 +170,15 @@ class ReplicaPool:
     ) -> Replica:
         """The replica for one attempt of a request. Raises EngineUnavailable if none is healthy."""
         self.ensure_started()
-        candidates = [r for r in self._replicas if r.healthy and r not in exclude]
+        untried = [r for r in self._replicas if r not in exclude]
+        candidates = [r for r in untried if r.healthy]
+        if not candidates and untried:
+            # Every replica is ejected: try them anyway ("panic mode", as Envoy does at 0 %
+            # healthy). An ejection can be a false alarm (a /health probe that timed out while
+            # the engine was saturated); refusing everything would turn it into an outage,
+            # while a replica that is really down still fails this request, and only it.
+            logger.warning("no healthy replica for %s; trying ejected ones", self.name)
+            candidates = untried
         if not candidates:
             total = len(self._replicas)
             healthy = len(self.healthy_replicas)
