@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform as platform_module
@@ -48,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -408,8 +409,18 @@ def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def new_client() -> httpx.AsyncClient:
+    """A client with a pool large enough for every stream of a phase. One per phase, so no
+    phase reuses keep-alive connections that went idle (and maybe stale) during another."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=4096, max_keepalive_connections=512),
+        timeout=httpx.Timeout(120.0, connect=30.0),
+        trust_env=False,
+    )
+
+
 async def run_throughput(
-    setup: Setup, client: httpx.AsyncClient, args: argparse.Namespace, *, model: str
+    setup: Setup, args: argparse.Namespace, *, model: str
 ) -> list[tuple[Phase, Phase]]:
     """Direct vs platform at each concurrency, against the ``model`` fake (fast or paced)."""
     auth = {"Authorization": f"Bearer {setup.secret}"}
@@ -422,17 +433,18 @@ async def run_throughput(
     platform_body = {"model": model, "input": PROMPT, "stream": True, "store": not args.no_store}
     upstream = f"{setup.upstreams[model]}/v1/chat/completions"
 
-    def direct() -> Awaitable[Sample]:
+    def direct(client: httpx.AsyncClient) -> Awaitable[Sample]:
         return one_stream(client, upstream, direct_body, {}, _is_direct_token)
 
-    def through() -> Awaitable[Sample]:
+    def through(client: httpx.AsyncClient) -> Awaitable[Sample]:
         return one_stream(
             client, f"{setup.base_url}/v1/responses", platform_body, auth, _is_platform_token
         )
 
-    # Warm up both paths: connections, daphne's engine and replica pool, caches.
-    await closed_loop(direct, concurrency=8, total=16)
-    await closed_loop(through, concurrency=8, total=16)
+    # Warm up both paths: daphne's engine and replica pool, caches, the fakes.
+    async with new_client() as client:
+        await closed_loop(lambda: direct(client), concurrency=8, total=16)
+        await closed_loop(lambda: through(client), concurrency=8, total=16)
 
     results = []
     for concurrency in args.concurrency:
@@ -450,7 +462,10 @@ async def run_throughput(
             ):
                 profiler = start_profiler(args, setup.daphne.pid)
                 await asyncio.sleep(1.0)
-            samples, wall = await closed_loop(request, concurrency=concurrency, total=total)
+            async with new_client() as client:
+                samples, wall = await closed_loop(
+                    functools.partial(request, client), concurrency=concurrency, total=total
+                )
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
@@ -473,6 +488,17 @@ async def run_throughput(
                 print(f"    errors: {bad}", flush=True)
         results.append((pair[0], pair[1]))
     return results
+
+
+async def _last_event(lines: AsyncIterator[str]) -> str:
+    last = "none"
+    try:
+        async for line in lines:
+            if line.startswith("event: "):
+                last = line.removeprefix("event: ")
+    except httpx.HTTPError as exc:
+        return f"{last} then {exc!r}"
+    return last
 
 
 async def hold_one(
@@ -506,7 +532,8 @@ async def hold_one(
                     text = (await response.aread())[:200]
                     failures.append(f"{response.status_code}: {text!r}")
                     return
-                async for line in response.aiter_lines():
+                lines = response.aiter_lines()
+                async for line in lines:
                     if line == "event: response.in_progress":
                         break
             finally:
@@ -514,7 +541,18 @@ async def hold_one(
                     opening.release()
             ready.release()
             signalled = True
-            await release.wait()
+            # Keep reading while held (keep-alives): a stream the server ends early is a
+            # failure, not an open stream.
+            rest = asyncio.ensure_future(_last_event(lines))
+            released = asyncio.ensure_future(release.wait())
+            done, _ = await asyncio.wait({rest, released}, return_when=asyncio.FIRST_COMPLETED)
+            if rest in done:
+                failures.append(f"ended while held, last event: {rest.result()}")
+                await released
+            else:
+                rest.cancel()
+                with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                    await rest
     except httpx.HTTPError as exc:
         failures.append(repr(exc))
     finally:
@@ -749,6 +787,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
+        "--upstreams", nargs="+", choices=("fast", "paced"), default=["fast", "paced"]
+    )
+    parser.add_argument(
         "--py-spy",
         metavar="OUT",
         help="profile daphne's platform phase with py-spy (not a project dependency); "
@@ -770,16 +811,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def measure(setup: Setup, args: argparse.Namespace):
-    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=512)
-    timeout = httpx.Timeout(120.0, connect=30.0)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
-        throughput = {}
-        for model in () if args.skip_throughput else ("fast", "paced"):
-            print(f"throughput ({model} upstream):", flush=True)
-            throughput[model] = await run_throughput(setup, client, args, model=model)
-        memory = []
-        if not args.skip_memory:
-            print("memory:", flush=True)
+    throughput = {}
+    for model in () if args.skip_throughput else args.upstreams:
+        print(f"throughput ({model} upstream):", flush=True)
+        throughput[model] = await run_throughput(setup, args, model=model)
+    memory = []
+    if not args.skip_memory:
+        print("memory:", flush=True)
+        async with new_client() as client:
             memory = await run_memory(setup, client, args)
     return throughput, memory
 

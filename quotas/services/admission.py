@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from api.db import after_request
 from api.errors import ApiError
 from quotas.services import headers as rl_headers
 from quotas.services.headers import HeaderState, current_slot, header_state
@@ -330,7 +331,7 @@ def _reservation_load(response_id: str) -> Reservation | None:
 
 async def _settle_by_response_id(response_id: str, response: dict[str, Any]) -> None:
     try:
-        reservation = await sync_to_async(_reservation_load, thread_sensitive=False)(response_id)
+        reservation = await after_request(_reservation_load)(response_id)
     except Exception:
         logger.exception("could not load the reservation of %s", response_id)
         return
@@ -366,8 +367,8 @@ async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) ->
         except Exception:
             logger.exception("could not settle the rate limits of %s", reservation.response_id)
     try:
-        # Not thread-sensitive: settlement outlives the request (see generation._after_request).
-        await sync_to_async(usage_record_settle, thread_sensitive=False)(
+        # Settlement outlives the request: see api.db.after_request.
+        await after_request(usage_record_settle)(
             response_id=reservation.response_id,
             status=status,
             usage=usage,

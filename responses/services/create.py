@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from api.authentication import ApiPrincipal
+from api.db import after_request
 from api.errors import InvalidRequest
 from engines.runtime.registry import ServiceTierError, get_engine, resolve_service_tier
 from engines.runtime.types import Engine, GenerationRequest
@@ -303,7 +304,7 @@ async def _store_record(
     # request is cancelled meanwhile, wait for the row so it can be closed, not orphaned. Not on
     # the request's thread-sensitive executor: Django shuts it down when the cancelled request
     # ends, and work still queued there would never run.
-    writing = asyncio.ensure_future(sync_to_async(create, thread_sensitive=False)())
+    writing = asyncio.ensure_future(after_request(create)())
     try:
         return (await asyncio.shield(writing)).pk
     except asyncio.CancelledError:
@@ -312,7 +313,7 @@ async def _store_record(
             if request.background:
                 raise  # a queued background response runs without its client, by design
             body = builder.snapshot() | {"status": StoredResponse.Status.INCOMPLETE}
-            await sync_to_async(lifecycle.response_transition, thread_sensitive=False)(
+            await after_request(lifecycle.response_transition)(
                 response_pk=record.pk,
                 from_status=StoredResponse.Status.IN_PROGRESS,
                 to_status=StoredResponse.Status.INCOMPLETE,

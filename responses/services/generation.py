@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
+from api.db import after_request
 from engines.runtime.types import (
     Engine,
     EngineError,
@@ -37,13 +36,6 @@ from responses.services.cancellation import CancellationProbe
 from responses.streaming.builder import StreamBuilder
 
 logger = logging.getLogger(__name__)
-
-def _after_request(func):
-    """``sync_to_async`` for work that must finish after the request is gone (storing the
-    outcome of a disconnected stream). Not the request's thread-sensitive executor: Django shuts
-    that one down when the cancelled request ends, and work queued to it then never runs."""
-    return sync_to_async(func, thread_sensitive=False)
-
 
 KEEPALIVE = object()
 """Yielded instead of an event when nothing happened for ``keepalive_seconds``."""
@@ -248,7 +240,7 @@ async def _summarize(
 
 async def _store_outcome(generation: Generation) -> None:
     try:
-        await _after_request(lifecycle.response_finalize)(
+        await after_request(lifecycle.response_finalize)(
             response_pk=generation.record_pk,
             from_status=lifecycle.Status.IN_PROGRESS,
             body=generation.builder.snapshot(),
@@ -277,7 +269,7 @@ async def generation_abandon(generation: Generation) -> None:
         return
     body = generation.builder.snapshot() | {"status": lifecycle.Status.INCOMPLETE}
     with contextlib.suppress(lifecycle.TransitionRefused):
-        await _after_request(lifecycle.response_transition)(
+        await after_request(lifecycle.response_transition)(
             response_pk=generation.record_pk,
             from_status=lifecycle.Status.IN_PROGRESS,
             to_status=lifecycle.Status.INCOMPLETE,

@@ -3,13 +3,15 @@
 Against the real stack (daphne in another process → the platform's vLLM engine → a fake vLLM
 replica run by this module), a raw HTTP client proves that:
 
-* closing the connection mid-stream aborts the upstream request within a second, and the partial
-  output is stored as ``incomplete`` (reliability §8 test 17);
+* closing the connection mid-stream (or during the engine's prefill) aborts the upstream request
+  within a second, and the partial output is stored as ``incomplete`` (reliability §8 test 17);
+* a client that hangs up before the response headers leaves no response ``in_progress``;
 * a thousand such disconnects leave nothing behind: no upstream stream, no file descriptor, no
-  database connection, no response stuck ``in_progress`` (test 18);
+  database connection or thread, no response stuck ``in_progress`` (test 18; ``-m stress``);
 * an engine that dies, sends garbage, stops short or reports an error mid-stream gives the client
   an ``error`` event and then ``response.failed``, and the stored response is ``failed`` (E1,
-  test 24).
+  test 24);
+* responses are still created and stored after PostgreSQL drops every connection (a restart).
 
 Keep-alives (L4, test 19) are tested in-process, where ``SSE_KEEPALIVE_SECONDS`` can be lowered.
 """
@@ -20,9 +22,13 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +60,7 @@ _BEHAVIORS: dict[str, FakeBehavior] = {
     "up-error-event": FakeBehavior(
         text=LONG_TEXT, error_event_after_chunks=6, error_message="CUDA out of memory"
     ),
+    "up-short": FakeBehavior(text="A short answer."),
 }
 
 
@@ -521,6 +528,125 @@ async def test_an_engine_failure_mid_stream_ends_in_response_failed(
         stored = await stored_when_settled(client, failed["id"], headers)
     assert stored == failed
     assert fake_record(upstream, request_id).outcome == outcome
+
+
+# --- the database drops its connections ------------------------------------------------------
+
+
+def _database_url() -> str:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def own_daphne() -> Iterator[tuple[str, int]]:
+    """A daphne of this test's own: the session's ``live_daphne`` must not inherit the broken
+    connections this test leaves behind."""
+    root = Path(__file__).resolve().parents[2]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": _database_url(), "LOG_LEVEL": "WARNING"}
+    log = (root / ".data" / f"test-daphne-{port}.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "config.asgi:application",
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "daphne did not start"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield base_url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _postgres_client_ports(pid: int) -> set[int]:
+    """Local ports of ``pid``'s TCP connections to PostgreSQL (pg_stat_activity.client_port)."""
+    from django.conf import settings
+
+    postgres_port = int(settings.DATABASES["default"]["PORT"] or 5432)
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return {
+        local
+        for inode, (local, remote) in _tcp_peers().items()
+        if inode in inodes and remote == postgres_port
+    }
+
+
+def test_responses_are_still_stored_after_the_database_drops_every_connection(
+    transactional_cast, upstream, model_for
+):
+    """PostgreSQL restarts, or a pooler recycles its server connections: daphne's open
+    connections die. Responses streamed afterwards must still reach a terminal state; a
+    connection kept by a long-lived worker thread must be noticed as broken and replaced."""
+    model = model_for["short"]
+    headers = transactional_cast.alice.headers
+
+    async def stream_some(base_url: str, count: int) -> list[str]:
+        ids = []
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            for _ in range(count):
+                async with client.stream(
+                    "POST", "/v1/responses", json=create_body(model), headers=headers
+                ) as response:
+                    assert response.status_code == 200
+                    events = parse_sse(await response.aread())
+                assert events[-1]["type"] == "response.completed"
+                ids.append(events[0]["response"]["id"])
+        return ids
+
+    with own_daphne() as (base_url, pid):
+        before = asyncio.run(stream_some(base_url, 12))  # every worker thread used its connection
+        assert _settle(
+            lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=5
+        )
+        # Drop this daphne's connections only (not the session's live_daphne's). A daphne that
+        # keeps none between requests has nothing to lose here, which is fine too.
+        ports = _postgres_client_ports(pid)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND client_port = ANY(%s)",
+                [sorted(ports)],
+            )
+            assert cursor.fetchone()[0] == len(ports)
+        after = asyncio.run(stream_some(base_url, 12))
+        assert _settle(
+            lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=5
+        ), list(StoredResponse.objects.filter(status="in_progress").values_list("public_id"))
+    stored = dict(StoredResponse.objects.values_list("public_id", "status"))
+    assert {stored[rid] for rid in before + after} == {"completed"}
 
 
 # --- L4: keep-alives while the engine is silent ------------------------------------------------
