@@ -106,7 +106,10 @@ async def _deltas(
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=probe.interval)
+                # Not asyncio.wait_for: on Python 3.11 it swallows the task's cancellation when
+                # the get completes in the same loop turn, and a disconnected stream then runs on.
+                async with asyncio.timeout(probe.interval):
+                    item = await queue.get()
             except TimeoutError:
                 if await probe.due_and_cancelled():
                     raise _Cancelled() from None
