@@ -31,6 +31,8 @@ import openai
 import pytest
 from django.db.models import Sum
 
+from conftest import _database_url_for_tests
+from engines.embedded.server import free_port
 from engines.models import EngineReplica, ServedModel
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from quotas.models import MonthlyUsage, UsageRecord
@@ -43,11 +45,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?(ms|s))?$")
 WINDOW_SECONDS = 2.0
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_port(port: int, within: float = 10.0) -> None:
@@ -64,7 +61,7 @@ class PrivateRedis:
     """A throwaway redis-server (no persistence) on a free port."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -86,20 +83,13 @@ class PrivateRedis:
         self.process.wait(timeout=5)
 
 
-def _database_url() -> str:
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or '5432'}/{db['NAME']}"
-
 
 @dataclass
 class Platform:
     """daphne serving config.asgi against the test database, the limiter on ``redis``."""
 
     redis: PrivateRedis
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
     @property
@@ -109,7 +99,7 @@ class Platform:
     def start(self) -> None:
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": _database_url_for_tests(),
             "QUOTA_REDIS_URL": self.redis.url,
             "QUOTA_WINDOW_SECONDS": str(WINDOW_SECONDS),
             "QUOTA_LIMITS_CACHE_SECONDS": "0",  # limits set by a test apply at once

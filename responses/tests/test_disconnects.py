@@ -38,6 +38,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.test import AsyncClient
 
+from conftest import _database_url_for_tests
 from engines.models import EngineReplica, ServedModel
 from engines.runtime.registry import engine_override
 from engines.runtime.scripted import ScriptedEngine, build_script
@@ -533,13 +534,6 @@ async def test_an_engine_failure_mid_stream_ends_in_response_failed(
 # --- the database drops its connections ------------------------------------------------------
 
 
-def _database_url() -> str:
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
 
 @contextlib.contextmanager
 def own_daphne() -> Iterator[tuple[str, int]]:
@@ -549,7 +543,7 @@ def own_daphne() -> Iterator[tuple[str, int]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": _database_url(), "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": _database_url_for_tests(), "LOG_LEVEL": "WARNING"}
     log = (root / ".data" / f"test-daphne-{port}.log").open("w")
     process = subprocess.Popen(
         [
