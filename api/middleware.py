@@ -19,13 +19,14 @@ import re
 import time
 import uuid
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponseBase
 
 from api.authentication import authenticate_request
+from api.db import db_async
 from api.errors import (
     ApiError,
     NotFound,
@@ -91,7 +92,7 @@ class ApiGatewayMiddleware:
             return await self.get_response(request)
         started = self._begin(request)
         try:
-            request.principal = await sync_to_async(authenticate_request)(request)
+            request.principal = await db_async(authenticate_request)(request)
         except ApiError as error:
             return self._finish(request, error_response(error), started)
         response = await self.get_response(request)

@@ -127,8 +127,23 @@ TEMPLATES = [
 
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
-    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A psycopg connection pool per process (api/db.py gives the connection back after every
+    # call, so an open stream holds none). DATABASE_POOL=false for an external pooler
+    # (PgBouncer in transaction mode), with DATABASE_CONN_MAX_AGE if wanted.
+    if env_bool("DATABASE_POOL", True):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1, minimum=0),
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20, minimum=1),
+            # How long a caller waits for a free connection before the request fails (503).
+            "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
+        }
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django requires it with a pool
+        # With a pool this is psycopg's check on checkout (one cheap round trip): a connection
+        # broken by a database restart is replaced instead of failing the request that drew it.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -146,11 +161,16 @@ else:
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads that run the ORM work of async code (api/db.py): the most queries in flight at once per
+# process, whatever the number of open streams.
+DATABASE_THREADS = env_int("DATABASE_THREADS", 16, minimum=1)
 
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache, with one connection pool per process rather than one per
+            # request (its cache handler is per-request under ASGI).
+            "BACKEND": "api.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "rp"),
         }

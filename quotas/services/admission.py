@@ -34,10 +34,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from api.db import after_request
+from api.db import db_async
 from api.errors import ApiError
 from quotas.services import headers as rl_headers
 from quotas.services.headers import HeaderState, current_slot, header_state
@@ -119,7 +118,7 @@ async def _limits(principal: ApiPrincipal) -> EffectiveLimits:
         organization_id=principal.organization.pk,
         project_id=principal.project.pk if principal.project else None,
         api_key_id=principal.api_key.pk,
-    ) or await sync_to_async(limits_for)(
+    ) or await db_async(limits_for)(
         organization=principal.organization, project=principal.project, api_key=principal.api_key
     )
 
@@ -151,7 +150,7 @@ async def quota_admit(
         slot.decided = True
         slot.state = state
     if decision is not None and not decision.allowed:
-        await sync_to_async(usage_refusal_count)(
+        await db_async(usage_refusal_count)(
             organization_id=principal.organization.pk, model=model, insufficient_quota=False
         )
         raise _rate_limit_error(decision, model=model, requested=reserved)
@@ -166,7 +165,7 @@ async def quota_admit(
         for scope in limits.hard_budgets
     )
     try:
-        await sync_to_async(usage_record_open)(
+        await db_async(usage_record_open)(
             response_id=response_id,
             request_id=request_id,
             organization_id=principal.organization.pk,
@@ -182,7 +181,7 @@ async def quota_admit(
     except BudgetExhausted as exhausted:
         if limiter_reserved:
             await _give_back(checks, member=response_id, tokens=reserved)
-        await sync_to_async(usage_refusal_count)(
+        await db_async(usage_refusal_count)(
             organization_id=principal.organization.pk, model=model, insufficient_quota=True
         )
         raise _insufficient_quota_error(exhausted) from None
@@ -331,7 +330,7 @@ def _reservation_load(response_id: str) -> Reservation | None:
 
 async def _settle_by_response_id(response_id: str, response: dict[str, Any]) -> None:
     try:
-        reservation = await after_request(_reservation_load)(response_id)
+        reservation = await db_async(_reservation_load)(response_id)
     except Exception:
         logger.exception("could not load the reservation of %s", response_id)
         return
@@ -367,8 +366,8 @@ async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) ->
         except Exception:
             logger.exception("could not settle the rate limits of %s", reservation.response_id)
     try:
-        # Settlement outlives the request: see api.db.after_request.
-        await after_request(usage_record_settle)(
+        # Settlement outlives the request: see api.db.db_async.
+        await db_async(usage_record_settle)(
             response_id=reservation.response_id,
             status=status,
             usage=usage,

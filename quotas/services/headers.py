@@ -27,9 +27,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 
+from api.db import db_async
 from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
 from quotas.services.limits import limits_cached, limits_for
 
@@ -181,7 +181,7 @@ async def rate_limit_peek(request: HttpRequest) -> None:
         return
     principal = request.principal
     try:
-        limits = _cached_limits(principal) or await sync_to_async(limits_for)(
+        limits = _cached_limits(principal) or await db_async(limits_for)(
             organization=principal.organization,
             project=principal.project,
             api_key=principal.api_key,

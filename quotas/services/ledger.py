@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
+from api.db import commit_without_flush_wait
 from quotas.models import MonthlyUsage, UsageDaily, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def usage_record_open(
     changes nothing when a budget cannot cover ``reserved_tokens``."""
     now = timezone.now()
     month = month_start(now)
-    with transaction.atomic():
+    with transaction.atomic(), commit_without_flush_wait():
         held: list[int] = []
         for hold in holds:
             counter = _counter(

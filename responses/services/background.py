@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from api.db import db_async
 from engines.runtime.registry import aclose_engines, get_engine
 from engines.runtime.types import GenerationRequest
 from responses.models import ResponseEvent, StoredResponse
@@ -84,7 +84,7 @@ async def background_follow(
     """The events of a just-accepted background response as its worker produces them."""
     from responses.services.stored import response_replay
 
-    record = await sync_to_async(StoredResponse.objects.get)(pk=response_pk)
+    record = await db_async(StoredResponse.objects.get)(pk=response_pk)
     async with contextlib.aclosing(
         response_replay(response=record, starting_after=None, keepalive_seconds=keepalive_seconds)
     ) as events:
@@ -115,7 +115,7 @@ async def _keep_lease(generation: Generation) -> None:
         await asyncio.sleep(settings.BACKGROUND_LEASE_SECONDS / 3)
         builder = generation.builder
         body = None if builder.closed else builder.snapshot() | {"status": "in_progress"}
-        await sync_to_async(_renew_lease)(generation.record_pk, body)
+        await db_async(_renew_lease)(generation.record_pk, body)
 
 
 def _generation_from_job(record: StoredResponse, engine) -> Generation:
@@ -159,17 +159,17 @@ async def background_run(*, response_pk: int) -> None:
 
 
 async def _run(response_pk: int) -> None:
-    record = await sync_to_async(_load)(response_pk)
+    record = await db_async(_load)(response_pk)
     if record is None or record.status != Status.QUEUED or not record.background_job:
         return  # deleted, cancelled while queued, or a redelivered message: nothing to do
     try:
         engine = await get_engine(record.background_job["engine_request"]["model"])
     except LookupError:
-        await sync_to_async(_fail_unstartable)(record, "The model is no longer available.")
+        await db_async(_fail_unstartable)(record, "The model is no longer available.")
         return
     generation = _generation_from_job(record, engine)
     try:
-        await sync_to_async(lifecycle.response_transition)(
+        await db_async(lifecycle.response_transition)(
             response_pk=record.pk,
             from_status=Status.QUEUED,
             to_status=Status.IN_PROGRESS,
@@ -177,7 +177,7 @@ async def _run(response_pk: int) -> None:
         )
     except lifecycle.TransitionRefused:
         return  # cancelled (or claimed by another delivery) in the meantime
-    await sync_to_async(_renew_lease)(record.pk, None)
+    await db_async(_renew_lease)(record.pk, None)
     log = live_event_log()
     sink = EventSink(log, response_pk=record.pk, public_id=record.public_id)
     lease = asyncio.create_task(_keep_lease(generation))

@@ -18,6 +18,8 @@ import time
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
+from api.db import db_async
+
 CHECK_INTERVAL_SECONDS = 0.25
 DB_CHECK_INTERVAL_SECONDS = 0.5
 _FLAG_TTL_SECONDS = 3600
@@ -68,7 +70,7 @@ class CancellationProbe:
             return True
         if self._watch_record_pk is not None and now >= self._next_db_check:
             self._next_db_check = now + DB_CHECK_INTERVAL_SECONDS
-            return await sync_to_async(_record_cancelled)(self._watch_record_pk)
+            return await db_async(_record_cancelled)(self._watch_record_pk)
         return False
 
 

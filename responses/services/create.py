@@ -18,11 +18,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from api.authentication import ApiPrincipal
-from api.db import after_request
+from api.db import db_async
 from api.errors import InvalidRequest
 from engines.runtime.registry import ServiceTierError, get_engine, resolve_service_tier
 from engines.runtime.types import Engine, GenerationRequest
@@ -175,7 +174,7 @@ async def response_prepare(
     *, principal: ApiPrincipal, request_id: str, body: Any
 ) -> PreparedResponse:
     request = parse_create_request(body)
-    context = await sync_to_async(_load_context)(principal=principal, request=request)
+    context = await db_async(_load_context)(principal=principal, request=request)
     try:
         engine = await get_engine(context.model_name)
     except LookupError as exc:
@@ -304,7 +303,7 @@ async def _store_record(
     # request is cancelled meanwhile, wait for the row so it can be closed, not orphaned. Not on
     # the request's thread-sensitive executor: Django shuts it down when the cancelled request
     # ends, and work still queued there would never run.
-    writing = asyncio.ensure_future(after_request(create)())
+    writing = asyncio.ensure_future(db_async(create)())
     try:
         return (await asyncio.shield(writing)).pk
     except asyncio.CancelledError:
@@ -313,7 +312,7 @@ async def _store_record(
             if request.background:
                 raise  # a queued background response runs without its client, by design
             body = builder.snapshot() | {"status": StoredResponse.Status.INCOMPLETE}
-            await after_request(lifecycle.response_transition)(
+            await db_async(lifecycle.response_transition)(
                 response_pk=record.pk,
                 from_status=StoredResponse.Status.IN_PROGRESS,
                 to_status=StoredResponse.Status.INCOMPLETE,

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.db import after_request
+from api.db import db_async
 from engines.runtime.types import (
     Engine,
     EngineError,
@@ -243,7 +243,7 @@ async def _summarize(
 
 async def _store_outcome(generation: Generation) -> None:
     try:
-        await after_request(lifecycle.response_finalize)(
+        await db_async(lifecycle.response_finalize)(
             response_pk=generation.record_pk,
             from_status=lifecycle.Status.IN_PROGRESS,
             body=generation.builder.snapshot(),
@@ -272,7 +272,7 @@ async def generation_abandon(generation: Generation) -> None:
         return
     body = generation.builder.snapshot() | {"status": lifecycle.Status.INCOMPLETE}
     with contextlib.suppress(lifecycle.TransitionRefused):
-        await after_request(lifecycle.response_transition)(
+        await db_async(lifecycle.response_transition)(
             response_pk=generation.record_pk,
             from_status=lifecycle.Status.IN_PROGRESS,
             to_status=lifecycle.Status.INCOMPLETE,

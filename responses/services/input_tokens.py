@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from api.authentication import ApiPrincipal
+from api.db import db_async
 from engines.runtime.registry import get_engine
 from engines.selectors import model_get
 from engines.views import model_not_found
@@ -34,7 +33,7 @@ def _history(*, principal: ApiPrincipal, request: InputTokensRequest) -> tuple[s
 
 
 async def input_tokens_count(*, principal: ApiPrincipal, request: InputTokensRequest) -> int:
-    model_name, history = await sync_to_async(_history)(principal=principal, request=request)
+    model_name, history = await db_async(_history)(principal=principal, request=request)
     try:
         engine = await get_engine(model_name)
     except LookupError as exc:

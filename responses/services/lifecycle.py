@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from api.db import commit_without_flush_wait
 from responses.models import ResponseEvent, StoredResponse
 from responses.services.sessions import session_after_finalize
 from tenants.models import ApiKey, Organization, Project
@@ -42,20 +43,23 @@ def response_record_create(
     body: dict[str, Any],
     input_items: list[dict[str, Any]],
 ) -> StoredResponse:
-    return StoredResponse.objects.create(
-        public_id=public_id,
-        organization=organization,
-        project=project,
-        api_key=api_key,
-        previous_response=previous,
-        model=model,
-        status=status,
-        background=background,
-        request_id=request_id,
-        body=body,
-        input_items=input_items,
-        chain_length=(previous.chain_length + 1) if previous else 1,
-    )
+    # Written before the first event: see commit_without_flush_wait for why the commit may skip
+    # the flush wait.
+    with transaction.atomic(), commit_without_flush_wait():
+        return StoredResponse.objects.create(
+            public_id=public_id,
+            organization=organization,
+            project=project,
+            api_key=api_key,
+            previous_response=previous,
+            model=model,
+            status=status,
+            background=background,
+            request_id=request_id,
+            body=body,
+            input_items=input_items,
+            chain_length=(previous.chain_length + 1) if previous else 1,
+        )
 
 
 def response_transition(

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from api.db import db_async
 from api.errors import InvalidRequest
 from responses.models import StoredResponse
 from responses.selectors import response_events
@@ -40,20 +40,20 @@ async def response_cancel(*, response: StoredResponse) -> StoredResponse:
             param="response_id",
         )
     if response.background:
-        response = await sync_to_async(_cancel_background)(response)
+        response = await db_async(_cancel_background)(response)
         if response.status in StoredResponse.TERMINAL:
             return response
-    await sync_to_async(cancel_request)(response_id=response.public_id)
+    await db_async(cancel_request)(response_id=response.public_id)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_GRACE_SECONDS
     while loop.time() < deadline:
         await asyncio.sleep(0.05)
-        response = await sync_to_async(_reload)(response)
+        response = await db_async(_reload)(response)
         if response.status in StoredResponse.TERMINAL:
             return response
     body = dict(response.body, status=StoredResponse.Status.CANCELLED)
     try:
-        await sync_to_async(lifecycle.response_transition)(
+        await db_async(lifecycle.response_transition)(
             response_pk=response.pk,
             from_status=response.status,
             to_status=StoredResponse.Status.CANCELLED,
@@ -61,7 +61,7 @@ async def response_cancel(*, response: StoredResponse) -> StoredResponse:
         )
     except lifecycle.TransitionRefused:
         pass  # it ended in the meantime; report what it became
-    return await sync_to_async(_reload)(response)
+    return await db_async(_reload)(response)
 
 
 def _cancel_background(response: StoredResponse) -> StoredResponse:
@@ -111,9 +111,9 @@ async def response_replay(
                 last_sent = loop.time()
                 wait = 0.0
                 continue
-            response = await sync_to_async(_reload)(response)
+            response = await db_async(_reload)(response)
             if response.status in StoredResponse.TERMINAL:
-                for event in await sync_to_async(response_events)(
+                for event in await db_async(response_events)(
                     response=response, starting_after=cursor
                 ):
                     cursor = event["sequence_number"]

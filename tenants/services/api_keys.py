@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,8 +148,20 @@ def api_key_mark_used(*, api_key: ApiKey) -> None:
     ``last_used_at`` is therefore accurate to API_KEY_LAST_USED_INTERVAL_SECONDS, on purpose.
     """
     interval = settings.API_KEY_LAST_USED_INTERVAL_SECONDS
+    # This process already took part in the current interval: no cache round trip either.
+    memo_key = (api_key.pk, api_key.digest)
+    now = time.monotonic()
+    if _marked_here.get(memo_key, 0.0) > now:
+        return
+    if len(_marked_here) > _MEMO_LIMIT:
+        _marked_here.clear()
+    _marked_here[memo_key] = now + interval
     if cache.add(f"apikey-last-used:{api_key.pk}", 1, timeout=interval):
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+
+
+_marked_here: dict[tuple[int, str], float] = {}
+_MEMO_LIMIT = 100_000
 
 
 def key_allows(*, api_key: ApiKey, group: str, write: bool) -> bool:
