@@ -15,7 +15,7 @@ _closing: set[asyncio.Task] = set()  # strong references: the loop keeps only we
 
 
 def sse_response(
-    events: AsyncIterator[object],
+    events: AsyncIterator[object],  # events, lists of events (batches) or keepalive markers
     *,
     request_id: str,
     keepalive_marker: object,
@@ -31,11 +31,15 @@ def sse_response(
             # aclosing: closing this body (client gone) must close the event source at once.
             async with contextlib.aclosing(events) as source:
                 async for item in source:
-                    yield (
-                        KEEPALIVE
-                        if item is keepalive_marker
-                        else encode_event(item, dialect=dialect)
-                    )
+                    if item is keepalive_marker:
+                        yield KEEPALIVE
+                    elif isinstance(item, list):
+                        # A batch: what the source had ready at once goes out as one write
+                        # (one ASGI message, one socket send) instead of one per event.
+                        if item:
+                            yield b"".join(encode_event(event, dialect=dialect) for event in item)
+                    else:
+                        yield encode_event(item, dialect=dialect)
             tail = stream_end(dialect)
             if tail:
                 yield tail

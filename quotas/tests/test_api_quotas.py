@@ -326,8 +326,9 @@ async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transacti
     async with aclosing(generate_events(prepared.generation)) as stream:
         seen = 0
         async for item in stream:
-            seen += isinstance(item, dict) and item.get("type") == "response.output_text.delta"
-            if seen == 3:
+            batch = item if isinstance(item, list) else []
+            seen += sum(event["type"] == "response.output_text.delta" for event in batch)
+            if seen >= 3:
                 break
     expected[prepared.generation.response_id] = ("incomplete", None)
 

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 Status = StoredResponse.Status
 
 WORKER_LOST_MESSAGE = "The worker running this background response stopped before it finished."
+SERVER_LOST_MESSAGE = "The server streaming this response stopped before it finished."
 # The worker is not streaming to anyone: keep-alive markers only pace the batching of the log.
 _WORKER_TICK_SECONDS = 0.2
 
@@ -182,9 +183,10 @@ async def _run(response_pk: int) -> None:
     sink = EventSink(log, response_pk=record.pk, public_id=record.public_id)
     lease = asyncio.create_task(_keep_lease(generation))
     try:
-        async for item in generate_events(generation):
-            if item is not KEEPALIVE:
-                sink.add(item)
+        async for batch in generate_events(generation):
+            if batch is not KEEPALIVE:
+                for event in batch:
+                    sink.add(event)
             if sink.due():
                 batch = await sink.flush()
                 if log.durable:
@@ -221,9 +223,10 @@ def _live_events(public_id: str) -> list[dict]:
 def _fail_abandoned(row: StoredResponse) -> bool:
     """One abandoned row → ``failed``, with its event log made durable and closed by an
     ``error`` and a ``response.failed`` event, so a follower ends like any failed stream."""
-    error = {"code": "server_error", "message": WORKER_LOST_MESSAGE}
+    message = WORKER_LOST_MESSAGE if row.background else SERVER_LOST_MESSAGE
+    error = {"code": "server_error", "message": message}
     body = dict(row.body, status=Status.FAILED, error=error)
-    live = _live_events(row.public_id)
+    live = _live_events(row.public_id) if row.background else []
     with transaction.atomic():
         try:
             lifecycle.response_transition(
@@ -246,7 +249,7 @@ def _fail_abandoned(row: StoredResponse) -> bool:
         )
         if last is not None:
             tail = [
-                ev.error(code="server_error", message=WORKER_LOST_MESSAGE)
+                ev.error(code="server_error", message=message)
                 | {"sequence_number": last + 1},
                 ev.response_failed(body) | {"sequence_number": last + 2},
             ]
@@ -260,16 +263,17 @@ def _fail_abandoned(row: StoredResponse) -> bool:
 
 
 def background_sweep(*, limit: int = 500) -> int:
-    """Fail background responses whose worker lease expired; returns how many. Safe to run
-    concurrently with itself and with live workers (every change is a conditional update)."""
+    """Fail responses whose lease expired: background ones whose worker died, and foreground
+    ones whose web process died mid-stream (their lease is renewed by the process's cancel
+    watcher). Returns how many. Safe to run concurrently with itself and with live workers
+    (every change is a conditional update)."""
     stale = StoredResponse.objects.filter(
-        background=True,
         status__in=[Status.QUEUED, Status.IN_PROGRESS],
         lease_expires_at__lt=timezone.now(),
     ).order_by("lease_expires_at")[:limit]
     failed = 0
     for row in stale:
         if _fail_abandoned(row):
-            logger.warning("background response %s abandoned by its worker: failed", row.public_id)
+            logger.warning("response %s abandoned by its process: failed", row.public_id)
             failed += 1
     return failed

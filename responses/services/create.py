@@ -16,9 +16,11 @@ import contextlib
 import functools
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from api.authentication import ApiPrincipal
 from api.db import db_async
@@ -298,7 +300,12 @@ async def _store_record(
         )
         create = functools.partial(background_record_create, job=job, **fields)
     else:
-        create = functools.partial(lifecycle.response_record_create, **fields)
+        # Renewed by the process's cancel watcher while the stream runs; if this process dies,
+        # the sweeper finds the lease run out and fails the row (never in_progress forever).
+        lease = timezone.now() + timedelta(seconds=settings.BACKGROUND_LEASE_SECONDS)
+        create = functools.partial(
+            lifecycle.response_record_create, **fields, lease_expires_at=lease
+        )
     # The INSERT runs in a thread that a cancelled request cannot stop: shield it, and if the
     # request is cancelled meanwhile, wait for the row so it can be closed, not orphaned. Not on
     # the request's thread-sensitive executor: Django shuts it down when the cancelled request

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +32,7 @@ from engines.runtime.types import (
     TextDelta,
 )
 from quotas.services.admission import Reservation, quota_events, quota_settle_start
-from responses.services import lifecycle
-from responses.services.cancellation import CancellationProbe
+from responses.services import cancellation, lifecycle
 from responses.streaming.builder import StreamBuilder
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ KEEPALIVE = object()
 """Yielded instead of an event when nothing happened for ``keepalive_seconds``."""
 
 _END = object()
+_WAKE = object()  # put on a generation's queue to make its consumer look at its cancel flag
 _QUEUE_SIZE = 64  # bounded: a slow client backs up into vLLM, not into our memory (E8)
 
 SUMMARY_INSTRUCTIONS = (
@@ -74,6 +75,15 @@ class Generation:
     """Why the generation failed, for the non-streaming answer's HTTP status."""
     reservation: Reservation | None = None
     """What quota admission reserved (issue 6); settled once in generate_events' finally."""
+    cancelled: bool = False
+    """Set by the cancel watcher (responses.services.cancellation); the loop stops at once."""
+    wake: Callable[[], None] | None = None
+    """Wakes the delta loop that is waiting on the engine, so it sees ``cancelled``."""
+
+    def request_cancel(self) -> None:
+        self.cancelled = True
+        if self.wake is not None:
+            self.wake()
 
     @property
     def response_id(self) -> str:
@@ -95,50 +105,64 @@ async def _produce(
 
 
 async def _deltas(
-    generation: Generation, request: GenerationRequest, probe: CancellationProbe
-) -> AsyncIterator[object]:
-    """Deltas of one engine call, interleaved with KEEPALIVE; raises _Cancelled or the
-    producer's exception."""
+    generation: Generation, request: GenerationRequest
+) -> AsyncIterator[list[object] | object]:
+    """Batches (lists) of the deltas of one engine call — everything the engine produced since
+    the last batch, so that one batch becomes one write to the client — interleaved with
+    KEEPALIVE; raises _Cancelled or the producer's exception."""
     queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+    generation.wake = functools.partial(_wake, queue)
     producer = asyncio.create_task(_produce(generation.engine, request, queue))
     loop = asyncio.get_running_loop()
     last_activity = loop.time()
     try:
         while True:
+            if generation.cancelled:
+                raise _Cancelled()
             try:
                 # Not asyncio.wait_for: on Python 3.11 it swallows the task's cancellation when
                 # the get completes in the same loop turn, and a disconnected stream then runs on.
-                async with asyncio.timeout(probe.interval):
+                async with asyncio.timeout_at(last_activity + generation.keepalive_seconds):
                     item = await queue.get()
             except TimeoutError:
-                if await probe.due_and_cancelled():
-                    raise _Cancelled() from None
-                if loop.time() - last_activity >= generation.keepalive_seconds:
-                    last_activity = loop.time()
-                    yield KEEPALIVE
+                last_activity = loop.time()
+                yield KEEPALIVE
                 continue
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
+            batch: list[object] = []
+            while True:
+                if item is _END:
+                    if batch:
+                        yield batch
+                    return
+                if isinstance(item, BaseException):
+                    if batch:
+                        yield batch
+                    raise item
+                if item is not _WAKE:
+                    batch.append(item)
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
             last_activity = loop.time()
-            yield item
-            if await probe.due_and_cancelled():
-                raise _Cancelled()
+            if batch and not generation.cancelled:
+                yield batch
     finally:
+        generation.wake = None
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await producer
 
 
-async def generate_events(generation: Generation) -> AsyncIterator[object]:
-    """Events (dicts) and KEEPALIVE markers for one response, start to terminal event."""
+def _wake(queue: asyncio.Queue) -> None:
+    with contextlib.suppress(asyncio.QueueFull):  # full: the consumer is about to look anyway
+        queue.put_nowait(_WAKE)
+
+
+async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str, Any]] | object]:
+    """Batches (lists) of events and KEEPALIVE markers for one response, start to terminal
+    event. A batch is what is ready at once; the SSE edge writes each batch in one piece."""
     generation.started = True
     builder = generation.builder
-    probe = CancellationProbe(
-        generation.response_id if generation.record_pk else None,
-        watch_record_pk=generation.record_pk if generation.background else None,
-    )
     outcome: str | None = None  # None = the stream reached a terminal event by itself
     reasoning_text: list[str] = []
 
@@ -147,41 +171,52 @@ async def generate_events(generation: Generation) -> AsyncIterator[object]:
             generation.events.extend(events)
         return events
 
+    watching = (
+        cancellation.watch(
+            response_id=generation.response_id,
+            record_pk=generation.record_pk,
+            on_cancel=generation.request_cancel,
+            watch_row=generation.background,
+        )
+        if generation.record_pk is not None
+        else contextlib.nullcontext()
+    )
     try:
-        for event in record(builder.start(queued=generation.queued)):
-            yield event
-        # H5 (quotas): remaining requests/tokens after admission, only for clients that opted
-        # in; stamped by the builder but not recorded (a replay must stay OpenAI's stream).
-        for event in quota_events(generation.reservation, builder):
-            yield event
-        try:
-            # aclosing: when this generator is closed at a yield (client gone), the inner one
-            # must be closed now, not whenever the garbage collector finds it — its finally is
-            # what cancels the producer and so the upstream request.
-            async with contextlib.aclosing(
-                _deltas(generation, generation.engine_request, probe)
-            ) as deltas:
-                async for delta in deltas:
-                    if delta is KEEPALIVE:
-                        yield KEEPALIVE
-                        continue
-                    if isinstance(delta, ReasoningDelta):
-                        reasoning_text.append(delta.text)
-                    for event in record(builder.feed(delta)):
-                        yield event
-            if generation.reasoning_summary and reasoning_text:
+        with watching:
+            # H5 (quotas): remaining requests/tokens after admission, only for clients that opted
+            # in; stamped by the builder but not recorded (a replay must stay OpenAI's stream).
+            yield record(builder.start(queued=generation.queued)) + quota_events(
+                generation.reservation, builder
+            )
+            try:
+                # aclosing: when this generator is closed at a yield (client gone), the inner
+                # one must be closed now, not whenever the garbage collector finds it — its
+                # finally is what cancels the producer and so the upstream request.
                 async with contextlib.aclosing(
-                    _summarize(generation, "".join(reasoning_text), probe, record)
-                ) as summary:
-                    async for item in summary:
-                        yield item
-            for event in record(builder.finish()):
-                yield event
-        except EngineError as error:
-            generation.engine_error = error
-            logger.warning("engine failed for %s: %s", generation.response_id, error.message)
-            for event in record(builder.fail(error.code, error.message)):
-                yield event
+                    _deltas(generation, generation.engine_request)
+                ) as deltas:
+                    async for batch in deltas:
+                        if batch is KEEPALIVE:
+                            yield KEEPALIVE
+                            continue
+                        events: list[dict[str, Any]] = []
+                        for delta in batch:
+                            if isinstance(delta, ReasoningDelta):
+                                reasoning_text.append(delta.text)
+                            events += builder.feed(delta)
+                        if events:
+                            yield record(events)
+                if generation.reasoning_summary and reasoning_text:
+                    async with contextlib.aclosing(
+                        _summarize(generation, "".join(reasoning_text), record)
+                    ) as summary:
+                        async for item in summary:
+                            yield item
+                yield record(builder.finish())
+            except EngineError as error:
+                generation.engine_error = error
+                logger.warning("engine failed for %s: %s", generation.response_id, error.message)
+                yield record(builder.fail(error.code, error.message))
     except _Cancelled:
         outcome = "cancelled"
     except (asyncio.CancelledError, GeneratorExit):
@@ -190,8 +225,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[object]:
     except Exception:
         logger.exception("generation %s failed", generation.response_id)
         if not builder.closed:
-            for event in record(builder.fail("server_error", "The server had an error.")):
-                yield event
+            yield record(builder.fail("server_error", "The server had an error."))
     finally:
         if outcome is not None and not builder.closed:
             builder.interrupt(outcome)
@@ -206,13 +240,15 @@ async def generate_events(generation: Generation) -> AsyncIterator[object]:
         if settling is not None:
             await asyncio.shield(settling)
             if outcome is None and builder.closed:
-                for event in quota_events(generation.reservation, builder, settled=True):
-                    yield event  # H5 after settlement (opted-in clients only)
+                # H5 after settlement (opted-in clients only)
+                late = quota_events(generation.reservation, builder, settled=True)
+                if late:
+                    yield late
 
 
 async def _summarize(
-    generation: Generation, reasoning: str, probe: CancellationProbe, record
-) -> AsyncIterator[object]:
+    generation: Generation, reasoning: str, record
+) -> AsyncIterator[list[dict[str, Any]] | object]:
     """H3: a reasoning summary is generated text (a second, short engine call), never a copy of
     the raw reasoning."""
     builder = generation.builder
@@ -228,17 +264,19 @@ async def _summarize(
         temperature=0.2,
         service_tier=generation.engine_request.service_tier,
     )
-    for event in record(builder.open_summary_part()):
-        yield event
-    async with contextlib.aclosing(_deltas(generation, request, probe)) as deltas:
-        async for delta in deltas:
-            if delta is KEEPALIVE:
+    yield record(builder.open_summary_part())
+    async with contextlib.aclosing(_deltas(generation, request)) as deltas:
+        async for batch in deltas:
+            if batch is KEEPALIVE:
                 yield KEEPALIVE
-            elif isinstance(delta, TextDelta) and delta.text:
-                for event in record(builder.feed_summary(delta.text)):
-                    yield event
-    for event in record(builder.close_summary_part() + builder.close_reasoning()):
-        yield event
+                continue
+            events: list[dict[str, Any]] = []
+            for delta in batch:
+                if isinstance(delta, TextDelta) and delta.text:
+                    events += builder.feed_summary(delta.text)
+            if events:
+                yield record(events)
+    yield record(builder.close_summary_part() + builder.close_reasoning())
 
 
 async def _store_outcome(generation: Generation) -> None:

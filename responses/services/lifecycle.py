@@ -7,6 +7,7 @@ backs off. No long locks, and it holds across daphne and Celery processes.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -42,6 +43,7 @@ def response_record_create(
     request_id: str,
     body: dict[str, Any],
     input_items: list[dict[str, Any]],
+    lease_expires_at: datetime | None = None,
 ) -> StoredResponse:
     # Written before the first event: see commit_without_flush_wait for why the commit may skip
     # the flush wait.
@@ -59,6 +61,7 @@ def response_record_create(
             body=body,
             input_items=input_items,
             chain_length=(previous.chain_length + 1) if previous else 1,
+            lease_expires_at=lease_expires_at,
         )
 
 

@@ -13,7 +13,7 @@ from api.errors import InvalidRequest
 from responses.models import StoredResponse
 from responses.selectors import response_events
 from responses.services import lifecycle
-from responses.services.cancellation import cancel_request
+from responses.services.cancellation import cancel_local, cancel_request
 from responses.services.event_log import DatabaseEventLog, live_event_log
 
 CANCEL_GRACE_SECONDS = 2.0
@@ -44,6 +44,7 @@ async def response_cancel(*, response: StoredResponse) -> StoredResponse:
         if response.status in StoredResponse.TERMINAL:
             return response
     await db_async(cancel_request)(response_id=response.public_id)
+    cancel_local(response_id=response.public_id)  # running here: stop now, not at the next tick
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CANCEL_GRACE_SECONDS
     while loop.time() < deadline:
