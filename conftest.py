@@ -119,50 +119,67 @@ def _database_url_for_tests() -> str:
     return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
+class DaphneProcess:
+    """A real daphne process serving config.asgi against the test database; ``env`` overrides
+    settings for this process only. Tests that use it must commit their data
+    (``transactional_db`` / ``transactional_cast``): the server has its own connections."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = env or {}
+        self.process: subprocess.Popen | None = None
+        self.log_path = REPO_ROOT / ".data" / f"test-daphne-{self.port}.log"
+
+    def start(self) -> DaphneProcess:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_for_tests(),
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+            **self.env,
+        }
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                 "config.asgi:application"],
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.process.kill()
+        raise RuntimeError(f"daphne did not become ready; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: no finally, no shutdown hook — a process lost mid-response."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 @pytest.fixture(scope="session")
 def live_daphne(django_db_setup, django_db_blocker):
-    """A real daphne process serving config.asgi against the test database.
-
-    Tests that use it must commit their data (``transactional_db`` / ``transactional_cast``):
-    the server is another process with its own connections.
-    """
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url_for_tests(),
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    log_path = REPO_ROOT / ".data" / f"test-daphne-{port}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited early; see {log_path}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise RuntimeError(f"daphne did not become ready; see {log_path}")
-    yield base_url
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    """The base URL of a daphne shared by the session (see :class:`DaphneProcess`)."""
+    daphne = DaphneProcess().start()
+    yield daphne.base_url
+    daphne.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

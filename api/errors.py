@@ -99,6 +99,24 @@ class ServerError(ApiError):
     code = "server_error"
 
 
+class ServiceUnavailable(ApiError):
+    """503: a dependency (the database) is unreachable right now; the client may retry."""
+
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+def database_unavailable_response(request_id: str) -> JsonResponse:
+    return error_response(
+        ServiceUnavailable(
+            "The server could not reach its database. Retry your request, and contact the "
+            f"platform's operators if the error persists (request ID {request_id}).",
+            headers={"retry-after": "1"},
+        )
+    )
+
+
 def error_body(
     message: str, *, type: str, param: str | None, code: str | None  # noqa: A002
 ) -> dict[str, Any]:

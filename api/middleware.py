@@ -23,6 +23,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponseBase
 
 from api.authentication import authenticate_request
@@ -32,6 +33,7 @@ from api.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    database_unavailable_response,
     error_response,
     generic_error_for_status,
     server_error_response,
@@ -47,6 +49,9 @@ from quotas.services.headers import (
 logger = logging.getLogger("api")
 
 API_PREFIXES = ("/v1/", "/openai/")
+# Errors of reaching the database (refused, too many clients, pool exhausted, connection lost),
+# as opposed to errors of a query (IntegrityError and the like are bugs: 500).
+_DATABASE_DOWN = (OperationalError, InterfaceError)
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
@@ -82,6 +87,8 @@ class ApiGatewayMiddleware:
             request.principal = authenticate_request(request)
         except ApiError as error:
             return self._finish(request, error_response(error), started)
+        except _DATABASE_DOWN:
+            return self._finish(request, self._database_down(request), started)
         response = self.get_response(request)
         rate_limit_peek_sync(request)  # M5: the limiter's state when no admission reported it
         return self._finish(request, response, started)
@@ -95,6 +102,8 @@ class ApiGatewayMiddleware:
             request.principal = await db_async(authenticate_request)(request)
         except ApiError as error:
             return self._finish(request, error_response(error), started)
+        except _DATABASE_DOWN:
+            return self._finish(request, self._database_down(request), started)
         response = await self.get_response(request)
         await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
         return self._finish(request, response, started)
@@ -121,8 +130,16 @@ class ApiGatewayMiddleware:
             return error_response(PayloadTooLarge("The request body is too large."))
         if isinstance(exception, DjangoPermissionDenied):
             return error_response(PermissionDenied(str(exception) or "Permission denied."))
+        if isinstance(exception, _DATABASE_DOWN):
+            return self._database_down(request)
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return server_error_response(getattr(request, "request_id", "unknown"))
+
+    def _database_down(self, request: HttpRequest) -> HttpResponseBase:
+        # Connection refused, too many clients, the pool exhausted: the request did nothing the
+        # client could fix, and retrying may well work (a 503 the SDK retries by itself).
+        logger.exception("Database unavailable on %s %s", request.method, request.path)
+        return database_unavailable_response(request.request_id)
 
     def _finish(
         self, request: HttpRequest, response: HttpResponseBase, started: float

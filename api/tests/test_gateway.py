@@ -6,6 +6,7 @@ import json
 import logging
 import re
 
+import httpx
 import pytest
 from django.test import AsyncClient, Client
 
@@ -314,3 +315,30 @@ def test_readyz_reports_a_dead_engine(client: Client):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["engines"]["models"]["dead"]["healthy_replicas"] == 0
+
+
+def test_an_unreachable_database_is_a_503_envelope_not_an_html_page():
+    """A real daphne whose database refuses connections (nothing listens on its port): the key
+    lookup fails inside the gateway, and the client gets OpenAI's envelope with a 503 (which
+    the SDK retries), never Django's HTML error page."""
+    from conftest import DaphneProcess
+    from engines.embedded.server import free_port
+
+    unreachable = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
+    daphne = DaphneProcess({"DATABASE_URL": unreachable, "DATABASE_POOL_TIMEOUT": "1"}).start()
+    try:
+        from tenants.services.api_keys import generate_secret
+
+        headers = {"Authorization": f"Bearer {generate_secret()}"}  # well-formed: looked up
+        for method, path in (("GET", "/v1/models"), ("POST", "/v1/responses")):
+            response = httpx.request(
+                method, f"{daphne.base_url}{path}", headers=headers, json={}, timeout=30
+            )
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"].startswith("application/json")
+            error = response.json()["error"]
+            assert error["type"] == "server_error"
+            assert error["code"] == "service_unavailable"
+            assert response.headers["x-request-id"] in error["message"]
+    finally:
+        daphne.stop()

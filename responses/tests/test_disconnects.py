@@ -7,11 +7,12 @@ replica run by this module), a raw HTTP client proves that:
   within a second, and the partial output is stored as ``incomplete`` (reliability §8 test 17);
 * a client that hangs up before the response headers leaves no response ``in_progress``;
 * a thousand such disconnects leave nothing behind: no upstream stream, no file descriptor, no
-  database connection or thread, no response stuck ``in_progress`` (test 18; ``-m stress``);
+  database connection or thread, no response stuck ``in_progress`` (test 18);
 * an engine that dies, sends garbage, stops short or reports an error mid-stream gives the client
   an ``error`` event and then ``response.failed``, and the stored response is ``failed`` (E1,
   test 24);
-* responses are still created and stored after PostgreSQL drops every connection (a restart).
+* responses are still created and stored after PostgreSQL drops every connection (a restart);
+* a web process killed mid-stream leaves its response `failed` (lease + sweeper), not `in_progress`.
 
 Keep-alives (L4, test 19) are tested in-process, where ``SSE_KEEPALIVE_SECONDS`` can be lowered.
 """
@@ -22,13 +23,9 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +35,7 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.test import AsyncClient
 
-from conftest import _database_url_for_tests
+from conftest import DaphneProcess
 from engines.models import EngineReplica, ServedModel
 from engines.runtime.registry import engine_override
 from engines.runtime.scripted import ScriptedEngine, build_script
@@ -439,7 +436,6 @@ def _settle(predicate, *, within: float) -> bool:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.stress  # by hand: ~2 minutes of load
 def test_a_thousand_disconnects_leave_nothing_behind(
     live_daphne, transactional_cast, upstream, model_for
 ):
@@ -536,48 +532,14 @@ async def test_an_engine_failure_mid_stream_ends_in_response_failed(
 
 
 @contextlib.contextmanager
-def own_daphne() -> Iterator[tuple[str, int]]:
+def own_daphne(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """A daphne of this test's own: the session's ``live_daphne`` must not inherit the broken
-    connections this test leaves behind."""
-    root = Path(__file__).resolve().parents[2]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": _database_url_for_tests(), "LOG_LEVEL": "WARNING"}
-    log = (root / ".data" / f"test-daphne-{port}.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "config.asgi:application",
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
+    connections (or the death) this test inflicts."""
+    daphne = DaphneProcess(env).start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, "daphne did not start"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield base_url, process.pid
+        yield daphne.base_url, daphne.process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        daphne.stop()
 
 
 def _postgres_client_ports(pid: int) -> set[int]:
@@ -685,3 +647,49 @@ async def test_keep_alive_comments_while_the_engine_is_silent(
     times = [at for at, chunk in chunks[: first_output + 1]]
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     assert max(gaps) < 0.5, gaps
+
+
+# --- a web process that dies mid-stream --------------------------------------------------------
+
+
+def test_a_web_process_killed_mid_stream_leaves_the_response_failed_not_in_progress(
+    model_for, transactional_cast
+):
+    """SIGKILL of the daphne that streams: no finally runs, so nothing there can store the
+    outcome. Its lease (renewed by the process's cancel watcher while it streamed) runs out and
+    the sweeper fails the row."""
+    from django.utils import timezone
+
+    from responses.services.background import SERVER_LOST_MESSAGE, background_sweep
+
+    lease = 1.5
+    daphne = DaphneProcess({"BACKGROUND_LEASE_SECONDS": str(lease)}).start()
+    alice = transactional_cast.alice
+    try:
+        with httpx.Client(base_url=daphne.base_url, timeout=30) as client, client.stream(
+            "POST", "/v1/responses", json=create_body(model_for["slow"]), headers=alice.headers
+        ) as response:
+            lines = response.iter_lines()
+            response_id = None
+            for line in lines:
+                if line.startswith("data: ") and response_id is None:
+                    response_id = json.loads(line[len("data: ") :])["response"]["id"]
+                    break
+            started = time.monotonic()
+            for _ in lines:  # keep reading for longer than one lease
+                if time.monotonic() - started > 2 * lease:
+                    break
+            row = StoredResponse.objects.get(public_id=response_id)
+            assert row.status == "in_progress"
+            assert row.lease_expires_at > timezone.now(), "the lease was not renewed"
+            assert background_sweep() == 0  # a live stream is never swept
+            daphne.kill()
+        deadline = time.monotonic() + 10 * lease
+        while time.monotonic() < deadline and background_sweep() == 0:
+            time.sleep(0.2)
+        row.refresh_from_db()
+        assert row.status == "failed"
+        assert row.body["status"] == "failed"
+        assert row.body["error"]["message"] == SERVER_LOST_MESSAGE
+    finally:
+        daphne.stop()
