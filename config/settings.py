@@ -294,6 +294,8 @@ CELERY_BEAT_SCHEDULE = {
 # A running worker renews its lease every third of this; the sweeper fails a background response
 # whose lease ran out (its worker died) after at most this plus SWEEP_INTERVAL_SECONDS.
 BACKGROUND_LEASE_SECONDS = env_float("BACKGROUND_LEASE_SECONDS", 30.0, minimum=0.5)
+# The per-organization stored-bytes cap (E8) reads a usage figure at most this old.
+STORAGE_USAGE_CACHE_SECONDS = env_float("STORAGE_USAGE_CACHE_SECONDS", 30.0, minimum=0.0)
 # A queued response nobody picked up in this long (its task message was lost) is failed.
 BACKGROUND_QUEUED_TIMEOUT_SECONDS = env_int("BACKGROUND_QUEUED_TIMEOUT_SECONDS", 3600, minimum=1)
 # The live event log in Redis (production): bounded length and lifetime; the durable copy is in

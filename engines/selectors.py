@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from engines.models import ServedModel
 from tenants.models import Organization
@@ -18,4 +18,13 @@ def model_list(*, organization: Organization) -> QuerySet[ServedModel]:
 
 
 def model_get(*, organization: Organization, name: str) -> ServedModel | None:
-    return model_list(organization=organization).filter(name=name).first()
+    # On every POST /v1/responses: the name is unique, so no DISTINCT or ORDER BY is needed,
+    # and EXISTS keeps the organization check from joining (and multiplying) rows.
+    granted = ServedModel.organizations.through.objects.filter(
+        servedmodel_id=OuterRef("pk"), organization_id=organization.pk
+    )
+    return (
+        ServedModel.objects.filter(enabled=True, name=name)
+        .filter(Q(available_to_all=True) | Exists(granted))
+        .first()
+    )

@@ -1,4 +1,4 @@
-"""The vLLM engine: streaming chat completions over HTTP through the official ``openai`` SDK.
+"""The vLLM engine: streaming chat completions over HTTP (httpx, vLLM's OpenAI-compatible API).
 
 One :class:`VllmEngine` serves one model. It picks a replica from its :class:`ReplicaPool` for
 every attempt, speaks vLLM's OpenAI-compatible ``/v1/chat/completions`` with ``stream=True`` and
@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-import openai
 
 from engines.runtime.pool import Replica, ReplicaPool
 from engines.runtime.types import (
@@ -95,15 +94,20 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _error_message(exc: openai.APIError) -> str:
-    body = exc.body
+def _error_message(response: httpx.Response) -> str:
+    """The message of an error answer: vLLM sends ``{"error": {"message": …}}`` (older
+    versions ``{"object": "error", "message": …}``); anything else is shown as text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
     if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            return message
-    elif isinstance(body, str) and body:
-        return body
-    return exc.message
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
+            return error["message"]
+        if isinstance(error, str) and error:
+            return error
+    return response.text[:500] or response.reason_phrase
 
 
 def _is_context_length(message: str) -> bool:
@@ -111,9 +115,7 @@ def _is_context_length(message: str) -> bool:
     return any(marker in lowered for marker in _CONTEXT_LENGTH_MARKERS)
 
 
-def _status_error(exc: openai.APIStatusError) -> EngineError:
-    message = _error_message(exc)
-    status = exc.status_code
+def _status_error(status: int, message: str) -> EngineError:
     if status in (400, 413, 422):
         if _is_context_length(message):
             return ContextLengthExceeded(message)
@@ -234,29 +236,12 @@ class VllmEngine:
         self.pool = pool
         self._cache_salt = cache_salt
         self.max_attempts = max(1, max_attempts)
-        self._sdk: dict[str, tuple[httpx.AsyncClient, openai.AsyncOpenAI]] = {}
 
     # --- plumbing -------------------------------------------------------------------------
-    def _client(self, replica: Replica) -> openai.AsyncOpenAI:
-        """One SDK client per replica over the pool's pooled httpx connections."""
-        http = self.pool.http_client(replica)
-        cached = self._sdk.get(replica.base_url)
-        if cached is not None and cached[0] is http:
-            return cached[1]
-        # First use, or the pool replaced a closed httpx client: wrap the current one.
-        client = openai.AsyncOpenAI(
-            base_url=replica.base_url,
-            api_key=replica.api_key or "EMPTY",
-            http_client=http,
-            # We retry ourselves, on another replica, and only before the first delta.
-            max_retries=0,
-            timeout=http.timeout,
-        )
-        self._sdk[replica.base_url] = (http, client)
-        return client
-
     def build_params(self, request: GenerationRequest) -> dict[str, Any]:
-        """Keyword arguments for ``chat.completions.create`` (public for tests and debugging)."""
+        """The ``/v1/chat/completions`` body for ``request``, in the ``openai`` SDK's keyword
+        form (``extra_body``, ``extra_headers``): public for tests and debugging, and what
+        :meth:`request_body` flattens into the JSON actually sent."""
         params: dict[str, Any] = {
             "model": self.upstream_model,
             "messages": request.messages,
@@ -299,6 +284,11 @@ class VllmEngine:
         params["extra_headers"] = {"X-Request-Id": request.request_id}
         return params
 
+    def request_body(self, request: GenerationRequest) -> dict[str, Any]:
+        params = self.build_params(request)
+        params.pop("extra_headers", None)
+        return params | params.pop("extra_body", {})
+
     # --- Engine ------------------------------------------------------------------------------
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
         tried: list[Replica] = []
@@ -340,31 +330,42 @@ class VllmEngine:
     async def _attempt(
         self, replica: Replica, request: GenerationRequest
     ) -> AsyncIterator[EngineDelta]:
-        """One try against one replica; raises EngineError subclasses only."""
-        client = self._client(replica)
+        """One try against one replica; raises EngineError subclasses only.
+
+        Plain httpx, not the ``openai`` SDK: building and validating a request through the SDK
+        cost more event-loop time per request than everything else the platform does before
+        the first token (docs/performance.md); vLLM's protocol here is one JSON POST."""
+        http = self.pool.http_client(replica)
+        headers = {
+            "Authorization": f"Bearer {replica.api_key or 'EMPTY'}",
+            "Accept": "text/event-stream",
+            "X-Request-Id": request.request_id,
+        }
         async with contextlib.AsyncExitStack() as exits:
             try:
-                # The SDK builds and sends the request and turns error statuses into its
-                # exceptions; leaving this block closes the HTTP response, whatever the reason
-                # (end, error, aclose, cancellation), which is what makes vLLM abort.
+                # Leaving this block closes the HTTP response, whatever the reason (end, error,
+                # aclose, cancellation), which is what makes vLLM abort the sequence.
                 response = await exits.enter_async_context(
-                    client.chat.completions.with_streaming_response.create(
-                        **self.build_params(request)
+                    http.stream(
+                        "POST",
+                        f"{replica.base_url}/chat/completions",
+                        json=self.request_body(request),
+                        headers=headers,
                     )
                 )
-            except openai.APIStatusError as exc:
-                raise _status_error(exc) from exc
-            except openai.APITimeoutError as exc:
-                if isinstance(exc.__cause__, httpx.ConnectTimeout):
+                if response.status_code != 200:
+                    await response.aread()
+            except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout):
                     self.pool.mark_failed(replica, reason="connect timeout")
                 raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
-            except (openai.APIConnectionError, httpx.HTTPError, OSError) as exc:
+            except (httpx.HTTPError, OSError) as exc:
                 self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
                 raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
-            except openai.OpenAIError as exc:
-                raise EngineError(f"Engine request failed: {exc}") from exc
+            if response.status_code != 200:
+                raise _status_error(response.status_code, _error_message(response))
 
-            async for delta in self._read_stream(replica, response.http_response):
+            async for delta in self._read_stream(replica, response):
                 yield delta
 
     async def _read_stream(
@@ -497,5 +498,4 @@ class VllmEngine:
         return body["count"]
 
     async def aclose(self) -> None:
-        self._sdk.clear()
         await self.pool.aclose()

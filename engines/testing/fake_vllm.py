@@ -687,7 +687,11 @@ class FakeVllm:
         try:
             done, _ = await asyncio.wait({send, watch}, return_when=asyncio.FIRST_COMPLETED)
             if send not in done:
-                data = watch.result()
+                try:
+                    data = watch.result()
+                except (ConnectionError, OSError):
+                    # A reset instead of EOF (the client closed with unread bytes): a hang-up too.
+                    data = b""
                 if not data:
                     send.cancel()
                     with contextlib.suppress(BaseException):

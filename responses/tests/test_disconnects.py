@@ -125,13 +125,9 @@ def fake_record(upstream: FakeVllm, request_id: str):
 
 
 def upstream_closed(upstream: FakeVllm, record) -> bool:
-    """The platform closed its request to the engine: what makes vLLM abort the sequence.
-
-    The fake counts a close as ``aborted`` when it reads EOF; when the platform's socket still
-    held unread bytes the kernel sends a reset instead, and the fake (as of this writing) ends the
-    stream without recording an outcome. Either way the stream is no longer active.
-    """
-    return upstream.active_streams == 0 and record.outcome in ("aborted", "pending")
+    """The platform closed its request to the engine: what makes vLLM abort the sequence (the
+    fake records EOF and a connection reset alike as ``aborted``)."""
+    return upstream.active_streams == 0 and record.outcome == "aborted"
 
 
 async def stored_when_settled(
