@@ -237,7 +237,9 @@ async def one_stream(
                         if first_token is None:
                             first_token = now - started
     except httpx.HTTPError as exc:
-        return Sample(ok=False, error=repr(exc))
+        # Where it broke tells a refused/reset connection from a stream cut short.
+        where = "before the first event" if first_event is None else f"after {tokens} tokens"
+        return Sample(ok=False, error=f"{exc!r} {where}")
     sample.ok = first_token is not None
     sample.first_event = first_event or 0.0
     sample.first_token = first_token or 0.0
@@ -376,7 +378,10 @@ def start_everything(args: argparse.Namespace, workdir: Path) -> Setup:
     )
     line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH-SETUP "))
     secret = json.loads(line.removeprefix("BENCH-SETUP "))["secret"]
-    daphne_argv = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(daphne_port)]
+    # As platform/Procfile runs it (a listen backlog of 1024).
+    daphne_argv = [
+        PYTHON, "-m", "daphne", "-e", f"tcp:port={daphne_port}:interface=127.0.0.1:backlog=1024"
+    ]
     daphne_argv.append("config.asgi:application")
     daphne = Process("daphne", daphne_argv, env, logs)
     for process, name in zip(fakes, flavours, strict=True):

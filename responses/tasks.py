@@ -3,12 +3,16 @@ services are idempotent (conditional updates), so a redelivered message is harml
 
 from __future__ import annotations
 
+import logging
+
 from asgiref.sync import async_to_sync
 from celery import shared_task
 
 from responses.services.background import background_run, background_sweep
 from responses.services.retention import responses_purge
-from responses.services.sessions import session_expire
+from responses.services.sessions import session_expire, sessions_repair
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="responses.run_background")
@@ -30,8 +34,14 @@ def session_expire_task(session_pk: int) -> int:
 
 @shared_task(name="responses.expire_sessions")
 def sessions_expire_task() -> int:
-    # Catches deadlines whose own task never ran (worker down, broker restarted: E2).
-    return session_expire()
+    # Catches deadlines whose own task never ran (worker down, broker restarted: E2), and
+    # sessions whose continuation ended without response_finalize (failed by the sweeper).
+    # Returns how many sessions expired (the repaired ones are logged).
+    expired = session_expire()
+    repaired = sessions_repair()
+    if repaired:
+        logger.warning("%d session(s) moved after their continuation ended unfinalized", repaired)
+    return expired
 
 
 @shared_task(name="responses.purge")

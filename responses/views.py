@@ -19,7 +19,7 @@ from responses.services.generation import KEEPALIVE, generate_events, generation
 from responses.services.input_tokens import input_tokens_count
 from responses.services.lifecycle import response_delete
 from responses.services.stored import response_cancel, response_replay
-from responses.services.tool_outputs import tool_outputs_continue
+from responses.services.tool_outputs import tool_outputs_continue, tool_outputs_replay
 from responses.sse import sse_response
 
 
@@ -158,7 +158,7 @@ class ResponseToolOutputsApi(AsyncApiView):
         if key:
             earlier = await sync_to_async(sessions.idempotency_claim)(response=response, key=key)
             if earlier is not None:
-                return await sync_to_async(_replayed_answer)(earlier)
+                return await _replayed_answer(request, earlier)
         try:
             submission = await sync_to_async(sessions.tool_outputs_submit)(
                 response=response, tool_outputs=body.get("tool_outputs")
@@ -179,31 +179,46 @@ class ResponseToolOutputsApi(AsyncApiView):
                     response=response, key=key, status_code=202, answer=state
                 )
             return json_response(state, status=202)
+        # The continuation itself is the answer (remembered for the key by the service): a
+        # retry gets it again, not a second generation.
         prepared = await tool_outputs_continue(
             principal=request.principal,
             request_id=request.request_id,
             response=response,
             submission=submission,
             stream=bool(body.get("stream")),
+            idempotency_key=key,
         )
-        if key:
-            # The continuation itself is the answer: a retry gets its stored Response as it is
-            # by then (JSON), not a second generation.
-            await sync_to_async(sessions.idempotency_store)(
-                response=response,
-                key=key,
-                status_code=200,
-                answer={"continuation_id": prepared.generation.response_id},
-            )
-        return await answer_prepared(request, prepared)
+        try:
+            return await answer_prepared(request, prepared)
+        except ApiError as error:
+            if key:  # the JSON answer is this error: a retry gets it again
+                await sync_to_async(sessions.idempotency_store)(
+                    response=response,
+                    key=key,
+                    status_code=error.status,
+                    answer=sessions.idempotent_error(error),
+                )
+            raise
 
 
-def _replayed_answer(submission):
-    continuation_id = submission.answer.get("continuation_id")
-    if continuation_id is None:
+async def _replayed_answer(request, submission):
+    """The first answer to this Idempotency-Key again: as stored (202, an error), or the
+    continuation, as SSE from its stored events when the first answer was a stream."""
+    continuation, streamed = await sync_to_async(tool_outputs_replay)(submission=submission)
+    if continuation is None:
         return json_response(submission.answer, status=submission.status_code)
-    continuation = response_get(organization=submission.organization, response_id=continuation_id)
-    return json_response(continuation.body)
+    if not streamed:
+        return json_response(continuation.body)
+    return sse_response(
+        response_replay(
+            response=continuation,
+            starting_after=None,
+            keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
+        ),
+        request_id=request.request_id,
+        keepalive_marker=None,
+    )
 
 
 class ResponseInputItemsApi(AsyncApiView):

@@ -7,7 +7,21 @@ This module owns ``ResponseSession.status``::
     awaiting_tool_outputs ──(the last output arrives)──▶ active   (the continuation runs)
     awaiting_tool_outputs ──(deadline)──▶ expired
     active ──(a turn ends without calls)──▶ completed ──(a new turn)──▶ active
+    active ──(the continuation fails, or cannot start)──▶ awaiting_tool_outputs   (re-submit)
     any open state ──(a turn is cancelled)──▶ cancelled
+
+**A continuation that fails goes back to ``awaiting_tool_outputs``** (:func:`session_reopen`):
+the session's head stays the response whose function calls are still unanswered, the submitted
+outputs are cleared and a fresh deadline starts, so the caller re-submits the outputs exactly as
+before (a new request; a retry with the same ``Idempotency-Key`` gets the first, failed, answer
+again). ``awaiting_tool_outputs`` means precisely "these calls have no answered continuation",
+which is true after a failure; ``completed`` would have moved the head to a failed response
+without an answer, and ``active`` (what was left before) refused every later submission (409)
+forever. The failed continuation stays stored and readable. It applies whether the continuation
+failed while generating (engine error, through ``response_finalize``), could not start at all
+(``response_prepare`` refused it: quota, caps, model gone), or was failed by the sweeper without
+``response_finalize`` (its worker or web process died): :func:`sessions_repair`, under beat,
+moves sessions whose continuation ended that way, with the same rules as a finalized turn.
 
 Every change is a conditional UPDATE on ``version`` (optimistic concurrency): two submitters for
 different call ids in two processes both read version v, one wins v → v+1, the other reloads and
@@ -26,10 +40,14 @@ from django.utils import timezone
 
 from api.errors import ApiError, Conflict, Gone, InvalidRequest, error_body
 from responses.models import ResponseSession, StoredResponse, ToolOutputSubmission
+from tenants.models import Organization
 
 SessionStatus = ResponseSession.Status
 _OPEN = (SessionStatus.ACTIVE, SessionStatus.AWAITING_TOOL_OUTPUTS, SessionStatus.COMPLETED)
 _MAX_ATTEMPTS = 50
+# An ``active`` session without a continuation this long after its outputs completed lost the
+# request that was preparing it (its web process died): it is reopened for the outputs.
+UNLINKED_GRACE = timedelta(minutes=5)
 
 
 def _pending_calls(body: dict[str, Any]) -> list[str]:
@@ -60,6 +78,37 @@ def session_after_finalize(*, response_pk: int, body: dict[str, Any]) -> None:
     session = None
     if row["previous_response_id"]:
         session = ResponseSession.objects.filter(head_response_id=row["previous_response_id"]).first()
+    if session is not None and _continuation_failed(session, response_pk=response_pk, body=body):
+        session_reopen(session=session)
+        return
+    _turn_ended(
+        session,
+        response_pk=response_pk,
+        organization_id=row["organization_id"],
+        body=body,
+    )
+
+
+def _continuation_failed(
+    session: ResponseSession, *, response_pk: int, body: dict[str, Any]
+) -> bool:
+    """The turn that ended is the running continuation of ``session`` and it failed."""
+    return (
+        body.get("status") == StoredResponse.Status.FAILED
+        and session.status == SessionStatus.ACTIVE
+        and session.continuation_id in (None, response_pk)
+    )
+
+
+def _turn_ended(
+    session: ResponseSession | None,
+    *,
+    response_pk: int,
+    organization_id: int,
+    body: dict[str, Any],
+    expected_version: int | None = None,
+) -> bool:
+    """The session's head moves to the turn that ended (a new session if it has none)."""
     pending = _pending_calls(body) if body.get("status") == "completed" else []
     if body.get("status") == "cancelled":
         status = SessionStatus.CANCELLED
@@ -85,24 +134,100 @@ def session_after_finalize(*, response_pk: int, body: dict[str, Any]) -> None:
     )
     if session is None:
         session = ResponseSession.objects.create(
-            organization_id=row["organization_id"],
+            organization_id=organization_id,
             root_response_id=response_pk,
             token_footprint=_tokens(body),
             **changes,
         )
     else:
         # The head moves to the turn that just ended; nobody else moves a session whose head is
-        # still running, so no version check is needed here, only the bump.
-        ResponseSession.objects.filter(pk=session.pk).update(
+        # still running, so no version check is needed here, only the bump (the repair sweep,
+        # which may run twice at once, passes the version it read).
+        sessions = ResponseSession.objects.filter(pk=session.pk)
+        if expected_version is not None:
+            sessions = sessions.filter(version=expected_version)
+        if not sessions.update(
             version=session.version + 1,
             token_footprint=session.token_footprint + _tokens(body),
+            updated_at=timezone.now(),
             **changes,
-        )
+        ):
+            return False
     if deadline is not None:
-        from responses.tasks import session_expire_task
+        _schedule_expiry(session.pk, deadline)
+    return True
 
-        session_pk = session.pk
-        transaction.on_commit(lambda: session_expire_task.apply_async((session_pk,), eta=deadline))
+
+def _schedule_expiry(session_pk: int, deadline) -> None:
+    from responses.tasks import session_expire_task
+
+    # robust: a broker that cannot take the task right now (Redis restarting) must not fail
+    # the transaction's caller; the periodic sweeper expires the session instead (E2).
+    transaction.on_commit(
+        lambda: session_expire_task.apply_async((session_pk,), eta=deadline), robust=True
+    )
+
+
+def session_reopen(*, session: ResponseSession) -> bool:
+    """``active`` → ``awaiting_tool_outputs`` after its continuation failed or could not start
+    (see the module doc): same head, outputs cleared, a fresh deadline. Conditional on the
+    version read; False if someone else moved the session first."""
+    timeout = (
+        Organization.objects.filter(pk=session.organization_id)
+        .values_list("tool_output_timeout_seconds", flat=True)
+        .first()
+    )
+    deadline = timezone.now() + timedelta(seconds=timeout or 0)
+    updated = ResponseSession.objects.filter(
+        pk=session.pk, version=session.version, status=SessionStatus.ACTIVE
+    ).update(
+        status=SessionStatus.AWAITING_TOOL_OUTPUTS,
+        submitted_outputs={},
+        deadline=deadline,
+        continuation=None,
+        version=session.version + 1,
+        updated_at=timezone.now(),
+    )
+    if updated:
+        _schedule_expiry(session.pk, deadline)
+    return bool(updated)
+
+
+def sessions_repair(*, limit: int = 500) -> int:
+    """Sessions left ``active`` by a continuation that ended without ``response_finalize`` (the
+    sweeper failed it, a cancel found its process gone, its client left before it started), or
+    that never got one (the request preparing it died): each moves as a finalized turn would.
+    Returns how many moved. Safe to run concurrently with itself (conditional updates)."""
+    moved = 0
+    ended = (
+        ResponseSession.objects.filter(
+            status=SessionStatus.ACTIVE, continuation__status__in=StoredResponse.TERMINAL
+        )
+        .select_related("continuation")
+        .order_by("updated_at")[:limit]
+    )
+    for session in ended:
+        continuation = session.continuation
+        with transaction.atomic():
+            if _continuation_failed(session, response_pk=continuation.pk, body=continuation.body):
+                moved += session_reopen(session=session)
+            else:
+                moved += _turn_ended(
+                    session,
+                    response_pk=continuation.pk,
+                    organization_id=session.organization_id,
+                    body=continuation.body,
+                    expected_version=session.version,
+                )
+    unlinked = ResponseSession.objects.filter(
+        status=SessionStatus.ACTIVE,
+        continuation=None,
+        updated_at__lt=timezone.now() - UNLINKED_GRACE,
+    ).order_by("updated_at")[:limit]
+    for session in unlinked:
+        with transaction.atomic():
+            moved += session_reopen(session=session)
+    return moved
 
 
 def session_expire(*, session_pk: int | None = None) -> int:

@@ -1,15 +1,24 @@
 """``POST /v1/responses/{id}/tool_outputs`` (C1): record the outputs (sessions own the state),
 and for the request that completes the set, prepare the continuation: a new response chained
-with ``previous_response_id = {id}``, configured like the response it continues."""
+with ``previous_response_id = {id}``, configured like the response it continues.
+
+``Idempotency-Key`` (E6) for the completing request: the answer remembered is the continuation
+and whether it was streamed, so a retry gets the same kind of answer (:func:`tool_outputs_replay`):
+the continuation's Response as JSON, or its stored events again as SSE. A continuation that
+cannot even be prepared changes nothing: the session is reopened for the outputs and the key
+released, so a retry runs anew.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from api.authentication import ApiPrincipal
-from responses.models import StoredResponse
+from api.db import db_async
+from responses.models import StoredResponse, ToolOutputSubmission
+from responses.selectors import response_get
+from responses.services import sessions
 from responses.services.create import PreparedResponse, response_prepare
 from responses.services.sessions import Submission, session_link_continuation
 
@@ -46,6 +55,15 @@ def continuation_body(
     return body
 
 
+def _continuation_not_started(
+    *, submission: Submission, response: StoredResponse, idempotency_key: str | None, reopen: bool
+) -> None:
+    if reopen:
+        sessions.session_reopen(session=submission.session)
+    if idempotency_key:
+        sessions.idempotency_release(response=response, key=idempotency_key)
+
+
 async def tool_outputs_continue(
     *,
     principal: ApiPrincipal,
@@ -53,13 +71,53 @@ async def tool_outputs_continue(
     response: StoredResponse,
     submission: Submission,
     stream: bool,
+    idempotency_key: str | None = None,
 ) -> PreparedResponse:
-    prepared = await response_prepare(
-        principal=principal,
-        request_id=request_id,
-        body=continuation_body(response=response, outputs=submission.outputs, stream=stream),
-    )
-    await sync_to_async(session_link_continuation)(
+    try:
+        prepared = await response_prepare(
+            principal=principal,
+            request_id=request_id,
+            body=continuation_body(response=response, outputs=submission.outputs, stream=stream),
+        )
+    except BaseException as exc:
+        # Refused (quota, caps, model gone) or the client left: nothing runs, so the outputs can
+        # be submitted again. Except a background continuation whose client left: its row may
+        # be written and queued already, and then it runs anyway (create._store_record); the
+        # session follows it when it ends (or sessions_repair reopens it if it never existed).
+        # Shielded: it must happen even when this request is being cancelled.
+        runs_anyway = isinstance(exc, asyncio.CancelledError) and bool(
+            response.body.get("background")
+        )
+        await asyncio.shield(
+            db_async(_continuation_not_started)(
+                submission=submission,
+                response=response,
+                idempotency_key=idempotency_key,
+                reopen=not runs_anyway,
+            )
+        )
+        raise
+    await db_async(session_link_continuation)(
         session_pk=submission.session.pk, continuation_pk=prepared.generation.record_pk
     )
+    if idempotency_key:
+        await db_async(sessions.idempotency_store)(
+            response=response,
+            key=idempotency_key,
+            status_code=200,
+            answer={"continuation_id": prepared.generation.response_id, "stream": stream},
+        )
     return prepared
+
+
+def tool_outputs_replay(
+    *, submission: ToolOutputSubmission
+) -> tuple[StoredResponse | None, bool]:
+    """What an ``Idempotency-Key`` retry answers: ``(continuation, streamed)`` when the first
+    request got the continuation, ``(None, False)`` when its answer is stored as it was (a 202
+    with the session's state, or an error)."""
+    continuation_id = submission.answer.get("continuation_id")
+    if continuation_id is None:
+        return None, False
+    continuation = response_get(organization=submission.organization, response_id=continuation_id)
+    return continuation, bool(submission.answer.get("stream"))

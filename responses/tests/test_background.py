@@ -14,12 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,11 +23,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import AsyncClient
 
-from conftest import REPO_ROOT, _database_url_for_tests
 from engines.models import EngineReplica, ServedModel
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
-from responses.models import StoredResponse
-from responses.tests.conftest import parse_sse
+from responses.tests.conftest import Worker, parse_sse, text_of, wait_for_status
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -46,63 +39,6 @@ _BEHAVIORS: dict[str, FakeBehavior] = {
     "up-quick": FakeBehavior(text="one two three four five six seven eight", delay=0.01),
     "up-slow": FakeBehavior(text=LONG_TEXT, delay=0.05),
 }
-
-
-class Worker:
-    """``celery -A config worker -B`` as a subprocess of the test, against the test database."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.process: subprocess.Popen | None = None
-        self.log_path: Path | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url_for_tests(),
-            "PYTHONUNBUFFERED": "1",
-            "PLATFORM_DATA_DIR": str(self.log_dir),
-            "BACKGROUND_LEASE_SECONDS": str(LEASE_SECONDS),
-            "SWEEP_INTERVAL_SECONDS": "0.5",
-        }
-        self.log_path = self.log_dir / f"worker-{time.monotonic_ns()}.log"
-        log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "celery", "-A", "config", "worker", "-B",
-                "-l", "info", "--concurrency", "2", "--without-mingle", "--without-gossip",
-                "-s", str(self.log_dir / f"beat-{time.monotonic_ns()}"),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: kill -9 reaches the pool children
-        )
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log_path.read_text()}")
-            if "ready." in self.log_path.read_text():
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"worker did not become ready:\n{self.log_path.read_text()}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
 
 
 def _declare_queues() -> None:
@@ -129,7 +65,10 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
     from config.celery import app
 
     app.control.purge()  # messages of an earlier run must not reach this test database
-    running = Worker(tmp_path_factory.mktemp("celery"))
+    running = Worker(
+        tmp_path_factory.mktemp("celery"),
+        env={"BACKGROUND_LEASE_SECONDS": str(LEASE_SECONDS), "SWEEP_INTERVAL_SECONDS": "0.5"},
+    )
     running.start()
     yield running
     running.stop()
@@ -158,24 +97,10 @@ async def create(persona, **body) -> dict:
     return response.json()
 
 
-async def wait_for_status(response_id: str, statuses: set[str], *, within: float) -> StoredResponse:
-    deadline = time.monotonic() + within
-    while True:
-        row = await sync_to_async(StoredResponse.objects.get)(public_id=response_id)
-        if row.status in statuses:
-            return row
-        assert time.monotonic() < deadline, f"{response_id} still {row.status}"
-        await asyncio.sleep(0.05)
-
-
 async def replay(persona, response_id: str, starting_after: int | None = None) -> list[dict]:
     query = "stream=true" + (f"&starting_after={starting_after}" if starting_after is not None else "")
     response = await AsyncClient().get(f"/v1/responses/{response_id}?{query}", headers=persona.headers)
     return parse_sse(b"".join([chunk async for chunk in response.streaming_content]))
-
-
-def text_of(events: list[dict]) -> str:
-    return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
 
 
 async def test_a_background_response_runs_in_the_worker_and_replays_from_any_point(models, transactional_cast):

@@ -1,5 +1,9 @@
 """``POST /v1/responses/{id}/tool_outputs`` and response sessions (C1, C3, E2, E3, E6, E8), in
-process with the scripted engine. Deadlines through a real worker are in test_sessions_worker."""
+process with the scripted engine: partial and concurrent submissions, 409/400/410, idempotent
+retries (a streamed first answer is replayed as SSE), and a continuation that fails or cannot
+start reopening the session for the outputs. Deadlines through a real worker are in
+test_background and test_redis_restart; submitters in two processes, and a continuation lost
+with its web process, in test_tool_outputs_multiprocess."""
 
 from __future__ import annotations
 
@@ -210,3 +214,80 @@ def test_purge_responses_honours_retention_and_dry_run(transactional_cast, capsy
     assert Row.objects.filter(pk=old.pk).exists()
     call_command("purge_responses")
     assert set(Row.objects.values_list("public_id", flat=True)) == {"resp_new", "resp_running"}
+
+
+async def test_an_idempotent_retry_of_a_streamed_completion_replays_the_stream(
+    transactional_cast, engine
+):
+    alice = transactional_cast.alice
+    first = await two_calls(engine, alice)
+    both = [out("call_paris"), out("call_oslo")]
+    streamed = await submit(alice, first["id"], both, stream=True, key="k-s")
+    assert streamed["content-type"].startswith("text/event-stream")
+    events = parse_sse(b"".join([chunk async for chunk in streamed.streaming_content]))
+    assert events[-1]["type"] == "response.completed"
+
+    retried = await submit(alice, first["id"], both, stream=True, key="k-s")
+    assert retried.status_code == 200
+    assert retried["content-type"].startswith("text/event-stream")
+    assert parse_sse(b"".join([chunk async for chunk in retried.streaming_content])) == events
+    # The first answer decides the form, not the retry's body.
+    as_json = await submit(alice, first["id"], both, key="k-s")
+    assert as_json["content-type"].startswith("text/event-stream")
+    assert engine.started == 2  # the first turn and one continuation: nothing ran again
+    continuations = StoredResponse.objects.filter(previous_response__public_id=first["id"])
+    assert await sync_to_async(continuations.count)() == 1
+
+
+async def test_a_failed_continuation_reopens_the_session_for_the_outputs(
+    transactional_cast, engine
+):
+    alice = transactional_cast.alice
+    first = await two_calls(engine, alice)
+    engine.fail_after = 2  # the engine fails mid-answer
+    outputs = [out("call_paris", "sun"), out("call_oslo", "snow")]
+    failed = await submit(alice, first["id"], outputs, key="k-f")
+    assert failed.status_code == 502, failed.content
+    assert failed.json()["error"]["type"] == "server_error"
+
+    session = await sync_to_async(ResponseSession.objects.get)(root_response__public_id=first["id"])
+    head = await sync_to_async(lambda: session.head_response.public_id)()
+    assert (session.status, head) == ("awaiting_tool_outputs", first["id"])
+    assert session.submitted_outputs == {} and session.continuation_id is None
+    assert session.deadline > timezone.now()
+    lost = await sync_to_async(StoredResponse.objects.get)(previous_response__public_id=first["id"])
+    assert lost.status == "failed"  # kept, readable
+
+    again = await submit(alice, first["id"], [out("call_paris"), out("call_oslo")], key="k-f")
+    assert (again.status_code, again.json()) == (502, failed.json())  # the first answer, again
+
+    engine.fail_after = None
+    partial = await submit(alice, first["id"], [out("call_oslo", "snow")])
+    assert partial.status_code == 202 and partial.json()["pending_call_ids"] == ["call_paris"]
+    done = await submit(alice, first["id"], [out("call_paris", "sun")])
+    assert done.status_code == 200, done.content
+    assert done.json()["status"] == "completed"
+    session = await sync_to_async(ResponseSession.objects.get)(pk=session.pk)
+    assert session.status == "completed" and session.head_response_id != lost.pk
+
+
+async def test_a_continuation_that_cannot_start_reopens_the_session_and_frees_the_key(
+    transactional_cast, engine
+):
+    alice = transactional_cast.alice
+    org = alice.organization
+    first = await two_calls(engine, alice)
+    org.max_chain_length = 1  # the continuation would be turn 2: refused before it starts
+    await sync_to_async(org.save)()
+    refused = await submit(alice, first["id"], [out("call_paris"), out("call_oslo")], key="k-c")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "chain_length_exceeded"
+    session = await sync_to_async(ResponseSession.objects.get)(root_response__public_id=first["id"])
+    assert session.status == "awaiting_tool_outputs" and session.submitted_outputs == {}
+
+    org.max_chain_length = 10
+    await sync_to_async(org.save)()
+    # Nothing happened the first time: the same key runs the request anew (not 409 forever).
+    done = await submit(alice, first["id"], [out("call_paris"), out("call_oslo")], key="k-c")
+    assert done.status_code == 200, done.content
+    assert done.json()["status"] == "completed"
