@@ -89,6 +89,11 @@ class ApiGatewayMiddleware:
             return self._finish(request, error_response(error), started)
         except _DATABASE_DOWN:
             return self._finish(request, self._database_down(request), started)
+        except Exception:
+            # Raised here, before the view, process_exception never sees it: without this a
+            # failure of authentication itself would be Django's HTML 500 page.
+            logger.exception("Authentication failed unexpectedly on %s", request.path)
+            return self._finish(request, server_error_response(request.request_id), started)
         response = self.get_response(request)
         rate_limit_peek_sync(request)  # M5: the limiter's state when no admission reported it
         return self._finish(request, response, started)
@@ -104,6 +109,11 @@ class ApiGatewayMiddleware:
             return self._finish(request, error_response(error), started)
         except _DATABASE_DOWN:
             return self._finish(request, self._database_down(request), started)
+        except Exception:
+            # Raised here, before the view, process_exception never sees it: without this a
+            # failure of authentication itself would be Django's HTML 500 page.
+            logger.exception("Authentication failed unexpectedly on %s", request.path)
+            return self._finish(request, server_error_response(request.request_id), started)
         response = await self.get_response(request)
         await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
         return self._finish(request, response, started)

@@ -4,6 +4,10 @@ import os
 
 from celery import Celery
 
+from config import kombu_fixes
+
+kombu_fixes.apply()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from api.db import db_async
+from api.errors import ServiceUnavailable
 from engines.runtime.registry import aclose_engines, get_engine
 from engines.runtime.types import GenerationRequest
 from responses.models import ResponseEvent, StoredResponse
@@ -75,8 +76,38 @@ def background_record_create(*, job: dict[str, Any], **fields: Any) -> StoredRes
             lease_expires_at=timezone.now()
             + timedelta(seconds=settings.BACKGROUND_QUEUED_TIMEOUT_SECONDS),
         )
-        transaction.on_commit(lambda: response_run_task.delay(record.pk))
+    # Enqueued only once the row is committed: a worker must never look for a row that is not
+    # there yet. (Inside a caller's transaction, e.g. a test's, that means on its commit.)
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: _enqueue(record, response_run_task), robust=True)
+    else:
+        _enqueue(record, response_run_task)
     return record
+
+
+QUEUE_UNAVAILABLE_MESSAGE = "The background queue was unavailable; the response was not started."
+
+
+def _enqueue(record: StoredResponse, task) -> None:
+    """Hand the run to a worker. The broker unreachable: the row is failed at once (not left
+    ``queued`` until the queued timeout) and the client gets a 503 it may retry."""
+    try:
+        task.delay(record.pk)
+    except Exception as exc:  # noqa: BLE001 - kombu raises several kinds for a lost broker
+        logger.warning("could not enqueue background response %s: %s", record.public_id, exc)
+        body = dict(
+            record.body,
+            status=Status.FAILED,
+            error={"code": "server_error", "message": QUEUE_UNAVAILABLE_MESSAGE},
+        )
+        with contextlib.suppress(lifecycle.TransitionRefused):
+            lifecycle.response_transition(
+                response_pk=record.pk, from_status=Status.QUEUED, to_status=Status.FAILED, body=body
+            )
+        raise ServiceUnavailable(
+            "The background queue is unavailable right now; retry the request.",
+            headers={"retry-after": "1"},
+        ) from exc
 
 
 async def background_follow(
@@ -247,18 +278,18 @@ def _fail_abandoned(row: StoredResponse) -> bool:
             .values_list("sequence_number", flat=True)
             .first()
         )
-        if last is not None:
-            tail = [
-                ev.error(code="server_error", message=message)
-                | {"sequence_number": last + 1},
-                ev.response_failed(body) | {"sequence_number": last + 2},
-            ]
-            ResponseEvent.objects.bulk_create(
-                [
-                    ResponseEvent(response_id=row.pk, sequence_number=e["sequence_number"], data=e)
-                    for e in tail
-                ]
-            )
+        # Always closed by an error and response.failed, so a reader's stream ends like any
+        # failed one; a run that never got to write anything also gets its response.created.
+        opening = (
+            [] if last is not None else [ev.response_created(dict(row.body, status=row.status))]
+        )
+        closing = [ev.error(code="server_error", message=message), ev.response_failed(body)]
+        first = 0 if last is None else last + 1
+        tail = [
+            event | {"sequence_number": first + offset}
+            for offset, event in enumerate(opening + closing)
+        ]
+        lifecycle.events_store(response_pk=row.pk, events=tail)
     return True
 
 

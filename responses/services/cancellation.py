@@ -50,8 +50,13 @@ def _flag_key(response_id: str) -> str:
 
 
 def cancel_request(*, response_id: str) -> None:
-    """Raise the flag every process's watcher reads (sync: call through ``db_async``)."""
-    cache.set(_flag_key(response_id), 1, timeout=_FLAG_TTL_SECONDS)
+    """Raise the flag every process's watcher reads (sync: call through ``db_async``). With the
+    cache down the flag is lost: a background run still sees the row's cancel mark, and the
+    cancel endpoint moves a foreground response to ``cancelled`` itself after its grace time."""
+    try:
+        cache.set(_flag_key(response_id), 1, timeout=_FLAG_TTL_SECONDS)
+    except Exception:  # noqa: BLE001 - see the docstring
+        logger.warning("cache unavailable; cancel flag of %s not raised", response_id)
 
 
 def cancel_local(*, response_id: str) -> bool:

@@ -3,6 +3,8 @@ orphaned live event logs, and the per-organization caps checked before a respons
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,6 +17,8 @@ from api.errors import InvalidRequest
 from responses.models import ResponseSession, StoredResponse
 from responses.services.event_log import event_log_delete
 from tenants.models import Organization
+
+logger = logging.getLogger(__name__)
 
 _BATCH = 500
 
@@ -92,13 +96,22 @@ def stored_bytes_used(*, organization_id: int) -> int:
     safeguard against runaway storage, not a quota billed to the byte, so a figure a few seconds
     old (shared by every process through the cache) is enough."""
     key = f"stored-bytes:{organization_id}"
-    used = cache.get(key)
+    try:
+        used = cache.get(key)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: count, do not fail the request
+        logger.warning("cache unavailable; counting stored bytes of organization %s", organization_id)
+        return _stored_bytes_sum(organization_id)
     if used is None:
-        used = (
-            StoredResponse.objects.filter(organization_id=organization_id).aggregate(
-                total=Sum("stored_bytes")
-            )["total"]
-            or 0
-        )
-        cache.set(key, used, timeout=settings.STORAGE_USAGE_CACHE_SECONDS)
+        used = _stored_bytes_sum(organization_id)
+        with contextlib.suppress(Exception):
+            cache.set(key, used, timeout=settings.STORAGE_USAGE_CACHE_SECONDS)
     return used
+
+
+def _stored_bytes_sum(organization_id: int) -> int:
+    return (
+        StoredResponse.objects.filter(organization_id=organization_id).aggregate(
+            total=Sum("stored_bytes")
+        )["total"]
+        or 0
+    )

@@ -687,5 +687,8 @@ def test_a_web_process_killed_mid_stream_leaves_the_response_failed_not_in_progr
         assert row.status == "failed"
         assert row.body["status"] == "failed"
         assert row.body["error"]["message"] == SERVER_LOST_MESSAGE
+        # Its stored stream ends like any failed one, for a reader replaying it.
+        replay = [e.data["type"] for e in row.events.order_by("sequence_number")]
+        assert replay == ["response.created", "error", "response.failed"], replay
     finally:
         daphne.stop()

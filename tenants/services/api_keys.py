@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -25,6 +26,8 @@ from django.utils import timezone
 
 from tenants.ids import BASE62
 from tenants.models import ApiKey, Organization, Project
+
+logger = logging.getLogger(__name__)
 
 KEY_MARKER = "sk-rp-"
 _SECRET_LENGTH = 43  # base62 digits needed for 32 bytes
@@ -156,7 +159,12 @@ def api_key_mark_used(*, api_key: ApiKey) -> None:
     if len(_marked_here) > _MEMO_LIMIT:
         _marked_here.clear()
     _marked_here[memo_key] = now + interval
-    if cache.add(f"apikey-last-used:{api_key.pk}", 1, timeout=interval):
+    try:
+        first_in_interval = cache.add(f"apikey-last-used:{api_key.pk}", 1, timeout=interval)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: last use is advisory, the key is not
+        logger.warning("cache unavailable; last use of key %s not recorded", api_key.pk)
+        return
+    if first_in_interval:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
 
 
