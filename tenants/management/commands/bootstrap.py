@@ -1,5 +1,7 @@
 """Idempotent set-up for the embedded default: a demo organization, project and key."""
 
+import os
+
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
@@ -18,7 +20,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+        # `make run` serves on $PORT (default 8000): print the address it really listens on.
+        port = os.environ.get("PORT") or "8000"
+        parser.add_argument("--base-url", default=f"http://127.0.0.1:{port}/v1")
         parser.add_argument(
             "--new-key", action="store_true", help="issue another demo key even if one exists"
         )
