@@ -164,6 +164,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Threads that run the ORM work of async code (api/db.py): the most queries in flight at once per
 # process, whatever the number of open streams.
 DATABASE_THREADS = env_int("DATABASE_THREADS", 16, minimum=1)
+# Idle request threads kept for reuse by the ASGI handler (api/handler.py).
+ASGI_IDLE_REQUEST_THREADS = env_int("ASGI_IDLE_REQUEST_THREADS", 64, minimum=0)
 
 if REDIS_URL:
     CACHES = {

@@ -13,7 +13,30 @@ async def async_boom(request):
     raise RuntimeError("secret internal detail: do not leak")
 
 
+def thread_id(request):
+    """Which thread served this sync view (api/handler.py reuses request threads); with
+    ``?meet=N`` it first waits until N requests are inside at once (two sharing a thread never
+    would: the barrier breaks after 5 s and the view fails)."""
+    import threading
+
+    from django.http import HttpResponse
+
+    meet = int(request.GET.get("meet", "0"))
+    if meet:
+        with _barriers_lock:
+            barrier = _barriers.setdefault(meet, threading.Barrier(meet, timeout=5))
+        barrier.wait()
+    return HttpResponse(str(threading.get_ident()))
+
+
+import threading  # noqa: E402
+
+_barriers: dict = {}
+_barriers_lock = threading.Lock()
+
+
 urlpatterns = [
+    path("test-thread", thread_id),
     path("v1/test-boom", boom),
     path("v1/test-async-boom", async_boom),
     *real_patterns,

@@ -1,0 +1,63 @@
+"""The ASGI handler borrows request threads from a free list instead of starting one per request
+(api/handler.py), and still gives each request a thread of its own while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from api.handler import ReusedThreadASGIHandler
+
+
+async def _get(app, path: str) -> tuple[int, bytes]:
+    path, _, query = path.partition("?")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+        "root_path": "", "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict] = []
+    requested = False
+    never = asyncio.Event()
+
+    async def receive():
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await never.wait()  # the client stays connected; Django stops listening when done
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, body
+
+
+@pytest.mark.urls("api.tests.urls")
+async def test_sequential_requests_reuse_one_request_thread():
+    app = ReusedThreadASGIHandler()
+    threads = {(await _get(app, "/test-thread"))[1] for _ in range(5)}
+    assert len(threads) == 1, threads
+
+
+@pytest.mark.urls("api.tests.urls")
+async def test_concurrent_requests_each_get_a_thread_of_their_own():
+    app = ReusedThreadASGIHandler()
+    answers = await asyncio.gather(*(_get(app, "/test-thread?meet=4") for _ in range(4)))
+    # All four were inside the view at once, so none shared another's thread.
+    assert [status for status, _ in answers] == [200] * 4
+    assert len({body for _, body in answers}) == 4
+
+
+def test_the_served_application_uses_it():
+    import config.asgi
+
+    app = config.asgi.application.application_mapping["http"]
+    while not isinstance(app, ReusedThreadASGIHandler):
+        app = app.application if hasattr(app, "application") else app.app
+    assert isinstance(app, ReusedThreadASGIHandler)
