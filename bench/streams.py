@@ -631,12 +631,14 @@ async def run_memory(
 async def drained(
     snapshot: Callable[[], dict[str, float]], idle: dict[str, float], *, within: float
 ) -> dict[str, float]:
-    """Poll until daphne is back to its idle threads and database connections (± 2)."""
+    """Poll until daphne is back to its idle threads and database connections (± 2), counting
+    the request threads its ASGI handler keeps for reuse (api/handler.py) as idle."""
+    kept = int(os.environ.get("ASGI_IDLE_REQUEST_THREADS", "64"))
     deadline = time.perf_counter() + within
     current = snapshot()
     while time.perf_counter() < deadline:
         if (
-            current["threads"] <= idle["threads"] + 2
+            current["threads"] <= idle["threads"] + 2 + kept
             and current.get("db_connections", 0) <= idle.get("db_connections", 0) + 2
         ):
             break
