@@ -112,15 +112,7 @@ class ResponseDetailApi(AsyncApiView):
                     "Invalid value for 'starting_after': expected an integer.",
                     param="starting_after",
                 ) from None
-        return sse_response(
-            response_replay(
-                response=response,
-                starting_after=starting_after,
-                keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
-            ),
-            request_id=request.request_id,
-            keepalive_marker=None,
-        )
+        return _replay_stream(request, response, starting_after=starting_after)
 
     async def delete(self, request, response_id: str):
         response = await sync_to_async(response_get)(
@@ -210,10 +202,15 @@ async def _replayed_answer(request, submission):
         return json_response(submission.answer, status=submission.status_code)
     if not streamed:
         return json_response(continuation.body)
+    return _replay_stream(request, continuation, starting_after=None)
+
+
+def _replay_stream(request, response, *, starting_after: int | None):
+    """A stored response's events as SSE, with their original sequence numbers."""
     return sse_response(
         response_replay(
-            response=continuation,
-            starting_after=None,
+            response=response,
+            starting_after=starting_after,
             keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         ),
         request_id=request.request_id,

@@ -14,14 +14,11 @@ never touched).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,7 +28,7 @@ import openai
 import pytest
 from django.db.models import Sum
 
-from conftest import _database_url_for_tests
+from conftest import DaphneProcess
 from engines.embedded.server import free_port
 from engines.models import EngineReplica, ServedModel
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
@@ -84,58 +81,20 @@ class PrivateRedis:
 
 
 
-@dataclass
-class Platform:
-    """daphne serving config.asgi against the test database, the limiter on ``redis``."""
+class Platform(DaphneProcess):
+    """daphne serving config.asgi against the test database, the limiter on ``redis``; started
+    again on the same port after a kill."""
 
-    redis: PrivateRedis
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url_for_tests(),
-            "QUOTA_REDIS_URL": self.redis.url,
-            "QUOTA_WINDOW_SECONDS": str(WINDOW_SECONDS),
-            "QUOTA_LIMITS_CACHE_SECONDS": "0",  # limits set by a test apply at once
-            "QUOTA_REDIS_RETRY_SECONDS": "0.2",
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "WARNING",
-        }
-        log = (REPO_ROOT / ".data" / f"test-quotas-daphne-{self.port}.log").open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "config.asgi:application"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    def __init__(self, redis: PrivateRedis) -> None:
+        super().__init__(
+            {
+                "QUOTA_REDIS_URL": redis.url,
+                "QUOTA_WINDOW_SECONDS": str(WINDOW_SECONDS),
+                "QUOTA_LIMITS_CACHE_SECONDS": "0",  # limits set by a test apply at once
+                "QUOTA_REDIS_RETRY_SECONDS": "0.2",
+            }
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "daphne exited early"
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("daphne did not become ready")
-
-    def kill(self) -> None:
-        """SIGKILL: no finally, no shutdown hook — a worker lost mid-response."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=5)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        self.redis = redis
 
 
 @pytest.fixture(scope="module")
