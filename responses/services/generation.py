@@ -30,6 +30,7 @@ from engines.runtime.types import (
     GenerationRequest,
     ReasoningDelta,
     TextDelta,
+    Usage,
 )
 from quotas.services.admission import Reservation, quota_events, quota_settle_start
 from responses.services import cancellation, lifecycle
@@ -274,6 +275,8 @@ async def _summarize(
             for delta in batch:
                 if isinstance(delta, TextDelta) and delta.text:
                     events += builder.feed_summary(delta.text)
+                elif isinstance(delta, Usage):
+                    builder.add_summary_usage(delta)  # billed like the rest of the response
             if events:
                 yield record(events)
     yield record(builder.close_summary_part() + builder.close_reasoning())

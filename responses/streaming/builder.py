@@ -274,6 +274,18 @@ class StreamBuilder:
         )
         return self._stamp(out)
 
+    def add_summary_usage(self, usage: Usage) -> None:
+        """H3: the summary is a second engine call. Its tokens join this response's usage (its
+        output as reasoning tokens), so the usage a client sees is what the ledger bills."""
+        current = self._usage or objects.usage_object(input_tokens=0, output_tokens=0)
+        self._usage = objects.usage_object(
+            input_tokens=current["input_tokens"] + usage.input_tokens,
+            output_tokens=current["output_tokens"] + usage.output_tokens,
+            cached_tokens=current["input_tokens_details"]["cached_tokens"] + usage.cached_tokens,
+            reasoning_tokens=current["output_tokens_details"]["reasoning_tokens"]
+            + usage.output_tokens,
+        )
+
     def feed_summary(self, delta: str) -> list[Event]:
         """Append text to the open summary part."""
         item = self._open_summary_item()

@@ -92,7 +92,13 @@ async def test_reasoning_with_a_generated_summary(transactional_cast, engine):
     assert len(calls) == 2
     assert calls[1].messages[-1]["content"] == "two plus two is four"
     assert calls[0].reasoning_effort == "low"
-    assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == 5
+    # The summary call's tokens are part of the response's usage (its three output tokens as
+    # reasoning) and so of what the ledger bills.
+    assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == 5 + 3
+    from quotas.models import UsageRecord
+
+    billed = await UsageRecord.objects.aget(response_id=final["id"])
+    assert billed.total_tokens == final["usage"]["total_tokens"]
 
 
 async def test_reasoning_without_summary_makes_one_call(transactional_cast, engine):
