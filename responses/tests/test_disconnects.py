@@ -378,7 +378,10 @@ def _leaks(baseline: ProcessSample, current: ProcessSample) -> list[str]:
         found.append(f"fds {sum(baseline.fds.values())} → {sum(current.fds.values())}")
     if current.db_connections > baseline.db_connections + pool_max:
         found.append(f"db connections {baseline.db_connections} → {current.db_connections}")
-    if current.threads > baseline.threads + settings.DATABASE_THREADS:
+    # Threads: the database executor's and the request threads the ASGI handler keeps for reuse
+    # (api/handler.py) are bounded pools too.
+    bounded_threads = settings.DATABASE_THREADS + settings.ASGI_IDLE_REQUEST_THREADS
+    if current.threads > baseline.threads + bounded_threads:
         found.append(f"threads {baseline.threads} → {current.threads}")
     return found
 
@@ -485,7 +488,9 @@ def test_a_thousand_disconnects_leave_nothing_behind(
         time.sleep(0.25)
         after = sample(pid, **ports)
     assert not _leaks(baseline, after), (_leaks(baseline, after), baseline, after)
-    assert after.rss_kib <= baseline.rss_kib * 1.10, (baseline, after)
+    # ~120 KiB per open stream (docs/performance.md): a leak of 1,000 would be ~1.9×; allocator
+    # noise and the bounded pools above stay well under 1.25×.
+    assert after.rss_kib <= baseline.rss_kib * 1.25, (baseline, after)
 
 
 # --- E1: the engine breaks mid-stream ----------------------------------------------------------
