@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from api.db import commit_without_flush_wait
@@ -63,17 +64,27 @@ def response_record_create(
             input_items=input_items,
             chain_length=(previous.chain_length + 1) if previous else 1,
             lease_expires_at=lease_expires_at,
+            # The input's share of the storage cap (E8); the final body's is added when the
+            # response is finalized.
+            stored_bytes=len(json.dumps(input_items)),
         )
 
 
 def response_transition(
-    *, response_pk: int, from_status: str, to_status: str, body: dict[str, Any] | None = None
+    *,
+    response_pk: int,
+    from_status: str,
+    to_status: str,
+    body: dict[str, Any] | None = None,
+    add_stored_bytes: int = 0,
 ) -> None:
     if to_status not in ALLOWED_TRANSITIONS.get(from_status, set()):
         raise ValueError(f"{from_status} → {to_status} is not a valid transition")
     changes: dict[str, Any] = {"status": to_status, "updated_at": timezone.now()}
     if body is not None:
         changes["body"] = body
+    if add_stored_bytes:
+        changes["stored_bytes"] = F("stored_bytes") + add_stored_bytes
     if to_status in StoredResponse.TERMINAL:
         changes["completed_at"] = timezone.now()
     updated = StoredResponse.objects.filter(pk=response_pk, status=from_status).update(**changes)
@@ -92,7 +103,11 @@ def response_finalize(
     """Store the final Response object and the events that were streamed, in one transaction:
     a reader never sees a terminal status without its event log."""
     response_transition(
-        response_pk=response_pk, from_status=from_status, to_status=body["status"], body=body
+        response_pk=response_pk,
+        from_status=from_status,
+        to_status=body["status"],
+        body=body,
+        add_stored_bytes=len(json.dumps(body)),
     )
     events_store(response_pk=response_pk, events=events)
     # The chain's session (pending tool calls, deadline) follows the turn's outcome atomically.

@@ -67,14 +67,11 @@ def session_after_finalize(*, response_pk: int, body: dict[str, Any]) -> None:
     """Called inside ``response_finalize``'s transaction: the turn ended with ``body``."""
     row = (
         StoredResponse.objects.filter(pk=response_pk)
-        .values("organization_id", "previous_response_id", "input_items")
+        .values("organization_id", "previous_response_id")
         .first()
     )
     if row is None:
         return
-    StoredResponse.objects.filter(pk=response_pk).update(
-        stored_bytes=len(json.dumps(body)) + len(json.dumps(row["input_items"]))
-    )
     session = None
     if row["previous_response_id"]:
         session = ResponseSession.objects.filter(head_response_id=row["previous_response_id"]).first()

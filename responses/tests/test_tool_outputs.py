@@ -185,9 +185,16 @@ async def test_chain_length_cap_is_a_clear_400(transactional_cast, engine):
 
 
 async def test_stored_bytes_cap_is_a_clear_400(transactional_cast, engine):
+    import json
+
+    from responses.models import StoredResponse as Row
+
     alice = transactional_cast.alice
     org = alice.organization
-    await create(alice, input="one")
+    first = (await create(alice, input="one")).json()
+    # What counts against the cap: the stored input items and the final body.
+    row = await Row.objects.aget(public_id=first["id"])
+    assert row.stored_bytes == len(json.dumps(row.input_items)) + len(json.dumps(row.body))
     org.max_stored_bytes = 10
     await sync_to_async(org.save)()
     refused = await create(alice, input="two")
