@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="responses.run_background")
 def response_run_task(response_pk: int) -> None:
-    # async_to_sync (not asyncio.run): the ORM calls the generation makes through sync_to_async
-    # then run on this task's thread, whose connection Celery's Django fixup manages.
+    # async_to_sync (not asyncio.run): the run's ORM calls go through api.db.db_async, which
+    # takes and gives back a connection per call, as in the web process.
     async_to_sync(background_run)(response_pk=response_pk)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from api.db import db_async
 from api.errors import ApiError, InvalidRequest, ServerError
 from api.views import AsyncApiView, json_body, json_response
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query
@@ -98,7 +98,7 @@ class ResponseDetailApi(AsyncApiView):
 
     async def get(self, request, response_id: str):
         _query_includes(request)
-        response = await sync_to_async(response_get)(
+        response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
         if not _query_bool(request, "stream"):
@@ -115,10 +115,10 @@ class ResponseDetailApi(AsyncApiView):
         return _replay_stream(request, response, starting_after=starting_after)
 
     async def delete(self, request, response_id: str):
-        response = await sync_to_async(response_get)(
+        response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
-        await sync_to_async(response_delete)(response=response)
+        await db_async(response_delete)(response=response)
         return json_response({"id": response_id, "object": "response", "deleted": True})
 
 
@@ -127,7 +127,7 @@ class ResponseCancelApi(AsyncApiView):
     http_method_names = ["post"]
 
     async def post(self, request, response_id: str):
-        response = await sync_to_async(response_get)(
+        response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
         response = await response_cancel(response=response)
@@ -142,32 +142,26 @@ class ResponseToolOutputsApi(AsyncApiView):
     http_method_names = ["post"]
 
     async def post(self, request, response_id: str):
-        response = await sync_to_async(response_get)(
+        response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
         body = json_body(request)
         key = request.headers.get("Idempotency-Key")
         if key:
-            earlier = await sync_to_async(sessions.idempotency_claim)(response=response, key=key)
+            earlier = await db_async(sessions.idempotency_claim)(response=response, key=key)
             if earlier is not None:
                 return await _replayed_answer(request, earlier)
         try:
-            submission = await sync_to_async(sessions.tool_outputs_submit)(
+            submission = await db_async(sessions.tool_outputs_submit)(
                 response=response, tool_outputs=body.get("tool_outputs")
             )
         except ApiError as error:
-            if key:
-                await sync_to_async(sessions.idempotency_store)(
-                    response=response,
-                    key=key,
-                    status_code=error.status,
-                    answer=sessions.idempotent_error(error),
-                )
+            await _remember_error(response, key, error)
             raise
         if not submission.complete:
-            state = await sync_to_async(sessions.session_state)(submission.session)
+            state = await db_async(sessions.session_state)(submission.session)
             if key:
-                await sync_to_async(sessions.idempotency_store)(
+                await db_async(sessions.idempotency_store)(
                     response=response, key=key, status_code=202, answer=state
                 )
             return json_response(state, status=202)
@@ -184,20 +178,25 @@ class ResponseToolOutputsApi(AsyncApiView):
         try:
             return await answer_prepared(request, prepared)
         except ApiError as error:
-            if key:  # the JSON answer is this error: a retry gets it again
-                await sync_to_async(sessions.idempotency_store)(
-                    response=response,
-                    key=key,
-                    status_code=error.status,
-                    answer=sessions.idempotent_error(error),
-                )
+            await _remember_error(response, key, error)  # the answer is this error
             raise
+
+
+async def _remember_error(response, key: str | None, error: ApiError) -> None:
+    """An Idempotency-Key whose answer was an error: a retry gets the same error again."""
+    if key:
+        await db_async(sessions.idempotency_store)(
+            response=response,
+            key=key,
+            status_code=error.status,
+            answer=sessions.idempotent_error(error),
+        )
 
 
 async def _replayed_answer(request, submission):
     """The first answer to this Idempotency-Key again: as stored (202, an error), or the
     continuation, as SSE from its stored events when the first answer was a stream."""
-    continuation, streamed = await sync_to_async(tool_outputs_replay)(submission=submission)
+    continuation, streamed = await db_async(tool_outputs_replay)(submission=submission)
     if continuation is None:
         return json_response(submission.answer, status=submission.status_code)
     if not streamed:
@@ -226,7 +225,7 @@ class ResponseInputItemsApi(AsyncApiView):
         query = parse_list_input_items_query(
             {key: request.GET.getlist(key) for key in request.GET}
         )
-        response = await sync_to_async(response_get)(
+        response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
         return json_response(input_items_page(response=response, query=query))

@@ -22,8 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
-
+from api.db import db_async
 from engines.runtime.pool import ReplicaPool, ReplicaSpec
 from engines.runtime.types import Engine
 from engines.runtime.vllm import VllmEngine, cache_salt_factory
@@ -179,7 +178,7 @@ async def get_engine(model_name: str) -> Engine:
         if entry is not None and time.monotonic() - entry.checked_at < refresh:
             return entry.engine
         try:
-            config = await sync_to_async(load_engine_config, thread_sensitive=True)(model_name)
+            config = await db_async(load_engine_config)(model_name)
         except LookupError:
             if entry is not None:
                 del engines[model_name]

@@ -32,9 +32,9 @@ import json
 import logging
 from typing import Any, Protocol
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from api.db import db_async
 from responses.models import ResponseEvent
 
 logger = logging.getLogger(__name__)
@@ -103,12 +103,12 @@ class DatabaseEventLog:
         self, *, response_pk: int, public_id: str, events: list[dict], after: int | None = None
     ) -> None:
         if events:
-            await sync_to_async(_db_append)(response_pk, events)
+            await db_async(_db_append)(response_pk, events)
 
     async def read(
         self, *, response_pk: int, public_id: str, after: int, wait: float
     ) -> list[dict]:
-        events = await sync_to_async(_db_read)(response_pk, after)
+        events = await db_async(_db_read)(response_pk, after)
         if not events and wait > 0:
             await asyncio.sleep(wait)
         return events
