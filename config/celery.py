@@ -4,9 +4,10 @@ import os
 
 from celery import Celery
 
-from config import kombu_fixes
+from config import embedded_broker, kombu_fixes
 
 kombu_fixes.apply()
+embedded_broker.register()
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

@@ -257,16 +257,12 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 else:
     # Embedded default: a real worker process without Redis, through kombu's filesystem
-    # transport (messages are files in the data directory).
-    _queue_dir = DATA_DIR / "celery-queue"
-    _queue_dir.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue_dir),
-        "data_folder_out": str(_queue_dir),
-        "processed_folder": str(_queue_dir),
-        "store_processed": False,
-    }
+    # transport with atomic writes (config/embedded_broker.py says why); its files live in the
+    # data directory.
+    from config.embedded_broker import TRANSPORT_ALIAS, transport_options
+
+    CELERY_BROKER_URL = f"{TRANSPORT_ALIAS}://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(DATA_DIR)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
