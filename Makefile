@@ -35,7 +35,7 @@ run: install engine
 	$(PY) manage.py prepare_model
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap
-	$(VENV)/bin/honcho -d . -f platform/Procfile start -p $${PORT:-8000}
+	PORT=$${PORT:-8000} $(PY) scripts/supervise.py -f platform/Procfile
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -13,20 +13,16 @@ only through the official ``openai`` SDK:
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
-import sys
 import threading
 import time
 
 import openai
 import pytest
 
-from conftest import REPO_ROOT, DaphneProcess
+from conftest import DaphneProcess
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from responses.tests.conftest import Worker, text_of
+from testsupport.embedded import bootstrap, embedded_env
 
 QUICK_TEXT = "one two three four five six"
 SLOW_TEXT = " ".join(f"w{i}" for i in range(80))
@@ -36,40 +32,6 @@ _BEHAVIORS = {
 }
 
 
-def _embedded_env(data_dir, upstream: FakeVllm) -> dict[str, str]:
-    """Overrides that turn the test environment into the embedded default (an empty value is
-    an unset setting)."""
-    models = [
-        {"name": "emb-quick", "upstream_model": "up-quick", "replicas": [upstream.base_url]},
-        {"name": "emb-slow", "upstream_model": "up-slow", "replicas": [upstream.base_url]},
-    ]
-    return {
-        "DATABASE_URL": "",
-        "REDIS_URL": "",
-        "QUOTA_REDIS_URL": "",
-        "SECRET_KEY": "",  # generated once into the data directory, shared by every process
-        "API_KEY_PEPPER": "",
-        "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",  # the default (empty would mean none)
-        "SECURE_SSL_REDIRECT": "",
-        "PLATFORM_DATA_DIR": str(data_dir),
-        "ENGINE_MODELS": json.dumps(models),
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
     """(SDK client, fake upstream) for a migrated, bootstrapped embedded platform."""
@@ -77,12 +39,15 @@ def embedded(tmp_path_factory):
     upstream.behavior_for = lambda body: _BEHAVIORS.get(body.get("model"))
     upstream.start()
     data_dir = tmp_path_factory.mktemp("embedded")
-    env = _embedded_env(data_dir, upstream)
+    models = [
+        {"name": "emb-quick", "upstream_model": "up-quick", "replicas": [upstream.base_url]},
+        {"name": "emb-slow", "upstream_model": "up-slow", "replicas": [upstream.base_url]},
+    ]
+    env = embedded_env(data_dir, models)
     daphne = DaphneProcess(env)
     worker = Worker(data_dir, env=env)
     try:
-        _manage(env, "migrate", "--noinput")
-        key = re.search(r"sk-rp-[A-Za-z0-9]+", _manage(env, "bootstrap")).group(0)
+        key = bootstrap(env)
         # Both start in parallel: each takes a few seconds on a loaded machine.
         failures: list[BaseException] = []
 
