@@ -17,8 +17,7 @@ from responses.services.background import background_follow
 from responses.services.create import response_prepare
 from responses.services.generation import KEEPALIVE, generate_events, generation_abandon
 from responses.services.input_tokens import input_tokens_count
-from responses.services.lifecycle import response_delete
-from responses.services.stored import response_cancel, response_replay
+from responses.services.stored import response_cancel, response_delete, response_replay
 from responses.services.tool_outputs import tool_outputs_continue, tool_outputs_replay
 from responses.sse import sse_response
 
@@ -118,7 +117,7 @@ class ResponseDetailApi(AsyncApiView):
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
-        await db_async(response_delete)(response=response)
+        await response_delete(response=response)
         return json_response({"id": response_id, "object": "response", "deleted": True})
 
 

@@ -22,8 +22,9 @@ Every decision is all-or-nothing over all checks (organization, project and key;
 tokens, concurrency): nothing is written unless everything passes. In Redis that is one Lua
 script (one round trip, atomic, so N concurrent clients against a limit L get exactly L
 admissions); the keys of one organization share a hash tag, so they live in one cluster slot.
-:class:`LocalLimiter` is the same algorithm under a lock, for the embedded default (one web
-process, no Redis).
+:class:`LocalLimiter` is the same algorithm under a lock in one process's memory, and
+:class:`SharedFileLimiter` the same again with its state in a file every process of one host
+shares: the embedded default (no Redis; web processes and the Celery worker on one machine).
 
 The clock is injectable (``clock`` returns milliseconds) for tests. Without it the Redis limiter
 uses Redis's own ``TIME``, so clock skew between web processes cannot matter.
@@ -36,6 +37,9 @@ decides what that means (fail open, see ``quotas.services.admission``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import json
 import logging
 import math
 import threading
@@ -43,6 +47,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 from django.conf import settings
@@ -130,9 +135,15 @@ class LocalLimiter:
         self._inflight: dict[str, dict[str, float]] = {}
 
     def reset(self) -> None:
-        with self._lock:
+        with self._critical():
             self._tat.clear()
             self._inflight.clear()
+
+    @contextlib.contextmanager
+    def _critical(self):
+        """Where the state is read and written; a subclass may keep it elsewhere."""
+        with self._lock:
+            yield
 
     async def admit(self, checks: Sequence[Check], *, member: str) -> Decision:
         return self.admit_sync(checks, member=member)
@@ -144,7 +155,7 @@ class LocalLimiter:
         return self.peek_sync(checks)
 
     def admit_sync(self, checks: Sequence[Check], *, member: str) -> Decision:
-        with self._lock:
+        with self._critical():
             now = self._clock()
             outcomes = []
             writes: list[Callable[[], None]] = []
@@ -184,7 +195,7 @@ class LocalLimiter:
             return Decision(allowed=allowed, outcomes=tuple(outcomes))
 
     def settle_sync(self, checks: Sequence[Check], *, member: str) -> tuple[Outcome, ...]:
-        with self._lock:
+        with self._critical():
             now = self._clock()
             for check in checks:
                 if check.kind == "concurrency":
@@ -200,7 +211,7 @@ class LocalLimiter:
             return self._state(checks, now)
 
     def peek_sync(self, checks: Sequence[Check]) -> tuple[Outcome, ...]:
-        with self._lock:
+        with self._critical():
             return self._state(checks, self._clock())
 
     def _live_members(self, key: str, now: float) -> dict[str, float]:
@@ -219,6 +230,51 @@ class LocalLimiter:
             tat = max(self._tat.get(check.key, now), now)
             outcomes.append(Outcome(check, False, _remaining(now, tat, check), _ms(tat - now), 0))
         return tuple(outcomes)
+
+
+class SharedFileLimiter(LocalLimiter):
+    """The in-process algorithm with its state in one file that every process of the embedded
+    default shares (under an exclusive ``flock`` for each decision).
+
+    Why: a background response is admitted by the web process and settled by the Celery
+    worker, and ``make run`` may run several web processes. With per-process state the worker's
+    settlement never freed the web process's concurrency slot (the organization stayed at 429
+    until the slot's expiry), and each web process would have enforced its own copy of every
+    limit. A decision is a lock, a read and a write of a small JSON file: tens of microseconds,
+    fine for a single host without Redis. The clock is the wall clock, shared by the processes.
+    """
+
+    def __init__(self, *, path: Path, clock: Callable[[], float] | None = None) -> None:
+        super().__init__(clock=clock or (lambda: time.time() * 1000))
+        self._path = path
+
+    @contextlib.contextmanager
+    def _critical(self):
+        with self._lock, open(self._path, "a+", encoding="utf-8") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)  # released when the file is closed
+            file.seek(0)
+            raw = file.read()
+            try:
+                state = json.loads(raw) if raw else {}
+            except ValueError:
+                logger.warning("limiter state %s unreadable; starting afresh", self._path)
+                state = {}
+            self._tat = state.get("tat", {})
+            self._inflight = state.get("inflight", {})
+            yield
+            now = self._clock()
+            state = {
+                # A counter at rest (its TAT in the past) is the same as no counter.
+                "tat": {key: tat for key, tat in self._tat.items() if tat > now},
+                "inflight": {
+                    key: live
+                    for key, members in self._inflight.items()
+                    if (live := {m: expiry for m, expiry in members.items() if expiry > now})
+                },
+            }
+            file.seek(0)
+            file.truncate()
+            file.write(json.dumps(state))
 
 
 def _remaining(now: float, tat: float, check: Check) -> int:
@@ -521,7 +577,8 @@ _limiter_lock = threading.Lock()
 
 def get_limiter() -> Limiter:
     """The process's limiter: Redis when ``QUOTA_REDIS_URL`` (default ``REDIS_URL``) is set, else
-    the in-process one."""
+    the one whose state every process on this host shares through a file in the data
+    directory."""
     global _limiter
     if _limiter is None:
         with _limiter_lock:
@@ -530,7 +587,7 @@ def get_limiter() -> Limiter:
                 _limiter = (
                     RedisLimiter(url=url, prefix=f"{settings.QUOTA_KEY_PREFIX}:rl")
                     if url
-                    else LocalLimiter()
+                    else SharedFileLimiter(path=Path(settings.DATA_DIR) / "limiter.json")
                 )
     return _limiter
 

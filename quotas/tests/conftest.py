@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quotas.services.limiter import LocalLimiter, RedisLimiter, set_limiter
+from quotas.services.limiter import LocalLimiter, RedisLimiter, SharedFileLimiter, set_limiter
 from quotas.services.limits import limits_cache_clear
 
 
@@ -45,13 +45,16 @@ def redis_url() -> str:
     return settings.QUOTA_REDIS_URL
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "shared-file", "redis"])
 def make_limiter(request):
-    """``make(clock=None) -> limiter`` for both implementations."""
+    """``make(clock=None) -> limiter`` for every implementation."""
 
     def make(clock=None):
         if request.param == "local":
             return LocalLimiter(clock=clock)
+        if request.param == "shared-file":
+            path = request.getfixturevalue("tmp_path") / "limiter.json"
+            return SharedFileLimiter(path=path, clock=clock)
         return RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
 
     make.kind = request.param

@@ -13,7 +13,14 @@ import time
 import pytest
 
 from quotas.services.headers import go_duration
-from quotas.services.limiter import NEVER, Check, LimiterUnavailable, LocalLimiter, RedisLimiter
+from quotas.services.limiter import (
+    NEVER,
+    Check,
+    LimiterUnavailable,
+    LocalLimiter,
+    RedisLimiter,
+    SharedFileLimiter,
+)
 
 GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?(ms|s))?$")
 
@@ -288,3 +295,31 @@ async def test_an_unreachable_redis_fails_fast_and_then_skips(caplog):
 def test_durations_use_go_format(ms, text):
     assert go_duration(ms) == text
     assert GO_DURATION.match(text)
+
+
+def test_processes_sharing_the_file_share_every_limit_and_slot(tmp_path):
+    """The embedded default: the web process admits a background response and the worker
+    settles it; each has its own limiter over the same file (issue 10, item 4)."""
+    path = tmp_path / "limiter.json"
+    web, worker = SharedFileLimiter(path=path), SharedFileLimiter(path=path)
+    slot = Check("{o1}:o1:c", "concurrency", 1, 60_000, 1)
+    assert web.admit_sync([slot], member="resp_1").allowed
+    assert not web.admit_sync([slot], member="resp_2").allowed
+    worker.settle_sync([slot], member="resp_1")
+    assert web.admit_sync([slot], member="resp_2").allowed
+
+    # And concurrent admissions through several of them get exactly the limit.
+    rpm = requests_check(40)
+    limiters = [SharedFileLimiter(path=path) for _ in range(4)]
+    allowed = []
+
+    def hammer(limiter):
+        for n in range(25):
+            allowed.append(limiter.admit_sync([rpm], member=f"m{n}").allowed)
+
+    threads = [threading.Thread(target=hammer, args=(limiter,)) for limiter in limiters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(allowed) == 40

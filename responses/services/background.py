@@ -214,15 +214,18 @@ async def _run(response_pk: int) -> None:
     sink = EventSink(log, response_pk=record.pk, public_id=record.public_id)
     lease = asyncio.create_task(_keep_lease(generation))
     try:
-        async for batch in generate_events(generation):
-            if batch is not KEEPALIVE:
-                for event in batch:
-                    sink.add(event)
-            if sink.due():
-                batch = await sink.flush()
-                if log.durable:
-                    # Already in the database: response_finalize stores only the rest.
-                    del generation.events[: len(batch)]
+        # aclosing: if anything here fails, the generation's own finally (settling its usage,
+        # storing its outcome) still runs now, not whenever the garbage collector finds it.
+        async with contextlib.aclosing(generate_events(generation)) as batches:
+            async for batch in batches:
+                if batch is not KEEPALIVE:
+                    for event in batch:
+                        sink.add(event)
+                if sink.due():
+                    batch = await sink.flush()
+                    if log.durable:
+                        # Already in the database: response_finalize stores only the rest.
+                        del generation.events[: len(batch)]
         # generate_events' finally stored the outcome with every event not flushed yet; a
         # live log that is not the database still needs the tail for its followers.
         if not log.durable:

@@ -33,9 +33,10 @@ import logging
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 
 from api.db import db_async
-from responses.models import ResponseEvent
+from responses.models import ResponseEvent, StoredResponse
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,25 @@ class EventLog(Protocol):
 
 
 def _db_append(response_pk: int, events: list[dict]) -> None:
-    ResponseEvent.objects.bulk_create(
-        [
-            ResponseEvent(response_id=response_pk, sequence_number=e["sequence_number"], data=e)
-            for e in events
-        ],
-        # A retried batch (the same events again) must not fail the whole append.
-        ignore_conflicts=True,
-    )
+    try:
+        with transaction.atomic():
+            ResponseEvent.objects.bulk_create(
+                [
+                    ResponseEvent(
+                        response_id=response_pk, sequence_number=e["sequence_number"], data=e
+                    )
+                    for e in events
+                ],
+                # A retried batch (the same events again) must not fail the whole append.
+                ignore_conflicts=True,
+            )
+    except IntegrityError:
+        if StoredResponse.objects.filter(pk=response_pk).exists():
+            raise
+        # The response was deleted while it ran: nobody can read these events any more, and the
+        # generation's cancel watcher stops it at its next look at the row. Failing here would
+        # end the run without settling its usage.
+        logger.info("response %s was deleted while running; events dropped", response_pk)
 
 
 def _db_read(response_pk: int, after: int) -> list[dict]:

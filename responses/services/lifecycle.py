@@ -140,5 +140,5 @@ def events_store(*, response_pk: int, events: list[dict[str, Any]]) -> None:
                 copy.write_row((response_pk, event["sequence_number"], json.dumps(event)))
 
 
-def response_delete(*, response: StoredResponse) -> None:
+def response_row_delete(*, response: StoredResponse) -> None:
     response.delete()

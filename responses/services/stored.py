@@ -14,7 +14,7 @@ from responses.models import StoredResponse
 from responses.selectors import response_events
 from responses.services import lifecycle
 from responses.services.cancellation import cancel_local, cancel_request
-from responses.services.event_log import DatabaseEventLog, live_event_log
+from responses.services.event_log import DatabaseEventLog, event_log_delete, live_event_log
 
 CANCEL_GRACE_SECONDS = 2.0
 REPLAY_POLL_SECONDS = 0.25
@@ -63,6 +63,20 @@ async def response_cancel(*, response: StoredResponse) -> StoredResponse:
     except lifecycle.TransitionRefused:
         pass  # it ended in the meantime; report what it became
     return await db_async(_reload)(response)
+
+
+async def response_delete(*, response: StoredResponse) -> None:
+    """Delete a stored response; a queued or running one is cancelled first.
+
+    Cancelling stops the engine request and lets the generating process (a worker, another web
+    process) settle what was generated and free its concurrency slot the ordinary way, before
+    the row it writes to disappears. Its ledger row outlives the response (deleted responses
+    are billed too)."""
+    if response.status not in StoredResponse.TERMINAL:
+        response = await response_cancel(response=response)
+    await db_async(lifecycle.response_row_delete)(response=response)
+    if response.background:
+        await db_async(event_log_delete)(public_ids=[response.public_id])
 
 
 def _cancel_background(response: StoredResponse) -> StoredResponse:

@@ -234,3 +234,43 @@ async def test_a_tool_output_deadline_fires_in_the_worker(models, transactional_
         headers=alice.headers,
     )
     assert gone.status_code == 410
+
+
+async def test_deleting_a_running_background_response_stops_it_settles_and_frees_the_slot(
+    models, transactional_cast, upstream, worker
+):
+    """Issue 10, item 4: the worker used to crash appending events to the deleted row, leaving
+    its ledger row reserved and its concurrency slot taken."""
+    from quotas.models import UsageRecord
+    from quotas.services.limits import limits_set
+
+    alice = transactional_cast.alice
+    await sync_to_async(limits_set)(organization=alice.organization, max_concurrent=1)
+    queued = await create(alice, model=models["slow"])
+    await wait_for_status(queued["id"], {"in_progress"}, within=20)
+    streams_before = upstream.aborted_streams
+    # Generating for real (a few deltas in the live log) before the delete.
+    assert await upstream.await_until(lambda f: f.active_streams > 0, within=10)
+
+    deleted = await AsyncClient().delete(f"/v1/responses/{queued['id']}", headers=alice.headers)
+    assert deleted.status_code == 200, deleted.content
+    assert deleted.json() == {"id": queued["id"], "object": "response", "deleted": True}
+    gone = await AsyncClient().get(f"/v1/responses/{queued['id']}", headers=alice.headers)
+    assert gone.status_code == 404
+    assert await upstream.await_until(lambda f: f.aborted_streams > streams_before, within=5)
+
+    async def settled():
+        record = await UsageRecord.objects.filter(response_id=queued["id"]).afirst()
+        return record if record and record.status != UsageRecord.Status.RESERVED else None
+
+    deadline = time.monotonic() + 10
+    while (record := await settled()) is None:
+        assert time.monotonic() < deadline, "the ledger row stayed reserved"
+        await asyncio.sleep(0.1)
+    assert record.status == UsageRecord.Status.CANCELLED
+    assert record.output_tokens > 0, "what was generated is billed"
+    # The slot is free at once: the next response is admitted, not refused with a 429.
+    follow_up = await create(alice, model=models["quick"])
+    assert follow_up["status"] == "queued"
+    assert worker.running
+    assert "IntegrityError" not in worker.log() and "FOREIGN KEY" not in worker.log()

@@ -13,6 +13,7 @@ only through the official ``openai`` SDK:
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -22,13 +23,14 @@ import pytest
 from conftest import DaphneProcess
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from responses.tests.conftest import Worker, text_of
-from testsupport.embedded import bootstrap, embedded_env
+from testsupport.embedded import bootstrap, embedded_env, manage, wait_until
 
 QUICK_TEXT = "one two three four five six"
 SLOW_TEXT = " ".join(f"w{i}" for i in range(80))
 _BEHAVIORS = {
     "up-quick": FakeBehavior(text=QUICK_TEXT, delay=0.01),
     "up-slow": FakeBehavior(text=SLOW_TEXT, delay=0.05),
+    "up-long": FakeBehavior(text=" ".join(f"w{i}" for i in range(1200)), delay=0.05),
 }
 
 
@@ -42,8 +44,10 @@ def embedded(tmp_path_factory):
     models = [
         {"name": "emb-quick", "upstream_model": "up-quick", "replicas": [upstream.base_url]},
         {"name": "emb-slow", "upstream_model": "up-slow", "replicas": [upstream.base_url]},
+        {"name": "emb-long", "upstream_model": "up-long", "replicas": [upstream.base_url]},
     ]
     env = embedded_env(data_dir, models)
+    upstream.env = env  # for tests that run manage.py against the same data directory
     daphne = DaphneProcess(env)
     worker = Worker(data_dir, env=env)
     try:
@@ -135,3 +139,47 @@ def test_a_running_background_response_is_cancelled(embedded):
     assert upstream.wait_until(lambda fake: fake.aborted_streams > aborted_before, within=5)
     assert client.responses.retrieve(queued.id).status == "cancelled"
     assert client.responses.cancel(queued.id).status == "cancelled"  # idempotent
+
+
+def test_deleting_a_running_background_response_settles_it_and_frees_the_slot(embedded):
+    """Issue 10, item 4, on the embedded broker, where the live event log is the database: the
+    worker used to crash appending to the deleted row ("FOREIGN KEY constraint failed"), its
+    ledger row stayed reserved and the organization stayed at 429."""
+    client, upstream = embedded
+    manage(upstream.env, "setlimits", "--org", "demo", "--concurrency", "1")
+    try:
+        running = client.responses.create(model="emb-long", input="Tell me.", background=True)
+        with client.responses.retrieve(running.id, stream=True) as stream:
+            for event in stream:  # until the engine is generating
+                if event.type == "response.output_text.delta":
+                    break
+
+        def refused() -> bool:  # the limit reaches the web process within its limits cache
+            try:
+                client.responses.create(model="emb-quick", input="More?", background=True)
+            except openai.RateLimitError:
+                return True
+            return False
+
+        wait_until(refused, within=15, every=0.5, what="the concurrency limit of 1 applies")
+        aborted_before = upstream.aborted_streams
+        client.responses.delete(running.id)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(running.id)
+        assert upstream.wait_until(lambda fake: fake.aborted_streams > aborted_before, within=5)
+        # The slot is free again (settlement follows the cancellation within moments).
+        admitted = wait_until(
+            lambda: not refused(), within=3, every=0.2, what="a new response is admitted"
+        )
+        assert admitted
+        ledger = sqlite3.connect(upstream.env["PLATFORM_DATA_DIR"] + "/platform.sqlite3")
+        try:
+            status, output_tokens = ledger.execute(
+                "SELECT status, output_tokens FROM quotas_usagerecord WHERE response_id = ?",
+                (running.id,),
+            ).fetchone()
+        finally:
+            ledger.close()
+        assert status == "cancelled" and output_tokens > 0
+    finally:
+        manage(upstream.env, "setlimits", "--org", "demo", "--concurrency", "none")
