@@ -17,7 +17,8 @@ import openai
 import pytest
 
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
-from testsupport.embedded import SupervisedPlatform, bootstrap, embedded_env, wait_until
+from testsupport.embedded import SupervisedPlatform, bootstrap, embedded_env
+from testsupport.waiting import wait_until
 
 QUICK_TEXT = "one two three four five six"
 _BEHAVIORS = {"up-quick": FakeBehavior(text=QUICK_TEXT, delay=0.005)}

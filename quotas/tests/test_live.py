@@ -35,6 +35,7 @@ from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from quotas.models import MonthlyUsage, UsageRecord
 from quotas.services.ledger import usage_reconcile, usage_reservations_expire
 from quotas.services.limits import limits_set
+from testsupport.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -264,7 +265,12 @@ def test_ledger_totals_survive_a_killed_worker_and_a_redis_restart(
     ask(3)
     assert all("x-ratelimit-limit-requests" not in h for _, _, h in wire.answers[before:])
     platform.redis.start()  # same port, empty: a fresh window
-    time.sleep(0.3)  # past QUOTA_REDIS_RETRY_SECONDS
+
+    def limited_again() -> bool:  # once QUOTA_REDIS_RETRY_SECONDS have passed
+        ask(1)
+        return "x-ratelimit-limit-requests" in wire.answers[-1][2]
+
+    wait_until(limited_again, within=10, every=0.1, what="the limiter is back")
     before = len(wire.answers)
     ask(3)
     assert all("x-ratelimit-limit-requests" in h for _, _, h in wire.answers[before:])

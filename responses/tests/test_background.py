@@ -182,11 +182,13 @@ async def test_another_web_process_streams_and_cancels_a_background_response(
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
 
 
-async def test_a_worker_killed_mid_run_leaves_the_response_failed(models, transactional_cast, worker):
+async def test_a_worker_killed_mid_run_leaves_the_response_failed(
+    models, transactional_cast, worker, upstream
+):
     alice = transactional_cast.alice
     queued = await create(alice, model=models["slow"])
     await wait_for_status(queued["id"], {"in_progress"}, within=20)
-    await asyncio.sleep(0.5)
+    assert await upstream.await_until(lambda f: f.active_streams > 0, within=10)  # mid-run
     worker.kill()
     worker.start()  # its beat runs the sweeper
     row = await wait_for_status(queued["id"], {"failed", "completed"}, within=LEASE_SECONDS + 15)

@@ -23,7 +23,8 @@ import pytest
 from conftest import DaphneProcess
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from responses.tests.conftest import Worker, text_of
-from testsupport.embedded import bootstrap, embedded_env, manage, wait_until
+from testsupport.embedded import bootstrap, embedded_env, manage
+from testsupport.waiting import wait_until
 
 QUICK_TEXT = "one two three four five six"
 SLOW_TEXT = " ".join(f"w{i}" for i in range(80))

@@ -38,6 +38,7 @@ from quotas.tests.test_live import PrivateRedis
 from responses.models import ResponseSession, StoredResponse
 from responses.services.event_log import EventSink, RedisEventLog
 from responses.tests.conftest import Worker, parse_sse, text_of, wait_for_status
+from testsupport.waiting import await_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -249,9 +250,12 @@ async def test_tasks_redis_lost_are_caught_by_the_sweepers(models, transactional
         assert time.monotonic() < deadline, sessions
         await asyncio.sleep(0.1)
     # Only the sweeper can have done it: the task scheduled for the deadline died with Redis.
-    log = stack.worker.log()
-    assert "responses.expire_session[" not in log
-    assert re.search(r"responses\.expire_sessions\[[^\]]+\] succeeded in \S+: [12]$", log, re.M)
+    # The sweep's "succeeded" line is written after its transaction commits: wait for it.
+    swept = r"responses\.expire_sessions\[[^\]]+\] succeeded in \S+: [12]$"
+    await await_until(
+        lambda: re.search(swept, stack.worker.log(), re.M), within=10, what="the sweep's log line"
+    )
+    assert "responses.expire_session[" not in stack.worker.log()
     row = await wait_for_status(queued["id"], TERMINAL, within=QUEUED_TIMEOUT_SECONDS + 20)
     assert row.status == "failed" and row.body["error"]["code"] == "server_error"
     async with httpx.AsyncClient(

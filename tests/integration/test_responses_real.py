@@ -4,7 +4,6 @@ vLLM (SmolLM2-135M). Mechanics only: a 135M model's words are not asserted, its 
 from __future__ import annotations
 
 import threading
-import time
 
 import openai
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from engines.models import EngineReplica, ServedModel
 from responses.models import StoredResponse
 from responses.streaming.conformance import check_response
+from testsupport.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -110,15 +110,17 @@ def test_cancel_a_running_response(client, real_engine, live_daphne, transaction
         except openai.APIError as exc:  # pragma: no cover - reported below
             result["error"] = exc
 
+    generated_before = real_engine.metric("vllm:generation_tokens_total")
     worker = threading.Thread(target=run)
     worker.start()
-    deadline = time.monotonic() + 60
-    running = None
-    while time.monotonic() < deadline and running is None:
-        running = StoredResponse.objects.filter(status="in_progress").first()
-        time.sleep(0.2)
-    assert running is not None, "the response never started"
-    time.sleep(1.0)  # let it produce a few tokens
+    running = wait_until(
+        lambda: StoredResponse.objects.filter(status="in_progress").first(),
+        within=60, every=0.2, what="the response starts",
+    )
+    wait_until(  # it is generating: a few tokens made
+        lambda: real_engine.metric("vllm:generation_tokens_total") >= generated_before + 5,
+        within=60, every=0.2, what="the engine generates",
+    )
     cancelled = client.responses.cancel(running.public_id)
     assert cancelled.status == "cancelled"
     worker.join(timeout=30)
@@ -126,7 +128,7 @@ def test_cancel_a_running_response(client, real_engine, live_daphne, transaction
     stored = StoredResponse.objects.get(pk=running.pk)
     assert stored.status == "cancelled"
     # vLLM stopped generating for it: nothing is running upstream any more.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and real_engine.metric("vllm:num_requests_running") > 0:
-        time.sleep(0.2)
-    assert real_engine.metric("vllm:num_requests_running") == 0
+    wait_until(
+        lambda: real_engine.metric("vllm:num_requests_running") == 0,
+        within=5, every=0.2, what="vLLM drops the cancelled request",
+    )
