@@ -80,6 +80,7 @@ def test_a_killed_worker_is_restarted_and_finishes_the_queued_work(platform):
     assert supervised.process.poll() is None, "the supervisor itself must keep running"
 
 
+@pytest.mark.timeout(SOAK_SECONDS + 300)  # the soak itself, then draining the background runs
 def test_soak_the_embedded_platform_keeps_every_process_up(platform):
     supervised, client = platform
     started = time.monotonic()
