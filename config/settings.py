@@ -18,6 +18,8 @@ import os
 import secrets
 from pathlib import Path
 
+from kombu import Queue
+
 from config.env import (
     database_from_url,
     env_bool,
@@ -263,6 +265,16 @@ else:
 
     CELERY_BROKER_URL = f"{TRANSPORT_ALIAS}://"
     CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(DATA_DIR)
+# Periodic upkeep has a queue of its own, so a burst of sweeps never delays a background run
+# (a worker takes from both queues in turn). Every worker consumes both unless told otherwise.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("upkeep")]
+CELERY_TASK_ROUTES = {
+    "responses.sweep_background": {"queue": "upkeep"},
+    "responses.expire_sessions": {"queue": "upkeep"},
+    "responses.purge": {"queue": "upkeep"},
+    "quotas.expire_reservations": {"queue": "upkeep"},
+}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -273,15 +285,20 @@ CELERY_TIMEZONE = "UTC"
 # Periodic work (one beat process only). Every task is idempotent: a conditional update decides
 # which process wins, so an overlapping run or a redelivery does no harm.
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 15.0, minimum=0.5)
+# A sweep that waited in the queue for a minute (or four intervals) is dropped (``expires``): a
+# later one does the same work, and a worker that was down does not come back to a backlog.
+_SWEEP_EXPIRES_SECONDS = max(4 * SWEEP_INTERVAL_SECONDS, 60.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-background-responses": {
         "task": "responses.sweep_background",
         "schedule": SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": _SWEEP_EXPIRES_SECONDS},
     },
     # Tool-output deadlines whose own ETA task never ran (E2), and retention (E8).
     "expire-response-sessions": {
         "task": "responses.expire_sessions",
         "schedule": SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": _SWEEP_EXPIRES_SECONDS},
     },
     "purge-responses": {"task": "responses.purge", "schedule": 3600.0},
     # Ledger rows whose process died before settling them (quotas).

@@ -106,8 +106,11 @@ class SupervisedPlatform:
 
     def _collect(self) -> None:
         assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        with (self.data_dir / "supervise.log").open("a") as log:  # kept for a failed test
+            for line in self.process.stdout:
+                self.lines.append(line.rstrip("\n"))
+                log.write(line)
+                log.flush()
 
     def healthy(self) -> bool:
         try:

@@ -204,6 +204,21 @@ def test_the_sweeper_is_scheduled_under_beat() -> None:
     assert "responses.sweep_background" in {entry["task"] for entry in schedule.values()}
 
 
+def test_periodic_upkeep_never_queues_in_front_of_background_runs() -> None:
+    """Sweeps go to a queue of their own that every worker also consumes, and a stale one
+    expires: with one queue, a worker that fell behind beat made background runs wait minutes."""
+    from config.celery import app
+
+    def queue_of(task: str) -> str:
+        return app.amqp.router.route({}, task)["queue"].name
+
+    schedule: dict[str, Any] = settings.CELERY_BEAT_SCHEDULE
+    assert {queue_of(entry["task"]) for entry in schedule.values()} == {"upkeep"}
+    assert queue_of("responses.run_background") == "celery"
+    assert {"celery", "upkeep"} <= set(app.amqp.queues)
+    assert all(entry["options"]["expires"] >= 60 for entry in schedule.values() if "options" in entry)
+
+
 async def test_a_tool_output_deadline_fires_in_the_worker(models, transactional_cast, engine):
     from engines.runtime.scripted import build_script
     from responses.models import ResponseSession
