@@ -15,7 +15,12 @@ from responses.selectors import input_items_page, response_get
 from responses.services import sessions
 from responses.services.background import background_follow
 from responses.services.create import response_prepare
-from responses.services.generation import KEEPALIVE, generate_events, generation_abandon
+from responses.services.generation import (
+    KEEPALIVE,
+    engine_error_for_client,
+    generate_events,
+    generation_abandon,
+)
 from responses.services.input_tokens import input_tokens_count
 from responses.services.lifecycle import response_delete
 from responses.services.stored import response_cancel, response_replay
@@ -85,7 +90,12 @@ async def answer_prepared(request, prepared):
         pass
     error = generation.engine_error
     if error is not None:
-        raise ApiError(error.message, status=error.status, type=error.type, code=error.code)
+        shown = engine_error_for_client(
+            error, max_output_tokens=generation.engine_request.max_tokens
+        )
+        raise ApiError(
+            shown.message, status=error.status, type=error.type, code=shown.code, param=shown.param
+        )
     final = generation.builder.snapshot()
     if final["status"] == "failed":
         raise ServerError("The server had an error while processing your request.")

@@ -25,8 +25,12 @@ from typing import Any
 
 from api.db import db_async
 from engines.runtime.types import (
+    ContextLengthExceeded,
     Engine,
+    EngineBadRequest,
     EngineError,
+    EngineTimeout,
+    EngineUnavailable,
     GenerationRequest,
     ReasoningDelta,
     TextDelta,
@@ -53,6 +57,50 @@ SUMMARY_INSTRUCTIONS = (
 
 class _Cancelled(Exception):
     pass
+
+
+# Words of vLLM's own "max_tokens too large" refusal; the client never sent those parameters.
+_OUTPUT_LIMIT_MARKERS = ("max_completion_tokens", "max_tokens", "max_model_len")
+
+
+@dataclass(frozen=True)
+class ClientError:
+    """How an engine failure is shown to the client: the engine's own message can name a
+    replica's address or vLLM's parameters, so only refusals of the client's input keep it."""
+
+    message: str
+    param: str | None
+    code: str | None
+
+
+def engine_error_for_client(error: EngineError, *, max_output_tokens: int | None) -> ClientError:
+    if isinstance(error, EngineBadRequest):
+        lowered = error.message.lower()
+        if any(marker in lowered for marker in _OUTPUT_LIMIT_MARKERS):
+            return ClientError(
+                f"'max_output_tokens' is too large: {max_output_tokens}. The input plus "
+                "max_output_tokens must fit in the model's context length; lower "
+                "max_output_tokens or shorten the input.",
+                "max_output_tokens",
+                "context_length_exceeded"
+                if isinstance(error, ContextLengthExceeded)
+                else "invalid_value",
+            )
+        if isinstance(error, ContextLengthExceeded):
+            return ClientError(
+                "Your input exceeds the context window of this model. Please adjust your input "
+                "and try again.",
+                "input",
+                error.code,
+            )
+        return ClientError(error.message, error.param, error.code)
+    if isinstance(error, EngineUnavailable):
+        message = "The model is unavailable right now: no engine could take the request. Retry."
+    elif isinstance(error, EngineTimeout):
+        message = "The model's engine did not answer in time. Retry."
+    else:
+        message = "The model's engine failed while generating this response."
+    return ClientError(message, None, error.code)
 
 
 @dataclass
@@ -217,7 +265,10 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             except EngineError as error:
                 generation.engine_error = error
                 logger.warning("engine failed for %s: %s", generation.response_id, error.message)
-                yield record(builder.fail(error.code, error.message))
+                shown = engine_error_for_client(
+                    error, max_output_tokens=generation.engine_request.max_tokens
+                )
+                yield record(builder.fail(shown.code, shown.message, param=shown.param))
     except _Cancelled:
         outcome = "cancelled"
     except (asyncio.CancelledError, GeneratorExit):
