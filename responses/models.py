@@ -51,6 +51,12 @@ class StoredResponse(models.Model):
     stored_bytes = models.PositiveBigIntegerField(
         default=0, help_text="Size of the stored body and input items (for the org's cap, E8)."
     )
+    end_reason = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Why a response ended early where the Response object has no word for it "
+        "(client_disconnected).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

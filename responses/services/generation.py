@@ -280,7 +280,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             yield record(builder.fail("server_error", "The server had an error."))
     finally:
         if outcome is not None and not builder.closed:
-            builder.interrupt(outcome)
+            builder.interrupt(outcome, usage=_reported_usage(generation.engine_request))
         # Quotas (issue 6): settle the reservation and write the ledger row (store=false too),
         # exactly once. Started as a task before anything else is awaited, so a second
         # cancellation during _store_outcome cannot skip it.
@@ -288,7 +288,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             reservation=generation.reservation, builder=builder, by_response_id=generation.background
         )
         if generation.record_pk is not None:
-            await asyncio.shield(_store_outcome(generation))
+            await asyncio.shield(_store_outcome(generation, disconnected=outcome == "disconnect"))
         if settling is not None:
             await asyncio.shield(settling)
             if outcome is None and builder.closed:
@@ -296,6 +296,18 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
                 late = quota_events(generation.reservation, builder, settled=True)
                 if late:
                     yield late
+
+
+def _reported_usage(request: GenerationRequest) -> Usage | None:
+    """The engine's running count for a stream cut short (no final usage came)."""
+    progress = request.progress
+    if not progress.reported:
+        return None
+    return Usage(
+        input_tokens=progress.input_tokens,
+        output_tokens=progress.output_tokens,
+        cached_tokens=progress.cached_tokens,
+    )
 
 
 async def _summarize(
@@ -333,7 +345,7 @@ async def _summarize(
     yield record(builder.close_summary_part() + builder.close_reasoning())
 
 
-async def _store_outcome(generation: Generation) -> None:
+async def _store_outcome(generation: Generation, *, disconnected: bool = False) -> None:
     try:
         await db_async(lifecycle.response_finalize)(
             response_pk=generation.record_pk,
@@ -341,6 +353,10 @@ async def _store_outcome(generation: Generation) -> None:
             body=generation.builder.snapshot(),
             events=generation.events,
         )
+        if disconnected:
+            await db_async(lifecycle.response_end_reason_record)(
+                response_pk=generation.record_pk, reason="client_disconnected"
+            )
     except lifecycle.TransitionRefused:
         # Someone else (a cancel that found this process unresponsive, a sweeper) already gave
         # the response its final state; theirs stands.
