@@ -62,6 +62,12 @@ class GenerationRequest:
     progress: EngineProgress = field(default_factory=EngineProgress, compare=False)
     """Updated by the engine as it streams (see :class:`EngineProgress`)."""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.progress, EngineProgress):
+            # Rebuilt from a serialized job (dataclasses.asdict): progress belongs to one run,
+            # so a rebuilt request starts afresh.
+            object.__setattr__(self, "progress", EngineProgress())
+
 
 @dataclass(frozen=True, slots=True)
 class TopLogprob:
