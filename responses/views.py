@@ -151,6 +151,8 @@ async def _idempotent_replay(request, row, *, body, key: str):
         while row.state != idempotency.State.DONE:
             await asyncio.sleep(_IDEMPOTENT_POLL_SECONDS)
             row = await db_async(idempotency.create_key_reload)(row)
+            if row is None:
+                return await _idempotent_create(request, body, key)
         return _remembered_answer(request, row)
     if row.state == idempotency.State.DONE and row.answer is not None:
         return _remembered_answer(request, row)  # the first answer was an error
