@@ -263,3 +263,52 @@ async def test_an_unreachable_replica_does_not_reveal_its_url(
         assert b"http://" not in raw
     stored = [r.body async for r in StoredResponse.objects.all()]
     assert stored and all("10.1.2.3" not in json.dumps(body) for body in stored)
+
+
+async def test_lone_surrogate_in_a_tool_output(client, transactional_cast, engine):
+    from engines.runtime.scripted import build_script
+
+    engine.script = build_script(tool_calls=[("f", "{}", "call_s")])
+    created = await client.post(
+        "/v1/responses",
+        json.dumps({"model": "scripted", "input": "hi", "tools": [{"type": "function", "name": "f"}]}),
+        content_type="application/json",
+        headers=transactional_cast.alice.headers,
+    )
+    rid = created.json()["id"]
+    raw = f'{{"tool_outputs": [{{"call_id": "call_s", "output": "x{LONE}"}}]}}'
+    response = await post_raw(client, transactional_cast.alice, f"/v1/responses/{rid}/tool_outputs", raw)
+    assert_envelope(response, param="tool_outputs[0].output")
+    # Nothing was recorded: the same call can still be answered properly.
+    ok = await client.post(
+        f"/v1/responses/{rid}/tool_outputs",
+        json.dumps({"tool_outputs": [{"call_id": "call_s", "output": "fine"}]}),
+        content_type="application/json",
+        headers=transactional_cast.alice.headers,
+    )
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "error,param,leaked",
+    [
+        (
+            "ContextLengthExceeded",
+            "max_output_tokens",
+            "'max_completion_tokens' is too large: 4000. This model's maximum context length is "
+            "4096 tokens and your request has 200 input tokens (4000 > 4096 - 200). "
+            "(parameter=max_completion_tokens, max_model_len=4096)",
+        ),
+        ("ContextLengthExceeded", "input", "This model's maximum context length is 4096 tokens."),
+        ("EngineTimeout", None, "Engine replica timed out: http://10.0.0.9:8000/v1"),
+        ("EngineProtocolError", None, "Engine stream was cut off after 3 chunks: http://10.0.0.9"),
+    ],
+)
+def test_engine_errors_are_shown_in_our_words(error, param, leaked):
+    from engines.runtime import types
+    from responses.services.generation import engine_error_for_client
+
+    shown = engine_error_for_client(getattr(types, error)(leaked), max_output_tokens=4000)
+    assert shown.param == param
+    for word in ("max_completion_tokens", "max_model_len", "10.0.0.9", "http://"):
+        assert word not in shown.message
