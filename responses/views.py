@@ -72,6 +72,7 @@ class ResponseCreateApi(AsyncApiView):
 
 # How often a retry looks again at the first request of its Idempotency-Key while it runs.
 _IDEMPOTENT_POLL_SECONDS = 0.1
+_FAILED_ANSWER_POLLS = 20
 _remembering: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
 
@@ -169,6 +170,13 @@ async def _idempotent_replay(request, row, *, body, key: str):
         if response is None:
             raise response_not_found(row.response_public_id)
     row = await db_async(idempotency.create_key_reload)(row) or row
+    # A failed first request answered with an error, remembered just after the row turned
+    # failed: give it the moment it needs to land (a few polls), so the retry gets that error.
+    for _ in range(_FAILED_ANSWER_POLLS):
+        if row.state == idempotency.State.DONE or response.status != StoredResponse.Status.FAILED:
+            break
+        await asyncio.sleep(_IDEMPOTENT_POLL_SECONDS)
+        row = await db_async(idempotency.create_key_reload)(row) or row
     if row.state == idempotency.State.DONE and row.answer is not None:
         return _remembered_answer(request, row)
     return json_response(response.body)

@@ -157,3 +157,29 @@ async def test_tool_outputs_refuse_a_used_key_with_another_body(transactional_ca
     other = await submit([{"call_id": "call_b", "output": "2"}])
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "idempotency_key_reused"
+
+
+async def test_concurrent_streamed_duplicates_get_the_same_events(transactional_cast, engine):
+    engine.delay = 0.02
+    alice = transactional_cast.alice
+
+    async def one():
+        answer = await create(alice, key="k-8", input="hi", stream=True)
+        return parse_sse(await body_of(answer))
+
+    streams = await asyncio.gather(*[one() for _ in range(4)])
+    assert all(events == streams[0] for events in streams)
+    assert streams[0][-1]["type"] == "response.completed"
+    assert engine.started == 1
+
+
+async def test_concurrent_duplicates_of_a_failing_request_get_its_error(
+    transactional_cast, engine
+):
+    engine.delay = 0.02
+    engine.fail_after = 2
+    alice = transactional_cast.alice
+    answers = await asyncio.gather(*[create(alice, key="k-9", input="hi") for _ in range(4)])
+    assert len({a.status_code for a in answers}) == 1 and answers[0].status_code >= 500
+    assert all(a.json() == answers[0].json() for a in answers)
+    assert engine.started == 1
