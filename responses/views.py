@@ -95,13 +95,19 @@ async def _idempotent_create(request, body, key: str):
         )
         raise
     stored, stream = prepared.request.store, prepared.request.stream
-    await db_async(idempotency.create_key_started)(
-        organization=organization,
-        key=key,
-        response_id=prepared.generation.response_id,
-        stored=stored,
-        stream=stream,
-    )
+    try:
+        await db_async(idempotency.create_key_started)(
+            organization=organization,
+            key=key,
+            response_id=prepared.generation.response_id,
+            stored=stored,
+            stream=stream,
+        )
+    except BaseException:
+        # Admitted, but it will not run (the client left, or the write failed): close it like
+        # any prepared response that never starts.
+        await asyncio.shield(generation_abandon(prepared.generation))
+        raise
     remember = functools.partial(
         db_async(idempotency.create_key_finished), organization=organization, key=key
     )
@@ -115,6 +121,12 @@ async def _idempotent_create(request, body, key: str):
         await asyncio.shield(
             remember(status_code=error.status, answer=sessions.idempotent_error(error))
         )
+        raise
+    except asyncio.CancelledError:
+        if not stored and not stream:
+            # The client left; the response ended incomplete, and only this process has it.
+            final = prepared.generation.builder.snapshot()
+            await asyncio.shield(remember(status_code=200, answer=final))
         raise
     if not stream:
         await remember(
