@@ -1,5 +1,5 @@
 """The HTTP edge at the ASGI layer: what must hold for every request before Django sees it, under
-any ASGI server (E4 and the reliability issue's edge items).
+any ASGI server.
 
 * **Bodies.** Django only checks ``DATA_UPLOAD_MAX_MEMORY_SIZE`` after the handler has spooled
   the whole body. Here a declared ``Content-Length`` over ``MAX_REQUEST_BODY_BYTES`` is a 413
