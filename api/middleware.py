@@ -162,6 +162,9 @@ class ApiGatewayMiddleware:
             )
         response["x-request-id"] = request.request_id
         response["openai-version"] = settings.OPENAI_VERSION_HEADER
+        # API answers carry tenant data (responses, usage, errors naming their objects): no
+        # cache, shared or private, may keep them.
+        response["Cache-Control"] = "no-store"
         response["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
         principal = getattr(request, "principal", None)
         # One access line per API request, carrying the request id (daphne's own access log

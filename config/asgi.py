@@ -5,6 +5,7 @@ the Responses API will be added here as a Channels consumer.
 """
 
 import os
+import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -17,11 +18,17 @@ django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application doe
 from api.asgi import BodyLimitMiddleware  # noqa: E402
 from api.handler import ReusedThreadASGIHandler  # noqa: E402
 
+if "daphne.http_protocol" in sys.modules:
+    # Served by daphne: what it decides before calling the application follows the same rules.
+    from api.daphne_edge import install  # noqa: E402
+
+    install()
+
 # Django's ASGIHandler, reusing request threads instead of starting one per request.
 django_asgi_app = ReusedThreadASGIHandler()
 
-# Static files (the admin's assets) are answered before the middleware chain, from the installed
-# apps; everything else goes through the body-size guard into Django.
+# The HTTP edge (body limits and timeouts, URL length, security headers) wraps everything;
+# static files (the admin's assets) are answered inside it, before Django's middleware chain.
 application = ProtocolTypeRouter(
-    {"http": ASGIStaticFilesHandler(BodyLimitMiddleware(django_asgi_app))}
+    {"http": BodyLimitMiddleware(ASGIStaticFilesHandler(django_asgi_app))}
 )

@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "corsheaders",
     "channels",
     "tenants",
     "api",
@@ -97,7 +98,9 @@ INSTALLED_APPS = [
 # inside it (streaming views included) through the one thread-sensitive executor, serializing
 # all requests of the process (tests/test_project_layout.py guards this).
 MIDDLEWARE = [
-    # The API gateway comes first: it owns the request id, the error envelope and the OpenAI
+    # CORS before the gateway: a browser's preflight carries no key and is answered here.
+    "corsheaders.middleware.CorsMiddleware",
+    # The API gateway comes next: it owns the request id, the error envelope and the OpenAI
     # headers for /v1/ and /openai/, and leaves every other path to the usual Django stack.
     "api.middleware.ApiGatewayMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -237,6 +240,36 @@ if PRODUCTION:
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 64, minimum=4)
+# A request body that stops arriving for this long is answered 408 instead of holding the
+# connection; a request target (path and query) longer than this is answered 414.
+REQUEST_BODY_TIMEOUT_SECONDS = env_float("REQUEST_BODY_TIMEOUT_SECONDS", 15.0, minimum=0.1)
+MAX_URL_BYTES = env_int("MAX_URL_BYTES", 16 * 1024, minimum=1024)
+# The admin's pages carry this Content-Security-Policy (its scripts and styles are all served
+# from this origin; the admin uses a few inline style attributes).
+ADMIN_PATH_PREFIX = "/admin/"
+ADMIN_CONTENT_SECURITY_POLICY = env_str(
+    "ADMIN_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
+# CORS for browser clients of the API (django-cors-headers): off until origins are listed.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(v1|openai)(/.*)?$"
+CORS_ALLOW_HEADERS = (
+    "accept", "authorization", "content-type", "user-agent", "api-key", "idempotency-key",
+    "openai-organization", "openai-project", "openai-beta", "x-request-id",
+    "x-client-request-id", "x-stainless-arch", "x-stainless-async", "x-stainless-lang",
+    "x-stainless-os", "x-stainless-package-version", "x-stainless-retry-count",
+    "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-timeout",
+    "x-stainless-helper-method",
+)  # fmt: skip
+CORS_EXPOSE_HEADERS = (
+    "x-request-id", "openai-processing-ms", "openai-version", "openai-organization",
+    "openai-project", "x-ratelimit-limit-requests", "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "retry-after",
+)  # fmt: skip
 OPENAI_VERSION_HEADER = "2020-10-01"
 # An SSE comment frame is sent when a stream has been silent this long (L4), so proxies and load
 # balancers with idle timeouts keep the connection open during a long prefill or while queued.
@@ -368,6 +401,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "api.logging.RequestIdFilter"},
         "redact_secrets": {"()": "api.logging.RedactSecretsFilter"},
+        "escape_control": {"()": "api.logging.EscapeControlCharactersFilter"},
     },
     "formatters": {
         "text": {
@@ -378,7 +412,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "text",
-            "filters": ["request_id", "redact_secrets"],
+            "filters": ["request_id", "escape_control", "redact_secrets"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -51,6 +51,12 @@ class StoredResponse(models.Model):
     stored_bytes = models.PositiveBigIntegerField(
         default=0, help_text="Size of the stored body and input items (for the org's cap, E8)."
     )
+    end_reason = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Why a response ended early where the Response object has no word for it "
+        "(client_disconnected).",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -136,6 +142,9 @@ class ToolOutputSubmission(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
     response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE)
     idempotency_key = models.CharField(max_length=255)
+    body_digest = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the canonical request body."
+    )
     status_code = models.PositiveSmallIntegerField()
     answer = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
@@ -150,3 +159,41 @@ class ToolOutputSubmission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.idempotency_key} → {self.status_code}"
+
+
+class CreateIdempotencyKey(models.Model):
+    """The first request made with an ``Idempotency-Key`` on ``POST /v1/responses``, per
+    organization, for a day: a retry with the same body gets that request's response again
+    (JSON, or its events as SSE) instead of a second generation; another body is refused.
+
+    ``response_public_id`` is set once the response exists. Stored responses are read back from
+    ``StoredResponse``; a ``store: false`` one keeps its final answer (or its events) in
+    ``answer``, the only copy there is."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        """Claimed; the response is being prepared (nothing to replay yet)."""
+        RUNNING = "running"
+        DONE = "done"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    body_digest = models.CharField(max_length=64)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    response_public_id = models.CharField(max_length=64, blank=True)
+    stored = models.BooleanField(default=True)
+    stream = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    answer = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "key"], name="create_idempotency_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.response_public_id or self.state}"

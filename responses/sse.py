@@ -74,6 +74,6 @@ def sse_response(
         loop.call_soon_threadsafe(start)
 
     response._resource_closers.append(schedule_close)
-    response["Cache-Control"] = "no-cache"
+    response["Cache-Control"] = "no-store"  # tenant data: never kept by a cache
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
     return response

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import json
 
 from django.conf import settings
 
 from api.db import db_async
 from api.errors import ApiError, InvalidRequest, ServerError
 from api.views import AsyncApiView, json_body, json_response
+from responses.models import StoredResponse
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query
 from responses.requests.validation import INCLUDABLE
-from responses.selectors import input_items_page, response_get
-from responses.services import sessions
+from responses.selectors import input_items_page, response_get, response_not_found
+from responses.services import idempotency, sessions
 from responses.services.background import background_follow
 from responses.services.create import response_prepare
-from responses.services.generation import KEEPALIVE, generate_events, generation_abandon
+from responses.services.generation import (
+    KEEPALIVE,
+    engine_error_for_client,
+    generate_events,
+    generation_abandon,
+)
 from responses.services.input_tokens import input_tokens_count
 from responses.services.stored import response_cancel, response_delete, response_replay
 from responses.services.tool_outputs import tool_outputs_continue, tool_outputs_replay
@@ -50,15 +59,159 @@ class ResponseCreateApi(AsyncApiView):
     http_method_names = ["post"]
 
     async def post(self, request):
+        body = json_body(request)
+        key = idempotency.idempotency_key_parse(request.headers.get("Idempotency-Key"))
+        if key is not None:
+            return await _idempotent_create(request, body, key)
         prepared = await response_prepare(
-            principal=request.principal, request_id=request.request_id, body=json_body(request)
+            principal=request.principal, request_id=request.request_id, body=body
         )
         return await answer_prepared(request, prepared)
 
 
-async def answer_prepared(request, prepared):
+# How often a retry looks again at the first request of its Idempotency-Key while it runs.
+_IDEMPOTENT_POLL_SECONDS = 0.1
+_FAILED_ANSWER_POLLS = 20
+_remembering: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+
+async def _idempotent_create(request, body, key: str):
+    """``POST /v1/responses`` with an ``Idempotency-Key`` (responses.services.idempotency)."""
+    organization = request.principal.organization
+    earlier = await db_async(idempotency.create_key_claim)(
+        organization=organization, key=key, digest=idempotency.body_digest(body)
+    )
+    if earlier is not None:
+        return await _idempotent_replay(request, earlier, body=body, key=key)
+    try:
+        prepared = await response_prepare(
+            principal=request.principal, request_id=request.request_id, body=body
+        )
+    except BaseException:
+        # Refused before anything ran (or the client left): a retry may run it.
+        await asyncio.shield(
+            db_async(idempotency.create_key_release)(organization=organization, key=key)
+        )
+        raise
+    stored, stream = prepared.request.store, prepared.request.stream
+    try:
+        await db_async(idempotency.create_key_started)(
+            organization=organization,
+            key=key,
+            response_id=prepared.generation.response_id,
+            stored=stored,
+            stream=stream,
+        )
+    except BaseException:
+        # Admitted, but it will not run (the client left, or the write failed): close it like
+        # any prepared response that never starts.
+        await asyncio.shield(generation_abandon(prepared.generation))
+        raise
+    remember = functools.partial(
+        db_async(idempotency.create_key_finished), organization=organization, key=key
+    )
+    tap = None
+    if stream and not stored:
+        # No stored copy to replay from: the events themselves are the answer to keep.
+        tap = functools.partial(_keeping_events, remember=remember)
+    try:
+        answer = await answer_prepared(request, prepared, events_tap=tap)
+    except ApiError as error:
+        await asyncio.shield(
+            remember(status_code=error.status, answer=sessions.idempotent_error(error))
+        )
+        raise
+    except asyncio.CancelledError:
+        if not stored and not stream:
+            # The client left; the response ended incomplete, and only this process has it.
+            final = prepared.generation.builder.snapshot()
+            await asyncio.shield(remember(status_code=200, answer=final))
+        raise
+    if not stream:
+        await remember(
+            status_code=answer.status_code,
+            answer=None if stored else json.loads(answer.content),
+        )
+    return answer
+
+
+async def _keeping_events(events, *, remember):
+    kept: list[dict] = []
+    try:
+        async with contextlib.aclosing(events) as source:
+            async for item in source:
+                if isinstance(item, list):
+                    kept.extend(item)
+                yield item
+    finally:
+        # Also when the client left mid-stream (this runs while the stream is being closed, so
+        # it is handed to the loop rather than awaited here).
+        task = asyncio.ensure_future(remember(status_code=200, answer={"events": kept}))
+        _remembering.add(task)
+        task.add_done_callback(_remembering.discard)
+
+
+async def _idempotent_replay(request, row, *, body, key: str):
+    """The answer of the first request made with this key, waiting for it while it runs."""
+    while row.state == idempotency.State.PENDING:
+        await asyncio.sleep(_IDEMPOTENT_POLL_SECONDS)
+        row = await db_async(idempotency.create_key_reload)(row)
+        if row is None:
+            # The first request was refused and gave the key back: this one runs anew.
+            return await _idempotent_create(request, body, key)
+    if not row.stored:
+        while row.state != idempotency.State.DONE:
+            await asyncio.sleep(_IDEMPOTENT_POLL_SECONDS)
+            row = await db_async(idempotency.create_key_reload)(row)
+            if row is None:
+                return await _idempotent_create(request, body, key)
+        return _remembered_answer(request, row)
+    if row.state == idempotency.State.DONE and row.answer is not None:
+        return _remembered_answer(request, row)  # the first answer was an error
+    response = await db_async(idempotency.create_key_response)(row)
+    if response is None:
+        raise response_not_found(row.response_public_id)  # deleted since
+    if row.stream:
+        return _replay_stream(request, response, starting_after=None)
+    if response.background:
+        return json_response(response.body)  # what the first request got: the queued response
+    while response.status not in StoredResponse.TERMINAL:
+        await asyncio.sleep(_IDEMPOTENT_POLL_SECONDS)
+        response = await db_async(idempotency.create_key_response)(row)
+        if response is None:
+            raise response_not_found(row.response_public_id)
+    row = await db_async(idempotency.create_key_reload)(row) or row
+    # A failed first request answered with an error, remembered just after the row turned
+    # failed: give it the moment it needs to land (a few polls), so the retry gets that error.
+    for _ in range(_FAILED_ANSWER_POLLS):
+        if row.state == idempotency.State.DONE or response.status != StoredResponse.Status.FAILED:
+            break
+        await asyncio.sleep(_IDEMPOTENT_POLL_SECONDS)
+        row = await db_async(idempotency.create_key_reload)(row) or row
+    if row.state == idempotency.State.DONE and row.answer is not None:
+        return _remembered_answer(request, row)
+    return json_response(response.body)
+
+
+def _remembered_answer(request, row):
+    answer = row.answer or {}
+    if "events" in answer:
+        return sse_response(
+            _replayed_events(answer["events"]),
+            request_id=request.request_id,
+            keepalive_marker=None,
+        )
+    return json_response(answer, status=row.status_code)
+
+
+async def _replayed_events(events: list[dict]):
+    yield events
+
+
+async def answer_prepared(request, prepared, *, events_tap=None):
     """Run (or hand to a worker) a prepared response and answer like ``POST /v1/responses``:
-    JSON, or SSE when the request asked to stream."""
+    JSON, or SSE when the request asked to stream. ``events_tap`` wraps the event iterator of a
+    foreground stream (to keep a copy of what was sent)."""
     generation = prepared.generation
     if prepared.request.background:
         # A worker generates it; this process answers now: the queued Response, or the live
@@ -74,8 +227,9 @@ async def answer_prepared(request, prepared):
             keepalive_marker=None,
         )
     if prepared.request.stream:
+        events = generate_events(generation)
         return sse_response(
-            generate_events(generation),
+            events_tap(events) if events_tap is not None else events,
             request_id=request.request_id,
             keepalive_marker=KEEPALIVE,
             on_close=functools.partial(generation_abandon, generation),
@@ -84,7 +238,12 @@ async def answer_prepared(request, prepared):
         pass
     error = generation.engine_error
     if error is not None:
-        raise ApiError(error.message, status=error.status, type=error.type, code=error.code)
+        shown = engine_error_for_client(
+            error, max_output_tokens=generation.engine_request.max_tokens
+        )
+        raise ApiError(
+            shown.message, status=error.status, type=error.type, code=shown.code, param=shown.param
+        )
     final = generation.builder.snapshot()
     if final["status"] == "failed":
         raise ServerError("The server had an error while processing your request.")
@@ -145,9 +304,11 @@ class ResponseToolOutputsApi(AsyncApiView):
             organization=request.principal.organization, response_id=response_id
         )
         body = json_body(request)
-        key = request.headers.get("Idempotency-Key")
+        key = idempotency.idempotency_key_parse(request.headers.get("Idempotency-Key"))
         if key:
-            earlier = await db_async(sessions.idempotency_claim)(response=response, key=key)
+            earlier = await db_async(sessions.idempotency_claim)(
+                response=response, key=key, digest=idempotency.body_digest(body)
+            )
             if earlier is not None:
                 return await _replayed_answer(request, earlier)
         try:

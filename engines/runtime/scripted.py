@@ -117,6 +117,22 @@ def text_script(text: str, **kwargs: Any) -> list[EngineDelta]:
     return build_script(text=text, **kwargs)
 
 
+def _advance(request: GenerationRequest, delta: EngineDelta) -> None:
+    """Keep the request's progress like vLLM's per-chunk usage: the prompt from the start, one
+    output token per delta that carries output."""
+    progress = request.progress
+    if not progress.reported:
+        progress.reported = True
+        progress.input_tokens = whitespace_token_count(
+            messages=request.messages, tools=request.tools
+        )
+    if isinstance(delta, TextDelta | ReasoningDelta | ToolCallArgumentsDelta):
+        progress.output_tokens += 1
+    elif isinstance(delta, Usage):
+        progress.input_tokens = delta.input_tokens
+        progress.output_tokens = delta.output_tokens
+
+
 class ScriptedEngine:
     """:class:`~engines.runtime.types.Engine` that plays back a script.
 
@@ -200,6 +216,7 @@ class ScriptedEngine:
                     await asyncio.sleep(pause)
                 sent += 1
                 self.yielded += 1
+                _advance(request, delta)
                 yield delta
             if self.fail_after is not None and sent == self.fail_after:
                 self._fail()  # fail_after == len(script): fail after the very last delta

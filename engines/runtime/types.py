@@ -22,6 +22,18 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "abort"
 TIER_PRIORITY: dict[str, int] = {"priority": 0, "default": 1, "flex": 2}
 
 
+@dataclass(slots=True)
+class EngineProgress:
+    """What the engine has reported so far for one request, kept up to date while it streams
+    (vLLM's per-chunk usage). When the stream is cut short (the client left) no final ``Usage``
+    delta comes, and this is what was really processed and generated, so that is billed."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reported: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     request_id: str
@@ -47,6 +59,14 @@ class GenerationRequest:
     reasoning_effort: str | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
     """Further vLLM parameters, passed through untouched."""
+    progress: EngineProgress = field(default_factory=EngineProgress, compare=False)
+    """Updated by the engine as it streams (see :class:`EngineProgress`)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.progress, EngineProgress):
+            # Rebuilt from a serialized job (dataclasses.asdict): progress belongs to one run,
+            # so a rebuilt request starts afresh.
+            object.__setattr__(self, "progress", EngineProgress())
 
 
 @dataclass(frozen=True, slots=True)

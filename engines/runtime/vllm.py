@@ -34,6 +34,7 @@ from engines.runtime.types import (
     EngineBadRequest,
     EngineDelta,
     EngineError,
+    EngineProgress,
     EngineProtocolError,
     EngineTimeout,
     EngineUnavailable,
@@ -130,10 +131,12 @@ def _status_error(status: int, message: str) -> EngineError:
 class _ChunkMapper:
     """Turns chat-completion chunks into normalized deltas and checks the stream's shape."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: EngineProgress | None = None) -> None:
         self.started_calls: set[int] = set()
         self.finished = False
         self.usage_seen = False
+        self.progress = progress if progress is not None else EngineProgress()
+        self.last_usage: Any = None
 
     def feed(self, chunk: Any) -> list[EngineDelta]:
         out: list[EngineDelta] = []
@@ -149,18 +152,31 @@ class _ChunkMapper:
                 out.append(Finish(reason=self._finish_reason(reason)))
         usage = _get(chunk, "usage")
         if usage is not None and not self.usage_seen:
-            self.usage_seen = True
-            prompt_details = _get(usage, "prompt_tokens_details")
-            completion_details = _get(usage, "completion_tokens_details")
-            out.append(
-                Usage(
-                    input_tokens=int(_get(usage, "prompt_tokens") or 0),
-                    output_tokens=int(_get(usage, "completion_tokens") or 0),
-                    cached_tokens=int(_get(prompt_details, "cached_tokens") or 0),
-                    reasoning_tokens=int(_get(completion_details, "reasoning_tokens") or 0),
-                )
-            )
+            # Every chunk carries the usage so far (continuous_usage_stats): kept as progress;
+            # the Usage delta comes once, from the final usage-only chunk (no choices), or from
+            # the last one seen when the stream ends (usage_final).
+            self.last_usage = usage
+            progress = self.progress
+            progress.input_tokens = int(_get(usage, "prompt_tokens") or 0)
+            progress.output_tokens = int(_get(usage, "completion_tokens") or 0)
+            progress.reported = True
+            if not _get(chunk, "choices"):
+                out.append(self.usage_final())
         return out
+
+    def usage_final(self) -> Usage:
+        self.usage_seen = True
+        usage = self.last_usage
+        prompt_details = _get(usage, "prompt_tokens_details")
+        completion_details = _get(usage, "completion_tokens_details")
+        cached = int(_get(prompt_details, "cached_tokens") or 0)
+        self.progress.cached_tokens = cached
+        return Usage(
+            input_tokens=int(_get(usage, "prompt_tokens") or 0),
+            output_tokens=int(_get(usage, "completion_tokens") or 0),
+            cached_tokens=cached,
+            reasoning_tokens=int(_get(completion_details, "reasoning_tokens") or 0),
+        )
 
     def _delta(self, delta: Any, logprobs: Any, out: list[EngineDelta]) -> None:
         # vLLM renamed ``reasoning_content`` to ``reasoning``; some versions send both with the
@@ -272,9 +288,9 @@ class VllmEngine:
             # Defaults a caller may override through extra_body (e.g. a derived request id for a
             # second generation within one API request: vLLM wants in-flight ids unique).
             "request_id": request.request_id,
-            # Sent raw (not through the SDK's stream_options type) so continuous_usage_stats
-            # reaches vLLM: usage once, at the end, not on every chunk.
-            "stream_options": {"include_usage": True, "continuous_usage_stats": False},
+            # Usage on every chunk (a few bytes each): a stream cut short by a disconnect still
+            # knows what was processed and generated, which is what is billed.
+            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
             **request.extra_body,
             # Policy, never overridable: scheduling priority from the tier (L8) and the tenant's
             # prefix-cache isolation (H1).
@@ -365,11 +381,11 @@ class VllmEngine:
             if response.status_code != 200:
                 raise _status_error(response.status_code, _error_message(response))
 
-            async for delta in self._read_stream(replica, response):
+            async for delta in self._read_stream(replica, response, request.progress):
                 yield delta
 
     async def _read_stream(
-        self, replica: Replica, response: httpx.Response
+        self, replica: Replica, response: httpx.Response, progress: EngineProgress | None = None
     ) -> AsyncIterator[EngineDelta]:
         """Parse vLLM's SSE body into deltas.
 
@@ -377,7 +393,7 @@ class VllmEngine:
         four times the rest of the path (~160 µs of ~200 µs per token here); vLLM's SSE is simple
         (one ``data:`` line per event), and the mapper reads plain dicts.
         """
-        mapper = _ChunkMapper()
+        mapper = _ChunkMapper(progress)
         chunks = 0
         done = False
         data_lines: list[str] = []
@@ -425,6 +441,8 @@ class VllmEngine:
             ) from exc
         except json.JSONDecodeError as exc:
             raise EngineProtocolError(f"Engine sent invalid JSON in its stream: {exc}") from exc
+        if mapper.last_usage is not None and not mapper.usage_seen:
+            yield mapper.usage_final()  # no usage-only chunk at the end: the last one seen
         if not mapper.finished:
             raise EngineProtocolError(
                 f"Engine stream ended without a finish_reason after {chunks} chunks."

@@ -946,6 +946,22 @@ class _Plan:
                 )
         events.append(self._chunk({"content": ""}, finish_reason=self.finish_reason))
         options = self.body.get("stream_options") or {}
+        if options.get("include_usage") and options.get("continuous_usage_stats"):
+            # vLLM's running usage on every chunk: completion tokens so far (one per chunk that
+            # carries output), the prompt from the start.
+            final = self._usage()
+            produced = 0
+            for event in events:
+                delta = event["choices"][0]["delta"] if isinstance(event, dict) else {}
+                if any(delta.get(key) for key in ("content", "tool_calls", "reasoning",
+                                                  "reasoning_content")):  # fmt: skip
+                    produced += 1
+                done = min(produced, final["completion_tokens"])
+                event["usage"] = {
+                    "prompt_tokens": final["prompt_tokens"],
+                    "total_tokens": final["prompt_tokens"] + done,
+                    "completion_tokens": done,
+                }
         if options.get("include_usage"):
             events.append(
                 {

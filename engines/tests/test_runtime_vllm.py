@@ -238,7 +238,7 @@ async def test_upstream_sees_request_id_priority_and_cache_salt(
     assert body["request_id"] == "req_abc123"
     assert body["model"] == "fake-upstream"
     assert body["stream"] is True
-    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": False}
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     assert body["priority"] == priority
     expected_salt = hmac.new(SECRET.encode(), b"org_a", hashlib.sha256).hexdigest()
     assert body["cache_salt"] == expected_salt

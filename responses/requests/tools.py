@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from responses.requests import checks as c
+from responses.requests.schemas import check_schema
 
 TOOL_CHOICE_OPTIONS = ("none", "auto", "required")
 ALLOWED_TOOLS_MODES = ("auto", "required")
@@ -42,6 +43,8 @@ _FUNCTION_TOOL_KEYS = frozenset(
      "allowed_callers", "async"}
 )  # fmt: skip
 _ALLOWED_CALLERS = ("direct", "programmatic")
+# OpenAI refuses more function tools than this in one request ("array too long").
+MAX_TOOLS = 128
 
 
 def parse_tools(value: Any, *, param: str = "tools") -> tuple[dict[str, Any], ...]:
@@ -49,7 +52,7 @@ def parse_tools(value: Any, *, param: str = "tools") -> tuple[dict[str, Any], ..
         return ()
     tools: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for index, raw in enumerate(c.expect_array(value, param=param)):
+    for index, raw in enumerate(c.expect_array(value, param=param, max_length=MAX_TOOLS)):
         tool_param = c.at(param, index)
         tool = _parse_tool(raw, param=tool_param)
         if tool["name"] in seen:
@@ -100,6 +103,12 @@ def _parse_tool(raw: Any, *, param: str) -> dict[str, Any]:
     parameters = obj.get("parameters")
     if parameters is not None:
         c.expect_object(parameters, param=c.child(param, "parameters"))
+        check_schema(
+            parameters,
+            param=c.child(param, "parameters"),
+            what=f"function '{name}'",
+            code="invalid_function_parameters",
+        )
     strict = obj.get("strict")
     if strict is not None:
         c.expect_bool(strict, param=c.child(param, "strict"))

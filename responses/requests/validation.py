@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from responses.requests import checks as c
 from responses.requests.input_items import ParsedInput, parse_input
+from responses.requests.schemas import check_schema
 from responses.requests.tools import parse_tool_choice, parse_tools
 
 Truncation = Literal["auto", "disabled"]
@@ -76,6 +77,9 @@ PERSONALITY_MAX_LENGTH = 64
 MIN_MAX_OUTPUT_TOKENS = 16
 MAX_TOP_LOGPROBS = 20
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# OpenAI's bound for count-like integers (max_output_tokens, max_tool_calls): a 32-bit integer.
+# Beyond it nothing is meaningful, and the ledger's integer columns could not hold the value.
+MAX_COUNT = 2**31 - 1
 
 # Sampling extras vLLM understands and clients send through the SDK's ``extra_body``; passed to
 # the engine untouched. Anything else vLLM-specific (priority, cache_salt, request_id, …) is
@@ -258,10 +262,12 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         tools=tools,
         tool_choice=parse_tool_choice(obj.get("tool_choice"), tools=tools),
         parallel_tool_calls=_optional_bool(obj, "parallel_tool_calls", default=True),
-        max_tool_calls=_optional_int(obj, "max_tool_calls", minimum=1),
+        max_tool_calls=_optional_int(obj, "max_tool_calls", minimum=1, maximum=MAX_COUNT),
         text=_parse_text(obj.get("text")),
         reasoning=_parse_reasoning(obj.get("reasoning")),
-        max_output_tokens=_optional_int(obj, "max_output_tokens", minimum=MIN_MAX_OUTPUT_TOKENS),
+        max_output_tokens=_optional_int(
+            obj, "max_output_tokens", minimum=MIN_MAX_OUTPUT_TOKENS, maximum=MAX_COUNT
+        ),
         temperature=_optional_number(obj, "temperature", minimum=0, maximum=2),
         top_p=_optional_number(obj, "top_p", minimum=0, maximum=1),
         top_logprobs=_optional_int(obj, "top_logprobs", minimum=0, maximum=MAX_TOP_LOGPROBS),
@@ -480,6 +486,12 @@ def _parse_text_format(value: Any) -> dict[str, Any]:
         shown=c.NAME_PATTERN_TEXT,
     )
     schema = c.expect_object(c.required(obj, "schema", prefix=param), param="text.format.schema")
+    check_schema(
+        schema,
+        param="text.format.schema",
+        what=f"response_format '{name}'",
+        code="invalid_json_schema",
+    )
     normalized: dict[str, Any] = {"type": "json_schema", "name": name, "schema": schema}
     if obj.get("description") is not None:
         normalized["description"] = c.expect_string(

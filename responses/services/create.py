@@ -104,6 +104,15 @@ def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) ->
     )
 
 
+# OpenAI accepts top_p = 0 (only the most likely token); vLLM requires top_p > 0. A top_p this
+# small keeps exactly the most likely token, which is the same thing.
+_GREEDY_TOP_P = 1e-9
+
+
+def _engine_top_p(top_p: float | None) -> float | None:
+    return _GREEDY_TOP_P if top_p == 0 else top_p
+
+
 def _surely_fits(messages: list[dict], tools: list[dict], *, limit: int) -> bool:
     size = len(json.dumps(messages, ensure_ascii=False).encode())
     size += len(json.dumps(tools, ensure_ascii=False).encode()) if tools else 0
@@ -177,6 +186,17 @@ async def response_prepare(
 ) -> PreparedResponse:
     request = parse_create_request(body)
     context = await db_async(_load_context)(principal=principal, request=request)
+    if (
+        request.max_output_tokens is not None
+        and request.max_output_tokens >= context.context_length
+    ):
+        raise InvalidRequest(
+            f"'max_output_tokens' is too large: {request.max_output_tokens}. This model's context "
+            f"length is {context.context_length} tokens, input and output together; "
+            "max_output_tokens must be smaller.",
+            param="max_output_tokens",
+            code="integer_above_max_value",
+        )
     try:
         engine = await get_engine(context.model_name)
     except LookupError as exc:
@@ -210,7 +230,7 @@ async def response_prepare(
         parallel_tool_calls=request.parallel_tool_calls if tools else None,
         response_format=build_response_format(request.text_format),
         temperature=request.temperature,
-        top_p=request.top_p,
+        top_p=_engine_top_p(request.top_p),
         max_tokens=request.max_output_tokens,
         logprobs=request.logprobs,
         top_logprobs=request.top_logprobs if request.logprobs else None,

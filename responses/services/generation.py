@@ -25,8 +25,12 @@ from typing import Any
 
 from api.db import db_async
 from engines.runtime.types import (
+    ContextLengthExceeded,
     Engine,
+    EngineBadRequest,
     EngineError,
+    EngineTimeout,
+    EngineUnavailable,
     GenerationRequest,
     ReasoningDelta,
     TextDelta,
@@ -53,6 +57,50 @@ SUMMARY_INSTRUCTIONS = (
 
 class _Cancelled(Exception):
     pass
+
+
+# Words of vLLM's own "max_tokens too large" refusal; the client never sent those parameters.
+_OUTPUT_LIMIT_MARKERS = ("max_completion_tokens", "max_tokens", "max_model_len")
+
+
+@dataclass(frozen=True)
+class ClientError:
+    """How an engine failure is shown to the client: the engine's own message can name a
+    replica's address or vLLM's parameters, so only refusals of the client's input keep it."""
+
+    message: str
+    param: str | None
+    code: str | None
+
+
+def engine_error_for_client(error: EngineError, *, max_output_tokens: int | None) -> ClientError:
+    if isinstance(error, EngineBadRequest):
+        lowered = error.message.lower()
+        if any(marker in lowered for marker in _OUTPUT_LIMIT_MARKERS):
+            return ClientError(
+                f"'max_output_tokens' is too large: {max_output_tokens}. The input plus "
+                "max_output_tokens must fit in the model's context length; lower "
+                "max_output_tokens or shorten the input.",
+                "max_output_tokens",
+                "context_length_exceeded"
+                if isinstance(error, ContextLengthExceeded)
+                else "invalid_value",
+            )
+        if isinstance(error, ContextLengthExceeded):
+            return ClientError(
+                "Your input exceeds the context window of this model. Please adjust your input "
+                "and try again.",
+                "input",
+                error.code,
+            )
+        return ClientError(error.message, error.param, error.code)
+    if isinstance(error, EngineUnavailable):
+        message = "The model is unavailable right now: no engine could take the request. Retry."
+    elif isinstance(error, EngineTimeout):
+        message = "The model's engine did not answer in time. Retry."
+    else:
+        message = "The model's engine failed while generating this response."
+    return ClientError(message, None, error.code)
 
 
 @dataclass
@@ -217,7 +265,10 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             except EngineError as error:
                 generation.engine_error = error
                 logger.warning("engine failed for %s: %s", generation.response_id, error.message)
-                yield record(builder.fail(error.code, error.message))
+                shown = engine_error_for_client(
+                    error, max_output_tokens=generation.engine_request.max_tokens
+                )
+                yield record(builder.fail(shown.code, shown.message, param=shown.param))
     except _Cancelled:
         outcome = "cancelled"
     except (asyncio.CancelledError, GeneratorExit):
@@ -229,7 +280,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             yield record(builder.fail("server_error", "The server had an error."))
     finally:
         if outcome is not None and not builder.closed:
-            builder.interrupt(outcome)
+            builder.interrupt(outcome, usage=_reported_usage(generation.engine_request))
         # Quotas (issue 6): settle the reservation and write the ledger row (store=false too),
         # exactly once. Started as a task before anything else is awaited, so a second
         # cancellation during _store_outcome cannot skip it.
@@ -237,7 +288,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             reservation=generation.reservation, builder=builder, by_response_id=generation.background
         )
         if generation.record_pk is not None:
-            await asyncio.shield(_store_outcome(generation))
+            await asyncio.shield(_store_outcome(generation, disconnected=outcome == "disconnect"))
         if settling is not None:
             await asyncio.shield(settling)
             if outcome is None and builder.closed:
@@ -245,6 +296,18 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
                 late = quota_events(generation.reservation, builder, settled=True)
                 if late:
                     yield late
+
+
+def _reported_usage(request: GenerationRequest) -> Usage | None:
+    """The engine's running count for a stream cut short (no final usage came)."""
+    progress = request.progress
+    if not progress.reported:
+        return None
+    return Usage(
+        input_tokens=progress.input_tokens,
+        output_tokens=progress.output_tokens,
+        cached_tokens=progress.cached_tokens,
+    )
 
 
 async def _summarize(
@@ -282,7 +345,7 @@ async def _summarize(
     yield record(builder.close_summary_part() + builder.close_reasoning())
 
 
-async def _store_outcome(generation: Generation) -> None:
+async def _store_outcome(generation: Generation, *, disconnected: bool = False) -> None:
     try:
         await db_async(lifecycle.response_finalize)(
             response_pk=generation.record_pk,
@@ -290,6 +353,10 @@ async def _store_outcome(generation: Generation) -> None:
             body=generation.builder.snapshot(),
             events=generation.events,
         )
+        if disconnected:
+            await db_async(lifecycle.response_end_reason_record)(
+                response_pk=generation.record_pk, reason="client_disconnected"
+            )
     except lifecycle.TransitionRefused:
         # Someone else (a cancel that found this process unresponsive, a sweeper) already gave
         # the response its final state; theirs stands.

@@ -142,3 +142,9 @@ def events_store(*, response_pk: int, events: list[dict[str, Any]]) -> None:
 
 def response_row_delete(*, response: StoredResponse) -> None:
     response.delete()
+
+
+def response_end_reason_record(*, response_pk: int, reason: str) -> None:
+    """Why the response ended early, when its Response object cannot say it (a disconnect: the
+    object keeps OpenAI's vocabulary, whose incomplete reasons do not cover it)."""
+    StoredResponse.objects.filter(pk=response_pk).update(end_reason=reason)

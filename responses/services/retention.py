@@ -16,6 +16,7 @@ from django.utils import timezone
 from api.errors import InvalidRequest
 from responses.models import ResponseSession, StoredResponse
 from responses.services.event_log import event_log_delete
+from responses.services.idempotency import idempotency_keys_purge
 from tenants.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ def responses_purge(*, dry_run: bool = False) -> PurgeReport:
     longer ago than that. Finished rows only: a running response is never pulled away."""
     now = timezone.now()
     report = PurgeReport()
+    if not dry_run:
+        idempotency_keys_purge()
     # Per organization (few rows) so the cutoff is a plain datetime on every database backend.
     for organization in Organization.objects.only("pk", "response_retention_days"):
         cutoff = now - timedelta(days=organization.response_retention_days)

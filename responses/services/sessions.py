@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from api.errors import ApiError, Conflict, Gone, InvalidRequest, error_body
 from responses.models import ResponseSession, StoredResponse, ToolOutputSubmission
+from responses.services.idempotency import reused
 from tenants.models import Organization
 
 SessionStatus = ResponseSession.Status
@@ -351,18 +352,21 @@ _PENDING = 0
 
 
 def idempotency_claim(
-    *, response: StoredResponse, key: str
+    *, response: StoredResponse, key: str, digest: str = ""
 ) -> ToolOutputSubmission | None:
-    """Reserve ``key`` for this request; returns the earlier submission when there is one."""
+    """Reserve ``key`` for this request; returns the earlier submission when there is one
+    (422 when it was made with another body: replaying its answer would be wrong)."""
     with transaction.atomic():
         submission, created = ToolOutputSubmission.objects.get_or_create(
             organization_id=response.organization_id,
             response=response,
             idempotency_key=key,
-            defaults={"status_code": _PENDING, "answer": {}},
+            defaults={"status_code": _PENDING, "answer": {}, "body_digest": digest},
         )
     if created:
         return None
+    if submission.body_digest and digest and submission.body_digest != digest:
+        raise reused(key)
     if submission.status_code == _PENDING:
         raise Conflict(
             "A request with this Idempotency-Key is still being processed.",

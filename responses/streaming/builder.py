@@ -221,17 +221,27 @@ class StreamBuilder:
         out.append(ev.response_failed(self._response()))
         return self._stamp(out)
 
-    def interrupt(self, reason: InterruptReason) -> dict[str, Any]:
+    def interrupt(self, reason: InterruptReason, *, usage: Usage | None = None) -> dict[str, Any]:
         """End without events — the client is gone or the response was cancelled (E5, R4).
 
         Returns the final Response: status ``incomplete`` after a disconnect, ``cancelled``
         after a cancellation; items still open become ``incomplete``. ``incomplete_details``
-        stays null, as OpenAI's reasons (max_output_tokens, content_filter) do not apply.
+        stays null: OpenAI's reasons (max_output_tokens, content_filter …) do not apply and its
+        schema has no other (the stored row records the disconnect). ``usage``: what the engine
+        reported so far, when its final usage never came (the stream was cut short); it is what
+        gets billed.
         """
         self._require_started()
         self._mark_open_items("incomplete")
         self._terminal = True
         self._status = "incomplete" if reason == "disconnect" else "cancelled"
+        if self._usage is None and usage is not None:
+            self._usage = objects.usage_object(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
         return self._response(with_output=True)
 
     def snapshot(self) -> dict[str, Any]:

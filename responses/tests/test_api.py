@@ -52,7 +52,7 @@ async def test_a_text_turn_returns_a_complete_response(client, transactional_cas
 async def test_a_streamed_turn_follows_the_official_sequence(client, transactional_cast, engine):
     response = await create(client, transactional_cast.alice, input="hi", stream=True)
     assert response.status_code == 200
-    assert response["Cache-Control"] == "no-cache"
+    assert response["Cache-Control"] == "no-store"
     events = await stream_events(response)
     check_stream(events)
     assert [e["sequence_number"] for e in events] == list(range(len(events)))

@@ -40,6 +40,7 @@ from engines.models import EngineReplica, ServedModel
 from engines.runtime.registry import engine_override
 from engines.runtime.scripted import ScriptedEngine, build_script
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
+from quotas.models import UsageRecord
 from responses.models import StoredResponse
 from responses.streaming.conformance import check_response, check_stream
 from responses.streaming.encoder import KEEPALIVE
@@ -141,6 +142,15 @@ async def stored_when_settled(
         await asyncio.sleep(0.05)
 
 
+async def ledger_row_when_settled(response_id: str, *, within: float = 3.0) -> UsageRecord:
+    deadline = time.monotonic() + within
+    while True:
+        row = await UsageRecord.objects.aget(response_id=response_id)
+        if row.status != UsageRecord.Status.RESERVED or time.monotonic() > deadline:
+            return row
+        await asyncio.sleep(0.05)
+
+
 def deltas_text(events: list[dict[str, Any] | None]) -> str:
     return "".join(
         e["delta"] for e in events if e is not None and e["type"] == "response.output_text.delta"
@@ -186,7 +196,16 @@ async def test_a_client_that_leaves_aborts_the_engine_and_keeps_the_partial_outp
     assert received == "w0 w1 w2 "
     assert partial.startswith(received)  # at least what the client got, maybe a little more
     assert LONG_TEXT.startswith(partial) and len(partial) < len(LONG_TEXT) // 4
-    assert stored["usage"] is None or stored["usage"]["output_tokens"] >= 3
+    # Why it ended and what was really generated (vLLM's running usage), billed as such.
+    assert stored["incomplete_details"] is None  # OpenAI's schema has no reason for it…
+    record_row = await StoredResponse.objects.aget(public_id=rid)
+    assert record_row.end_reason == "client_disconnected"  # …so the row records it
+    usage = stored["usage"]
+    assert usage is not None and usage["input_tokens"] > 0
+    assert 3 <= usage["output_tokens"] <= record.events_sent
+    row = await ledger_row_when_settled(rid)
+    assert row.status == "incomplete" and not row.usage_estimated
+    assert (row.input_tokens, row.output_tokens) == (usage["input_tokens"], usage["output_tokens"])
 
 
 async def test_a_client_that_leaves_during_prefill_aborts_the_engine(

@@ -238,9 +238,10 @@ async def test_an_idempotent_retry_of_a_streamed_completion_replays_the_stream(
     assert retried.status_code == 200
     assert retried["content-type"].startswith("text/event-stream")
     assert parse_sse(b"".join([chunk async for chunk in retried.streaming_content])) == events
-    # The first answer decides the form, not the retry's body.
+    # Another body under the same key is refused, not answered with the first answer.
     as_json = await submit(alice, first["id"], both, key="k-s")
-    assert as_json["content-type"].startswith("text/event-stream")
+    assert as_json.status_code == 422
+    assert as_json.json()["error"]["code"] == "idempotency_key_reused"
     assert engine.started == 2  # the first turn and one continuation: nothing ran again
     continuations = StoredResponse.objects.filter(previous_response__public_id=first["id"])
     assert await sync_to_async(continuations.count)() == 1
@@ -265,8 +266,10 @@ async def test_a_failed_continuation_reopens_the_session_for_the_outputs(
     lost = await sync_to_async(StoredResponse.objects.get)(previous_response__public_id=first["id"])
     assert lost.status == "failed"  # kept, readable
 
-    again = await submit(alice, first["id"], [out("call_paris"), out("call_oslo")], key="k-f")
+    again = await submit(alice, first["id"], outputs, key="k-f")
     assert (again.status_code, again.json()) == (502, failed.json())  # the first answer, again
+    other = await submit(alice, first["id"], [out("call_paris"), out("call_oslo")], key="k-f")
+    assert other.status_code == 422  # another body under a used key
 
     engine.fail_after = None
     partial = await submit(alice, first["id"], [out("call_oslo", "snow")])

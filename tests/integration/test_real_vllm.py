@@ -72,7 +72,8 @@ def usage_of(deltas: list[EngineDelta]) -> Usage:
 
 
 async def test_streamed_text_is_real_tokens(engine):
-    deltas = await collect(engine, generation("Write one sentence about the sea.", max_tokens=24))
+    request = generation("Write one sentence about the sea.", max_tokens=24)
+    deltas = await collect(engine, request)
 
     texts = [d for d in deltas if isinstance(d, TextDelta)]
     assert len(texts) > 1, "the text should arrive as a stream of deltas, not in one piece"
@@ -81,6 +82,28 @@ async def test_streamed_text_is_real_tokens(engine):
     usage = usage_of(deltas)
     assert usage.input_tokens > 5
     assert 0 < usage.output_tokens <= 24
+    # vLLM's running usage (continuous usage stats) was followed chunk by chunk and ends where
+    # the final usage does: what a disconnect would have billed.
+    progress = request.progress
+    assert progress.reported
+    assert (progress.input_tokens, progress.output_tokens) == (
+        usage.input_tokens,
+        usage.output_tokens,
+    )
+
+
+async def test_a_stream_cut_short_has_the_tokens_generated_so_far(engine):
+    request = generation("Count from one to fifty in words.", max_tokens=64)
+    seen = 0
+    async with contextlib.aclosing(engine.stream(request)) as stream:
+        async for delta in stream:
+            if isinstance(delta, TextDelta):
+                seen += 1
+                if seen == 5:
+                    break
+    progress = request.progress
+    assert progress.input_tokens > 5
+    assert 5 <= progress.output_tokens < 64
 
 
 async def test_json_schema_output_parses_and_matches_the_schema(engine):
