@@ -39,6 +39,8 @@ urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
     path("admin/", admin.site.urls),
+    # The Administration API (admin keys only), before the rest of /v1/.
+    path("v1/organization/", include("api.organization.urls")),
     # The API: /v1/ (OpenAI) and /openai/v1/ (Azure's v1 form).
     path("v1/", include(v1_patterns)),
     path("openai/v1/", include(v1_patterns)),

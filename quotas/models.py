@@ -205,6 +205,10 @@ class UsageRecord(models.Model):
         "estimated from what was streamed.",
     )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.DecimalField(
+        max_digits=18, decimal_places=8, default=0,
+        help_text="What the turn cost at the model's price when it settled (USD).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
@@ -235,6 +239,7 @@ class UsageDaily(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
     total_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     rate_limited = models.BigIntegerField(default=0, help_text="429 rate_limit_exceeded.")
     quota_exceeded = models.BigIntegerField(default=0, help_text="429 insufficient_quota.")
 
@@ -250,3 +255,30 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.name} {self.day} {self.model}"
+
+
+class ModelPrice(models.Model):
+    """What a model costs per million tokens. Usage is priced when a turn settles, so changing
+    a price changes what later turns cost, never what earlier ones did."""
+
+    model = models.CharField(
+        max_length=128, unique=True, help_text="The model name clients send (as in /v1/models)."
+    )
+    input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, verbose_name="input / 1M tokens"
+    )
+    cached_input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, verbose_name="cached input / 1M tokens"
+    )
+    output_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, verbose_name="output / 1M tokens"
+    )
+    currency = models.CharField(max_length=3, default="usd")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+        verbose_name = "model price"
+
+    def __str__(self) -> str:
+        return f"{self.model} price"

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from api.db import commit_without_flush_wait
 from quotas.models import MonthlyUsage, UsageDaily, UsageRecord
+from quotas.services.pricing import usage_cost
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,12 @@ def usage_record_settle(
         ).first()
         if record is None:
             return False
+        cost = usage_cost(
+            model=record.model,
+            input_tokens=usage.input_tokens,
+            cached_tokens=usage.cached_tokens,
+            output_tokens=usage.output_tokens,
+        )
         updated = UsageRecord.objects.filter(
             pk=record.pk, status=UsageRecord.Status.RESERVED
         ).update(
@@ -169,6 +176,7 @@ def usage_record_settle(
             total_tokens=usage.total_tokens,
             usage_estimated=estimated,
             latency_ms=latency_ms,
+            cost=cost,
             settled_at=timezone.now(),
         )
         if updated != 1:
@@ -205,6 +213,7 @@ def usage_record_settle(
                 "output_tokens": F("output_tokens") + usage.output_tokens,
                 "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
                 "total_tokens": F("total_tokens") + usage.total_tokens,
+                "cost": F("cost") + cost,
             },
         )
     return True
