@@ -25,6 +25,12 @@ def user_pk_from_public_id(value: str) -> int | None:
     return int(number)
 
 
+def role_to_wire(role: str) -> str:
+    """OpenAI calls the read-only organization role ``reader``; owner and admin keep their
+    names (OpenAI has no admin role)."""
+    return "reader" if role == Membership.Role.MEMBER else role
+
+
 def display_name(user) -> str:
     return user.get_full_name() or user.get_username()
 
@@ -69,6 +75,15 @@ def scope_from_wire(scopes: list[str]) -> tuple[str, dict[str, str]]:
     return ApiKey.Scope.RESTRICTED, permissions
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string (DRF's CharField would turn 5 into "5")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ProjectSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     object = serializers.SerializerMethodField()
@@ -94,7 +109,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 
 class ProjectWriteSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = StrictCharField(max_length=200)
 
 
 def _owner(api_key: ApiKey) -> dict:
@@ -168,14 +183,14 @@ class ProjectApiKeySerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+    name = StrictCharField(max_length=200)
     expires_in_seconds = serializers.IntegerField(min_value=1, required=False)
-    scopes = serializers.ListField(child=serializers.CharField(), required=False)
+    scopes = serializers.ListField(child=StrictCharField(), required=False)
 
 
 class ApiKeyUpdateSerializer(serializers.Serializer):
     expires_in_seconds = serializers.IntegerField(min_value=1, required=False)
-    scopes = serializers.ListField(child=serializers.CharField(), required=False)
+    scopes = serializers.ListField(child=StrictCharField(), required=False)
 
     def validate(self, attrs):
         if not attrs:
@@ -227,6 +242,7 @@ class AdminApiKeySerializer(serializers.ModelSerializer):
 
 class UserSerializer(serializers.ModelSerializer):
     id = serializers.SerializerMethodField()
+    role = serializers.SerializerMethodField()
     object = serializers.SerializerMethodField()
     name = serializers.SerializerMethodField()
     email = serializers.EmailField(source="user.email")
@@ -243,6 +259,9 @@ class UserSerializer(serializers.ModelSerializer):
     def get_object(self, membership) -> str:
         return "organization.user"
 
+    def get_role(self, membership) -> str:
+        return role_to_wire(membership.role)
+
     def get_name(self, membership) -> str:
         return display_name(membership.user)
 
@@ -254,11 +273,12 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class RoleSerializer(serializers.Serializer):
-    role = serializers.CharField()
+    role = StrictCharField()
 
 
 class InviteSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id")
+    role = serializers.SerializerMethodField()
     object = serializers.SerializerMethodField()
     status = serializers.CharField()
     created_at = serializers.SerializerMethodField()
@@ -276,6 +296,9 @@ class InviteSerializer(serializers.ModelSerializer):
     def get_object(self, invite) -> str:
         return "organization.invite"
 
+    def get_role(self, invite) -> str:
+        return role_to_wire(invite.role)
+
     def get_created_at(self, invite) -> int:
         return unix(invite.created_at)
 
@@ -291,7 +314,7 @@ class InviteSerializer(serializers.ModelSerializer):
 
 class InviteCreateSerializer(serializers.Serializer):
     email = serializers.EmailField()
-    role = serializers.CharField()
+    role = StrictCharField()
     projects = serializers.ListField(child=serializers.DictField(), required=False)
 
 

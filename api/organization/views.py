@@ -188,10 +188,11 @@ def _rate_limit(project, row: QuotaLimit | None) -> dict:
         "id": RATE_LIMIT_ID,
         # The platform's limits apply to a project across all its models.
         "model": "*",
-        "max_requests_per_1_minute": row.requests_per_minute if row else None,
-        "max_tokens_per_1_minute": row.tokens_per_minute if row else None,
-        "max_concurrent": row.max_concurrent if row else None,
-        "monthly_token_budget": row.monthly_token_budget if row else None,
+        # 0 = unlimited: OpenAI's types make these integers, never null.
+        "max_requests_per_1_minute": (row.requests_per_minute if row else None) or 0,
+        "max_tokens_per_1_minute": (row.tokens_per_minute if row else None) or 0,
+        "max_concurrent": (row.max_concurrent if row else None) or 0,
+        "monthly_token_budget": (row.monthly_token_budget if row else None) or 0,
         "budget_is_hard": row.budget_is_hard if row else True,
     }
 

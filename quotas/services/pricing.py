@@ -12,6 +12,8 @@ import time
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from quotas.models import ModelPrice
 
@@ -30,7 +32,9 @@ def price_for(*, model: str) -> ModelPrice | None:
     return price
 
 
-def prices_cache_clear() -> None:
+@receiver([post_save, post_delete], sender=ModelPrice)
+def prices_cache_clear(**_kwargs) -> None:
+    """Also run on every change of a price, so this process applies it at once."""
     with _lock:
         _cache.clear()
 
