@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "channels",
     "tenants",
     "api",
+    "console",
     "engines",
     "responses",
     "quotas",
@@ -200,6 +201,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The tenant console signs people in; the staff admin keeps its own login page.
+LOGIN_URL = "console:login"
 # Only needed for `collectstatic` (a proxy serving the files itself); the platform needs none.
 STATIC_ROOT = env_str("STATIC_ROOT")
 STORAGES = {

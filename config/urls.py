@@ -39,6 +39,7 @@ urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
     path("admin/", admin.site.urls),
+    path("console/", include("console.urls")),
     # The Administration API (admin keys only), before the rest of /v1/.
     path("v1/organization/", include("api.organization.urls")),
     # The API: /v1/ (OpenAI) and /openai/v1/ (Azure's v1 form).

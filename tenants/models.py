@@ -43,6 +43,12 @@ class Organization(models.Model):
     max_chain_length = models.PositiveIntegerField(
         default=200, help_text="Cap on turns in one previous_response_id chain; 0 = none."
     )
+    console_edits_limits = models.BooleanField(
+        default=False,
+        verbose_name="owners may edit limits",
+        help_text="Let the organization's owners and admins change their rate limits and "
+        "budgets in the console (otherwise only staff can).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
