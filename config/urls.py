@@ -14,6 +14,8 @@ from responses.views import (
 
 admin.site.site_header = "Responses platform"
 admin.site.site_title = "Responses platform admin"
+# "View site": the tenant console (the site root has no page).
+admin.site.site_url = "/console/"
 
 v1_patterns = [
     path("models", ModelListApi.as_view()),
