@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from api.health import healthz, readyz
+from api.metrics import metrics
+from engines.admin_health import engine_health
 from engines.views import ModelListApi, ModelRetrieveApi
 from responses.views import (
     InputTokensApi,
@@ -40,6 +42,8 @@ v1_patterns = [
 urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics),
+    path("admin/engines/health/", engine_health, name="engine_health"),
     path("admin/", admin.site.urls),
     path("console/", include("console.urls")),
     # The Administration API (admin keys only), before the rest of /v1/.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMinute
 
 from quotas.models import UsageRecord
@@ -77,6 +77,7 @@ def usage_buckets(
         .values("bucket", *group_columns)
         .annotate(
             requests=Count("pk"),
+            failed_requests=Count("pk", filter=Q(status=UsageRecord.Status.FAILED)),
             input_tokens=Sum("input_tokens"),
             cached_tokens=Sum("cached_tokens"),
             output_tokens=Sum("output_tokens"),
@@ -92,6 +93,7 @@ def usage_buckets(
             continue
         result = {
             "requests": row["requests"],
+            "failed_requests": row["failed_requests"],
             "input_tokens": int(row["input_tokens"] or 0),
             "cached_tokens": int(row["cached_tokens"] or 0),
             "output_tokens": int(row["output_tokens"] or 0),

@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from api.db import db_async
 from api.errors import ApiError
+from api.metrics import record_limiter_decision
 from quotas.services import headers as rl_headers
 from quotas.services.headers import HeaderState, current_slot, header_state
 from quotas.services.ledger import (
@@ -149,6 +150,13 @@ async def quota_admit(
     if slot is not None:
         slot.decided = True
         slot.state = state
+    if checks:
+        record_limiter_decision(
+            organization=principal.organization.public_id,
+            decision="fail_open"
+            if decision is None
+            else ("allowed" if decision.allowed else "rate_limited"),
+        )
     if decision is not None and not decision.allowed:
         await db_async(usage_refusal_count)(
             organization_id=principal.organization.pk, model=model, insufficient_quota=False
@@ -179,6 +187,9 @@ async def quota_admit(
             holds=holds,
         )
     except BudgetExhausted as exhausted:
+        record_limiter_decision(
+            organization=principal.organization.public_id, decision="quota_exceeded"
+        )
         if limiter_reserved:
             await _give_back(checks, member=response_id, tokens=reserved)
         await db_async(usage_refusal_count)(
