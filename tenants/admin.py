@@ -146,8 +146,8 @@ class ApiKeyCreateForm(forms.ModelForm):
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = (
         "name",
-        "organization",
-        "project",
+        "organization_name",
+        "project_name",
         "redacted",
         "kind",
         "scope",
@@ -186,6 +186,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
     )
+
+    list_select_related = ("organization", "project")
+
+    @admin.display(description="Organization", ordering="organization__name")
+    def organization_name(self, obj: ApiKey) -> str:
+        return obj.organization.name
+
+    @admin.display(description="Project", ordering="project__name")
+    def project_name(self, obj: ApiKey) -> str:
+        return obj.project.name if obj.project else "all"
 
     @admin.display(description="Key")
     def redacted(self, obj: ApiKey) -> str:

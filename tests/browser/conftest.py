@@ -96,7 +96,8 @@ class Shots:
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    # Generous: CI machines are small and shared; a wait ends as soon as its condition holds.
+    page.set_default_timeout(45_000)
     yield page
     context.close()
 
