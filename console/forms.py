@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
@@ -59,6 +61,10 @@ class LimitForm(forms.Form):
     max_concurrent = forms.IntegerField(min_value=1, required=False, label="Concurrency")
     monthly_token_budget = forms.IntegerField(
         min_value=1, required=False, label="Monthly token budget"
+    )
+    monthly_cost_budget = forms.DecimalField(
+        min_value=Decimal("0.01"), max_digits=14, decimal_places=2, required=False,
+        label="Monthly budget (USD)",
     )
 
 

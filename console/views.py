@@ -30,9 +30,10 @@ from console.forms import (
 )
 from console.throttle import login_failed, login_locked, login_succeeded
 from quotas import charts
-from quotas.models import QuotaLimit, UsageRecord
+from quotas.models import MonthlyUsage, QuotaLimit, UsageRecord
 from quotas.reports import usage_buckets
 from quotas.selectors import budget_status_list
+from quotas.services.ledger import month_start
 from quotas.services.limits import limits_set
 from responses.models import StoredResponse
 from responses.selectors import response_events
@@ -507,8 +508,18 @@ def limits(request, tenant: Tenant):
             "tokens_per_minute": row.tokens_per_minute if row else None,
             "max_concurrent": row.max_concurrent if row else None,
             "monthly_token_budget": row.monthly_token_budget if row else None,
+            "monthly_cost_budget": row.monthly_cost_budget if row else None,
         }))
         for label, ref, row in scopes
+    ]
+    spent = {
+        project_ref or "": cost
+        for project_ref, cost in MonthlyUsage.objects.filter(
+            organization=organization, month=month_start(timezone.now())
+        ).values_list("project__public_id", "cost")
+    }
+    editable = [
+        (label, ref, row, form, spent.get(ref)) for label, ref, row, form in editable
     ]
     return render(
         request,

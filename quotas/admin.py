@@ -64,7 +64,8 @@ class QuotaLimitAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Scope", {"fields": ("organization", "project", "api_key")}),
         ("Rate limits", {"fields": ("requests_per_minute", "tokens_per_minute", "max_concurrent")}),
-        ("Monthly budget", {"fields": ("monthly_token_budget", "budget_is_hard")}),
+        ("Monthly budget", {"fields": ("monthly_token_budget", "monthly_cost_budget",
+                                       "budget_is_hard")}),
     )
 
     @admin.display(description="Scope")

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -55,6 +57,14 @@ class QuotaLimit(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Tokens per calendar month (UTC). Organizations and projects only.",
     )
+    monthly_cost_budget = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
+        verbose_name="monthly budget (USD)",
+        help_text="Spend per calendar month at the model prices. Organizations and projects "
+        "only. Once what settled turns cost reaches it, further requests get 429 "
+        "insufficient_quota (hard) or are served and flagged (soft). Empty = none.",
+    )
     budget_is_hard = models.BooleanField(
         default=True,
         verbose_name="hard budget",
@@ -73,6 +83,10 @@ class QuotaLimit(models.Model):
             models.CheckConstraint(
                 condition=Q(api_key__isnull=True) | Q(monthly_token_budget__isnull=True),
                 name="quota_limit_no_key_budget",
+            ),
+            models.CheckConstraint(
+                condition=Q(api_key__isnull=True) | Q(monthly_cost_budget__isnull=True),
+                name="quota_limit_no_key_cost_budget",
             ),
             models.UniqueConstraint(
                 fields=["organization"],
@@ -119,6 +133,10 @@ class QuotaLimit(models.Model):
             raise ValidationError(
                 {"monthly_token_budget": "Budgets apply to organizations and projects only."}
             )
+        if self.api_key_id and self.monthly_cost_budget is not None:
+            raise ValidationError(
+                {"monthly_cost_budget": "Budgets apply to organizations and projects only."}
+            )
 
 
 class MonthlyUsage(models.Model):
@@ -134,6 +152,7 @@ class MonthlyUsage(models.Model):
     month = models.DateField(help_text="First day of the month (UTC).")
     used_tokens = models.BigIntegerField(default=0)
     reserved_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
 
     class Meta:
         verbose_name = "monthly usage"

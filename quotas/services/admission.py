@@ -45,6 +45,7 @@ from quotas.services.ledger import (
     BudgetExhausted,
     BudgetHold,
     TokenUsage,
+    cost_budget_exceeded,
     next_month_start,
     usage_from_body,
     usage_record_open,
@@ -164,6 +165,25 @@ async def quota_admit(
         raise _rate_limit_error(decision, model=model, requested=reserved)
 
     limiter_reserved = decision is not None and bool(checks)
+    if limits.cost_budgets:
+        over = await db_async(cost_budget_exceeded)(
+            organization_id=principal.organization.pk,
+            budgets=[
+                (scope.pk if scope.scope == "project" else None, scope.monthly_cost_budget,
+                 scope.label)
+                for scope in limits.cost_budgets
+            ],
+        )
+        if over is not None:
+            record_limiter_decision(
+                organization=principal.organization.public_id, decision="quota_exceeded"
+            )
+            if limiter_reserved:
+                await _give_back(checks, member=response_id, tokens=reserved)
+            await db_async(usage_refusal_count)(
+                organization_id=principal.organization.pk, model=model, insufficient_quota=True
+            )
+            raise _cost_budget_error(*over)
     holds = tuple(
         BudgetHold(
             project_id=scope.pk if scope.scope == "project" else None,
@@ -272,6 +292,19 @@ def _rate_limit_error(decision: Decision, *, model: str, requested: int) -> Rate
         kind = check.kind
     return RateLimitExceeded(
         message, type=kind, headers=rl_headers.retry_after_headers(outcome.retry_after_ms)
+    )
+
+
+def _cost_budget_error(label: str, budget, spent) -> InsufficientQuota:
+    now = timezone.now()
+    headers = rl_headers.retry_after_headers(
+        int((next_month_start(now) - now).total_seconds() * 1000)
+    )
+    headers["x-should-retry"] = "false"
+    return InsufficientQuota(
+        f"You exceeded your current quota: the monthly budget of {label} (USD {budget:.2f}) is "
+        f"spent (USD {spent:.2f} this month). Ask an administrator to raise the budget.",
+        headers=headers,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
@@ -188,13 +189,17 @@ def usage_record_settle(
                 "project_id": project_id,
                 "month": month,
             }
-            changes = {"used_tokens": F("used_tokens") + usage.total_tokens}
+            changes = {
+                "used_tokens": F("used_tokens") + usage.total_tokens,
+                "cost": F("cost") + cost,
+            }
             if record.budget_holds:
                 # Give back the hold this turn took on this counter (if it took one).
                 held = MonthlyUsage.objects.filter(pk__in=record.budget_holds, **lookup)
                 if held.update(
                     used_tokens=F("used_tokens") + usage.total_tokens,
                     reserved_tokens=F("reserved_tokens") - record.reserved_tokens,
+                    cost=F("cost") + cost,
                 ):
                     continue
             _increment(MonthlyUsage, lookup, changes)
@@ -217,6 +222,26 @@ def usage_record_settle(
             },
         )
     return True
+
+
+def cost_budget_exceeded(
+    *, organization_id: int, budgets: list[tuple[int | None, Decimal, str]]
+) -> tuple[str, Decimal, Decimal] | None:
+    """The first money budget (project id or None, budget, label) that what this month's
+    settled turns cost has reached: ``(label, budget, spent)``, else None. Unlike token budgets
+    nothing is reserved: a turn's cost is known only when it settles, so turns already running
+    may take the spend a little past the budget."""
+    month = month_start(timezone.now())
+    spent = {
+        row["project_id"]: row["cost"]
+        for row in MonthlyUsage.objects.filter(
+            organization_id=organization_id, month=month
+        ).values("project_id", "cost")
+    }
+    for project_id, budget, label in budgets:
+        if spent.get(project_id, Decimal(0)) >= budget:
+            return label, budget, spent[project_id]
+    return None
 
 
 def usage_refusal_count(*, organization_id: int, model: str, insufficient_quota: bool) -> None:
