@@ -1,6 +1,7 @@
 """Sign-in throttling: after ``LOGIN_FAILURES_ALLOWED`` wrong passwords for one user name, or
-from one address, further attempts are refused for ``LOGIN_LOCKOUT_SECONDS`` (counted in the
-cache, so across web processes with Redis)."""
+``ADDRESS_FAILURES_ALLOWED`` from one address (higher: many people may share a proxy's
+address), further attempts are refused for ``LOGIN_LOCKOUT_SECONDS`` (counted in the cache, so
+across web processes with Redis)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.core.cache import cache
 logger = logging.getLogger(__name__)
 
 LOGIN_FAILURES_ALLOWED = 5
+ADDRESS_FAILURES_ALLOWED = 50
 LOGIN_LOCKOUT_SECONDS = 15 * 60
 
 
@@ -26,7 +28,11 @@ def login_locked(*, username: str, address: str) -> bool:
     except Exception:  # noqa: BLE001 - a cache outage must not lock everyone out
         logger.warning("cache unavailable; sign-in throttling skipped")
         return False
-    return any(count >= LOGIN_FAILURES_ALLOWED for count in counts.values())
+    user_key, address_key = _keys(username, address)
+    return (
+        counts.get(user_key, 0) >= LOGIN_FAILURES_ALLOWED
+        or counts.get(address_key, 0) >= ADDRESS_FAILURES_ALLOWED
+    )
 
 
 def login_failed(*, username: str, address: str) -> None:

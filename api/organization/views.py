@@ -386,9 +386,12 @@ class UsageViewSet(AdminViewSet):
         page = request.query_params.get("page")
         if page:
             # The cursor is the start of the next bucket, as Unix seconds.
-            if not page.startswith("page_") or not page[5:].isdigit():
-                raise InvalidRequest("Invalid 'page' cursor.", param="page")
-            start = datetime.fromtimestamp(int(page[5:]), tz=UTC)
+            try:
+                if not page.startswith("page_") or not page[5:].isdigit():
+                    raise ValueError(page)
+                start = datetime.fromtimestamp(int(page[5:]), tz=UTC)
+            except (ValueError, OverflowError, OSError):
+                raise InvalidRequest("Invalid 'page' cursor.", param="page") from None
         start = align(start, width)
         step = timedelta(seconds=BUCKET_WIDTHS[width])
         page_end = min(end, start + step * limit)

@@ -53,6 +53,8 @@ def test_sign_in_is_throttled_after_repeated_failures(people):
         assert client.post("/console/login/", {"username": "alice", "password": "no"}).status_code == 200
     locked = client.post("/console/login/", {"username": "alice", "password": PASSWORD})
     assert locked.status_code == 429 and b"Too many failed sign-ins" in locked.content
+    # Another person behind the same address is not locked out by Alice's failures.
+    assert client.post("/console/login/", {"username": "bob", "password": PASSWORD}).status_code == 302
 
 
 def test_forms_need_csrf(people):

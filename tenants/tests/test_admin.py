@@ -141,3 +141,12 @@ def test_admin_issues_admin_keys_and_restricted_permissions_without_json(staff_c
          "kind": "admin", "scope": "all", "expires_at_0": "", "expires_at_1": ""},
     )
     assert ApiKey.objects.get(name="ops admin").is_admin
+
+
+def test_the_key_form_has_a_permission_field_per_endpoint_group():
+    from tenants.admin import ApiKeyCreateForm
+    from tenants.services.api_keys import ENDPOINT_GROUPS
+
+    fields = {name for name in ApiKeyCreateForm.base_fields if name.startswith("permission_")}
+    assert fields == {f"permission_{group}" for group in ENDPOINT_GROUPS}
+    assert "<endpoint group>" not in str(ApiKey._meta.get_field("permissions").help_text)

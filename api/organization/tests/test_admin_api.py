@@ -302,6 +302,8 @@ def test_no_client_input_gives_a_5xx(admin, cast):
         ("GET", "/organization/users?after=nonsense", None),
         ("GET", "/organization/usage/completions?start_time=99999999999999999999", None),
         ("GET", "/organization/usage/completions?start_time=1&page=garbage", None),
+        ("GET", "/organization/usage/completions?start_time=1&page=page_999999999999999999", None),
+        ("GET", "/organization/usage/completions?start_time=-99999999999999", None),
         ("GET", "/organization/costs?start_time=1&bucket_width=1h", None),
         ("POST", f"/organization/projects/{project.public_id}/rate_limits/other", b"{}"),
         ("POST", f"/organization/projects/{project.public_id}", b"{not json"),
