@@ -20,8 +20,11 @@ SCREENSHOTS = Path(os.environ.get("BROWSER_SCREENSHOTS", REPO_ROOT / "artifacts"
 PASSWORD = "browser-journey-password-7"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped on purpose: while Playwright's sync API is open, this thread has a running
+    event loop (and the async-safety switch below is on), which later async tests must not
+    inherit."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("REQUIRE_BROWSER"):
             pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
