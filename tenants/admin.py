@@ -106,7 +106,21 @@ def _permission_field(group: str) -> forms.ChoiceField:
     )
 
 
+class ProjectSelect(forms.Select):
+    """Each option names its organization, so the form's script can offer only the chosen
+    organization's projects."""
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        instance = getattr(value, "instance", None)
+        if instance is not None:
+            option["attrs"]["data-organization"] = str(instance.organization_id)
+        return option
+
+
 class ProjectChoiceField(forms.ModelChoiceField):
+    widget = ProjectSelect
+
     def label_from_instance(self, obj: Project) -> str:
         return f"{obj.organization.name} / {obj.name}"
 
@@ -121,6 +135,9 @@ class ApiKeyCreateForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ("organization", "project", "name", "kind", "scope", "expires_at")
+
+    class Media:
+        js = ("tenants/project_filter.js",)
 
     # One drop-down per endpoint group (ENDPOINT_GROUPS) instead of raw JSON.
     permission_models = _permission_field("models")

@@ -37,11 +37,11 @@ def test_metrics_are_protected_and_report_requests_ttft_limiter_and_replicas(
     assert client.responses.create(model=model.name, input="hi").output_text == "metrics answer"
 
     url = f"{server.base_url}/metrics"
-    assert httpx.get(url).status_code == 404
-    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 404
+    assert httpx.get(url, timeout=60).status_code == 404
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}, timeout=60).status_code == 404
     # An API key is not a metrics credential either.
-    assert httpx.get(url, headers={"Authorization": f"Bearer {alice.secret}"}).status_code == 404
-    answer = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert httpx.get(url, headers={"Authorization": f"Bearer {alice.secret}"}, timeout=60).status_code == 404
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
     text = answer.text
     org, name = alice.organization.public_id, model.name

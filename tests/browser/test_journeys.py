@@ -20,6 +20,11 @@ from tests.browser.conftest import PASSWORD
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _get(url: str, secret: str) -> httpx.Response:
+    # A generous timeout: CI machines are small and shared.
+    return httpx.get(url, headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+
+
 def _expect_text(page, text: str) -> None:
     page.get_by_text(text, exact=False).first.wait_for()
 
@@ -57,6 +62,12 @@ def test_operator_onboards_an_organization_issues_limits_and_revokes_a_key(
     # Issue a key: the secret is shown once, a reload neither shows it nor issues another.
     page.goto(f"{server.base_url}/admin/tenants/apikey/add/")
     page.select_option("#id_organization", label=str(initech))
+    # Only Initech's projects are offered once Initech is chosen.
+    offered = page.eval_on_selector_all(
+        "#id_project option:not([disabled])", "options => options.map(o => o.textContent)"
+    )
+    assert offered == ["---------", "Initech / Default project"]
+    shots(page, "new key form offers only the organizations projects")
     page.fill("#id_name", "initech production")
     page.click("input[name=_save]")
     secret = page.inner_text("#api-key-secret").strip()
@@ -66,7 +77,7 @@ def test_operator_onboards_an_organization_issues_limits_and_revokes_a_key(
     shots(page, "key secret gone after reload")
     assert ApiKey.objects.filter(name="initech production").count() == 1
     models_url = f"{server.base_url}/v1/models"
-    assert httpx.get(models_url, headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    assert _get(models_url, secret).status_code == 200
 
     # Set a limit for the new organization.
     page.goto(f"{server.base_url}/admin/quotas/quotalimit/add/")
@@ -82,7 +93,7 @@ def test_operator_onboards_an_organization_issues_limits_and_revokes_a_key(
     shots(page, "limit saved")
     limit = QuotaLimit.objects.get(organization=initech)
     assert (limit.requests_per_minute, limit.tokens_per_minute) == (120, 50000)
-    answer = httpx.get(models_url, headers={"Authorization": f"Bearer {secret}"})
+    answer = _get(models_url, secret)
     assert answer.headers["x-ratelimit-limit-requests"] == "120"
 
     # Revoke it: refused from the next request on.
@@ -94,7 +105,7 @@ def test_operator_onboards_an_organization_issues_limits_and_revokes_a_key(
     page.click("button[name=index]")
     _expect_text(page, "Revoked 1 key")
     shots(page, "key revoked")
-    assert httpx.get(models_url, headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    assert _get(models_url, secret).status_code == 401
 
 
 def _console_sign_in(page, server, username: str) -> None:
