@@ -29,6 +29,13 @@ class ApiPrincipal:
         return key_allows(api_key=self.api_key, group=group, write=write)
 
 
+ADMIN_API_PREFIX = "/v1/organization/"
+
+
+def is_admin_api_path(path: str) -> bool:
+    return path.startswith(ADMIN_API_PREFIX) or path == ADMIN_API_PREFIX.rstrip("/")
+
+
 def _presented_secret(request: HttpRequest) -> str | None:
     header = request.headers.get("Authorization", "")
     if header:
@@ -57,6 +64,18 @@ def authenticate_request(request: HttpRequest) -> ApiPrincipal:
     api_key = api_key_find_active(secret=secret)
     if api_key is None:
         raise AuthenticationFailed(_incorrect_key_message(secret))
+    # Admin keys manage the organization and nothing else; ordinary keys never manage it.
+    if is_admin_api_path(request.path) and not api_key.is_admin:
+        raise AuthenticationFailed(
+            "This endpoint requires an admin API key. Ordinary API keys cannot use the "
+            "Administration API.",
+            code="invalid_api_key",
+        )
+    if api_key.is_admin and not is_admin_api_path(request.path):
+        raise AuthenticationFailed(
+            "Admin API keys can only be used with the Administration API (/v1/organization/).",
+            code="invalid_api_key",
+        )
 
     organization = api_key.organization
     requested_org = request.headers.get("OpenAI-Organization", "").strip()

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "channels",
     "tenants",
     "api",
+    "console",
     "engines",
     "responses",
     "quotas",
@@ -205,6 +206,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The tenant console signs people in; the staff admin keeps its own login page.
+LOGIN_URL = "console:login"
 # Only needed for `collectstatic` (a proxy serving the files itself); the platform needs none.
 STATIC_ROOT = env_str("STATIC_ROOT")
 STORAGES = {
@@ -222,6 +225,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Bearer token for Prometheus at /metrics (staff sessions need none); empty = staff only.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "") or ""
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from api.health import healthz, readyz
+from api.metrics import metrics
+from engines.admin_health import engine_health
 from engines.views import ModelListApi, ModelRetrieveApi
 from responses.views import (
     InputTokensApi,
@@ -14,6 +16,8 @@ from responses.views import (
 
 admin.site.site_header = "Responses platform"
 admin.site.site_title = "Responses platform admin"
+# "View site": the tenant console (the site root has no page).
+admin.site.site_url = "/console/"
 
 v1_patterns = [
     path("models", ModelListApi.as_view()),
@@ -38,7 +42,12 @@ v1_patterns = [
 urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
+    path("metrics", metrics),
+    path("admin/engines/health/", engine_health, name="engine_health"),
     path("admin/", admin.site.urls),
+    path("console/", include("console.urls")),
+    # The Administration API (admin keys only), before the rest of /v1/.
+    path("v1/organization/", include("api.organization.urls")),
     # The API: /v1/ (OpenAI) and /openai/v1/ (Azure's v1 form).
     path("v1/", include(v1_patterns)),
     path("openai/v1/", include(v1_patterns)),

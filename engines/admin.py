@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.template.loader import render_to_string
 
+from engines.health import replica_health_sync
 from engines.models import EngineReplica, ServedModel
 
 
@@ -25,3 +27,12 @@ class ServedModelAdmin(admin.ModelAdmin):
     search_fields = ("name", "upstream_model")
     filter_horizontal = ("organizations",)
     inlines = [EngineReplicaInline]
+    readonly_fields = ("replica_health",)
+
+    @admin.display(description="Replica health (probed now)")
+    def replica_health(self, obj: ServedModel) -> str:
+        if obj.pk is None:
+            return "—"
+        return render_to_string(
+            "admin/engines/replica_table.html", {"rows": replica_health_sync(model_name=obj.name)}
+        )

@@ -1,6 +1,6 @@
 """Staff admin for quotas: limits and budgets (editable), the ledger, the monthly counters and the
 daily rollup (read-only: they are written by settlement only). The "Daily usage" page carries
-the charts: tokens per day by model, requests per day, 429s per organization."""
+the charts: tokens per day by model, requests per day, cost per day, 429s per organization."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from datetime import timedelta
 
 from django.contrib import admin
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from quotas import charts
-from quotas.models import MonthlyUsage, QuotaLimit, UsageDaily, UsageRecord
+from quotas.models import ModelPrice, MonthlyUsage, QuotaLimit, UsageDaily, UsageRecord
 from quotas.selectors import USAGE_FIELDS, BudgetStatus, budget_for_counter
 from quotas.services.ledger import month_start
 from quotas.services.limits import limits_cache_clear
@@ -63,7 +64,8 @@ class QuotaLimitAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Scope", {"fields": ("organization", "project", "api_key")}),
         ("Rate limits", {"fields": ("requests_per_minute", "tokens_per_minute", "max_concurrent")}),
-        ("Monthly budget", {"fields": ("monthly_token_budget", "budget_is_hard")}),
+        ("Monthly budget", {"fields": ("monthly_token_budget", "monthly_cost_budget",
+                                       "budget_is_hard")}),
     )
 
     @admin.display(description="Scope")
@@ -157,15 +159,46 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "output_tokens",
         "reasoning_tokens",
         "total_tokens",
-        "reserved_tokens",
+        "cost",
         "latency_ms",
-        "stored",
+        "error",
         "created_at",
     )
     list_filter = ("status", "model", "service_tier", "stored", "usage_estimated", "organization")
+
+    def get_queryset(self, request):
+        from django.db.models import OuterRef, Subquery
+
+        from responses.models import StoredResponse
+
+        # The error lives on the stored response (store=false turns have none to show).
+        errors = StoredResponse.objects.filter(public_id=OuterRef("response_id")).values(
+            "body__error__code"
+        )[:1]
+        return super().get_queryset(request).annotate(error_code=Subquery(errors))
+
+    @admin.display(description="Error", ordering="error_code")
+    def error(self, obj: UsageRecord) -> str:
+        code = getattr(obj, "error_code", None)
+        if not code:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:responses_storedresponse_changelist") + f"?q={obj.response_id}",
+            code,
+        )
     search_fields = ("response_id", "request_id", "organization__name")
     date_hierarchy = "created_at"
     list_select_related = ("organization", "project")
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model", "input_per_million", "cached_input_per_million", "output_per_million",
+        "currency", "updated_at",
+    )
+    search_fields = ("model",)
 
 
 @admin.register(UsageDaily)
@@ -196,11 +229,13 @@ def usage_charts(rows: QuerySet[UsageDaily]) -> list[dict]:
     days = [first + timedelta(days=n) for n in range(CHART_DAYS)]
     recent = [row for row in rows if row.day >= first]
     tokens: dict[str, dict] = defaultdict(lambda: defaultdict(int))
+    cost: dict[str, dict] = defaultdict(lambda: defaultdict(float))
     served: dict = defaultdict(int)
     refused: dict = defaultdict(int)
     by_org: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in recent:
         tokens[row.model][row.day] += row.total_tokens
+        cost[row.model][row.day] += float(row.cost)
         served[row.day] += row.requests
         refused[row.day] += row.rate_limited + row.quota_exceeded
         by_org[row.organization.name][0] += row.rate_limited
@@ -224,6 +259,15 @@ def usage_charts(rows: QuerySet[UsageDaily]) -> list[dict]:
                     "served": [served[d] for d in days],
                     "refused (429)": [refused[d] for d in days],
                 },
+            ),
+        },
+        {
+            "title": "Cost per day by model (USD)",
+            "svg": charts.bar_chart(
+                title="Cost per day by model (USD)",
+                labels=[f"{d:%m-%d}" for d in days],
+                series={model: [per_day[d] for d in days] for model, per_day in sorted(cost.items())},
+                whole=False,
             ),
         },
         {

@@ -6,6 +6,7 @@ a point or bar shows its exact value through SVG ``<title>`` tooltips.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import date
 
@@ -17,10 +18,15 @@ WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 44
 
 
-def _nice_max(value: float) -> float:
+def _nice_max(value: float, *, whole: bool = True) -> float:
+    """The top of the axis. For whole counts it is a multiple of 4 × a round unit, so the
+    four gridlines fall on whole numbers (a top of 1 would label 0.25, 0.5 …)."""
+    if whole:
+        unit = 10 ** max(len(str(int(max(value, 1)))) - 2, 0)
+        return max(math.ceil(value / (4 * unit)), 1) * 4 * unit
     if value <= 0:
         return 1
-    magnitude = 10 ** (len(str(int(value))) - 1)
+    magnitude = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 4, 5, 10):
         if value <= step * magnitude:
             return step * magnitude
@@ -32,6 +38,10 @@ def _short(value: float) -> str:
         if abs(value) >= limit:
             return f"{value / limit:.3g}{suffix}"
     return f"{value:.3g}" if value % 1 else str(int(value))
+
+
+def _value(value: float) -> str:
+    return f"{value:,}" if float(value).is_integer() else f"{value:,.6f}".rstrip("0")
 
 
 def _frame(title: str, top: float, inner_h: float) -> list[str]:
@@ -75,13 +85,15 @@ def _empty(title: str) -> SafeString:
 
 
 def line_chart(
-    *, title: str, days: Sequence[date], series: dict[str, Sequence[int]]
+    *, title: str, days: Sequence[date], series: dict[str, Sequence[float]], whole: bool = True
 ) -> SafeString:
     """One line per series over ``days`` (tokens per day by model)."""
     if not days or not series:
         return _empty(title)
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top = _nice_max(max((max(values) for values in series.values() if values), default=0))
+    top = _nice_max(
+        max((max(values) for values in series.values() if values), default=0), whole=whole
+    )
     step = inner_w / max(len(days) - 1, 1)
     parts = _frame(title, top, inner_h)
     for index, (name, values) in enumerate(series.items()):
@@ -97,7 +109,7 @@ def line_chart(
         for (x, y), day, value in zip(points, days, values, strict=True):
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>'
-                f"{escape(name)} {day:%Y-%m-%d}: {value:,}</title></circle>"
+                f"{escape(name)} {day:%Y-%m-%d}: {_value(value)}</title></circle>"
             )
     parts += _day_labels(days, step)
     parts += _legend(list(series))
@@ -116,14 +128,14 @@ def _day_labels(days: Sequence[date], step: float) -> list[str]:
 
 
 def bar_chart(
-    *, title: str, labels: Sequence[str], series: dict[str, Sequence[int]]
+    *, title: str, labels: Sequence[str], series: dict[str, Sequence[float]], whole: bool = True
 ) -> SafeString:
     """Grouped bars: one group per label, one bar per series (requests per day; 429s per
     organization split by kind)."""
     if not labels or not series or not any(any(v) for v in series.values()):
         return _empty(title)
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top = _nice_max(max(max(values) for values in series.values()))
+    top = _nice_max(max(max(values) for values in series.values()), whole=whole)
     group = inner_w / len(labels)
     bar = max(group * 0.8 / len(series), 1)
     parts = _frame(title, top, inner_h)
@@ -135,7 +147,7 @@ def bar_chart(
             parts.append(
                 f'<rect x="{x:.1f}" y="{TOP + inner_h - height:.1f}" width="{bar:.1f}" '
                 f'height="{height:.1f}" fill="{color}"><title>{escape(label)} · {escape(name)}: '
-                f"{value:,}</title></rect>"
+                f"{_value(value)}</title></rect>"
             )
     every = max(len(labels) // 10, 1)
     for i, label in enumerate(labels):

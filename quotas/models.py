@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -55,6 +57,14 @@ class QuotaLimit(models.Model):
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Tokens per calendar month (UTC). Organizations and projects only.",
     )
+    monthly_cost_budget = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True,
+        validators=[MinValueValidator(Decimal("0.01"))],
+        verbose_name="monthly budget (USD)",
+        help_text="Spend per calendar month at the model prices. Organizations and projects "
+        "only. Once what settled turns cost reaches it, further requests get 429 "
+        "insufficient_quota (hard) or are served and flagged (soft). Empty = none.",
+    )
     budget_is_hard = models.BooleanField(
         default=True,
         verbose_name="hard budget",
@@ -73,6 +83,10 @@ class QuotaLimit(models.Model):
             models.CheckConstraint(
                 condition=Q(api_key__isnull=True) | Q(monthly_token_budget__isnull=True),
                 name="quota_limit_no_key_budget",
+            ),
+            models.CheckConstraint(
+                condition=Q(api_key__isnull=True) | Q(monthly_cost_budget__isnull=True),
+                name="quota_limit_no_key_cost_budget",
             ),
             models.UniqueConstraint(
                 fields=["organization"],
@@ -119,6 +133,10 @@ class QuotaLimit(models.Model):
             raise ValidationError(
                 {"monthly_token_budget": "Budgets apply to organizations and projects only."}
             )
+        if self.api_key_id and self.monthly_cost_budget is not None:
+            raise ValidationError(
+                {"monthly_cost_budget": "Budgets apply to organizations and projects only."}
+            )
 
 
 class MonthlyUsage(models.Model):
@@ -134,6 +152,7 @@ class MonthlyUsage(models.Model):
     month = models.DateField(help_text="First day of the month (UTC).")
     used_tokens = models.BigIntegerField(default=0)
     reserved_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
 
     class Meta:
         verbose_name = "monthly usage"
@@ -205,6 +224,10 @@ class UsageRecord(models.Model):
         "estimated from what was streamed.",
     )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.DecimalField(
+        max_digits=18, decimal_places=8, default=0,
+        help_text="What the turn cost at the model's price when it settled (USD).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     settled_at = models.DateTimeField(null=True, blank=True)
 
@@ -235,6 +258,7 @@ class UsageDaily(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
     total_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     rate_limited = models.BigIntegerField(default=0, help_text="429 rate_limit_exceeded.")
     quota_exceeded = models.BigIntegerField(default=0, help_text="429 insufficient_quota.")
 
@@ -250,3 +274,30 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization.name} {self.day} {self.model}"
+
+
+class ModelPrice(models.Model):
+    """What a model costs per million tokens. Usage is priced when a turn settles, so changing
+    a price changes what later turns cost, never what earlier ones did."""
+
+    model = models.CharField(
+        max_length=128, unique=True, help_text="The model name clients send (as in /v1/models)."
+    )
+    input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, verbose_name="input / 1M tokens"
+    )
+    cached_input_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, verbose_name="cached input / 1M tokens"
+    )
+    output_per_million = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, verbose_name="output / 1M tokens"
+    )
+    currency = models.CharField(max_length=3, default="usd")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+        verbose_name = "model price"
+
+    def __str__(self) -> str:
+        return f"{self.model} price"

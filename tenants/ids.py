@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import secrets
 import string
+from datetime import datetime, timedelta
+
+from django.utils import timezone
 
 BASE62 = string.digits + string.ascii_letters
 
@@ -26,3 +29,18 @@ def new_project_id() -> str:
 
 def new_api_key_id() -> str:
     return new_public_id("key")
+
+
+def new_invite_id() -> str:
+    return new_public_id("invite")
+
+
+def new_invite_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+INVITE_LIFETIME = timedelta(days=7)
+
+
+def invite_expiry() -> datetime:
+    return timezone.now() + INVITE_LIFETIME

@@ -6,7 +6,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from tenants.ids import new_api_key_id, new_organization_id, new_project_id
+from tenants.ids import (
+    invite_expiry,
+    new_api_key_id,
+    new_invite_id,
+    new_invite_token,
+    new_organization_id,
+    new_project_id,
+)
 
 SERVICE_TIERS = ["auto", "default", "flex", "priority"]
 
@@ -35,6 +42,12 @@ class Organization(models.Model):
     )
     max_chain_length = models.PositiveIntegerField(
         default=200, help_text="Cap on turns in one previous_response_id chain; 0 = none."
+    )
+    console_edits_limits = models.BooleanField(
+        default=False,
+        verbose_name="owners may edit limits",
+        help_text="Let the organization's owners and admins change their rate limits and "
+        "budgets in the console (otherwise only staff can).",
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -94,6 +107,10 @@ class ApiKey(models.Model):
     """An API key. The secret itself is never stored: only a lookup prefix, its last four
     characters and an HMAC-SHA256 digest under the server-side pepper (see services/api_keys)."""
 
+    class Kind(models.TextChoices):
+        PROJECT = "project", "API key"
+        ADMIN = "admin", "Admin key (Administration API only)"
+
     class Scope(models.TextChoices):
         ALL = "all", "All"
         READ_ONLY = "read_only", "Read only"
@@ -107,6 +124,9 @@ class ApiKey(models.Model):
         Project, on_delete=models.CASCADE, null=True, blank=True, related_name="api_keys"
     )
     name = models.CharField(max_length=200)
+    # Admin keys manage an organization through /v1/organization/ and are refused everywhere
+    # else; ordinary keys are refused there. One table, so one lookup path for both.
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PROJECT)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -118,7 +138,7 @@ class ApiKey(models.Model):
     permissions = models.JSONField(
         default=dict,
         blank=True,
-        help_text='For restricted keys: {"<endpoint group>": "none" | "read" | "write"}.',
+        help_text="For restricted keys: endpoint group → none, read or write.",
     )
     prefix = models.CharField(max_length=32, db_index=True, editable=False)
     last_four = models.CharField(max_length=4, editable=False)
@@ -145,6 +165,54 @@ class ApiKey(models.Model):
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+    @property
+    def status(self) -> str:
+        return self.status_at(timezone.now())
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == self.Kind.ADMIN
+
+
+class Invite(models.Model):
+    """An invitation to join an organization (Administration API ``/organization/invites`` and
+    the console). Accepting it, signed in, creates the membership."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        EXPIRED = "expired"
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_invite_id)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invites"
+    )
+    email = models.EmailField()
+    role = models.CharField(
+        max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    token = models.CharField(max_length=64, unique=True, default=new_invite_token)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(default=invite_expiry)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.organization.slug} ({self.role})"
+
+    def status_at(self, now) -> str:
+        if self.accepted_at is not None:
+            return self.Status.ACCEPTED
+        if self.expires_at <= now:
+            return self.Status.EXPIRED
+        return self.Status.PENDING
 
     @property
     def status(self) -> str:

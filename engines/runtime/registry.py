@@ -215,3 +215,31 @@ async def aclose_engines() -> None:
         _build_locks.pop(loop, None)
     for entry in engines.values():
         await entry.engine.aclose()
+
+
+def replica_states() -> dict[str, list[dict]]:
+    """What this process knows of each replica it has used (health pages and metrics): per
+    model, each replica's state as its pool sees it. Other processes keep their own view."""
+    now_wall, now_mono = time.time(), time.monotonic()
+    with _lock:
+        entries = [
+            (name, entry.engine)
+            for loop, engines in _engines.items()
+            if not loop.is_closed()
+            for name, entry in engines.items()
+        ]
+    states: dict[str, list[dict]] = {}
+    for name, engine in entries:
+        for replica in engine.pool.replicas:
+            states.setdefault(name, []).append(
+                {
+                    "base_url": replica.base_url,
+                    "healthy": replica.healthy,
+                    "since": now_wall - (now_mono - replica.changed_at),
+                    "last_error": replica.last_error,
+                    "in_flight": replica.in_flight,
+                    "requests_total": replica.requests_total,
+                    "failures_total": replica.failures_total,
+                }
+            )
+    return states

@@ -38,12 +38,14 @@ from django.utils import timezone
 
 from api.db import db_async
 from api.errors import ApiError
+from api.metrics import record_limiter_decision
 from quotas.services import headers as rl_headers
 from quotas.services.headers import HeaderState, current_slot, header_state
 from quotas.services.ledger import (
     BudgetExhausted,
     BudgetHold,
     TokenUsage,
+    cost_budget_exceeded,
     next_month_start,
     usage_from_body,
     usage_record_open,
@@ -149,6 +151,13 @@ async def quota_admit(
     if slot is not None:
         slot.decided = True
         slot.state = state
+    if checks:
+        record_limiter_decision(
+            organization=principal.organization.public_id,
+            decision="fail_open"
+            if decision is None
+            else ("allowed" if decision.allowed else "rate_limited"),
+        )
     if decision is not None and not decision.allowed:
         await db_async(usage_refusal_count)(
             organization_id=principal.organization.pk, model=model, insufficient_quota=False
@@ -156,6 +165,25 @@ async def quota_admit(
         raise _rate_limit_error(decision, model=model, requested=reserved)
 
     limiter_reserved = decision is not None and bool(checks)
+    if limits.cost_budgets:
+        over = await db_async(cost_budget_exceeded)(
+            organization_id=principal.organization.pk,
+            budgets=[
+                (scope.pk if scope.scope == "project" else None, scope.monthly_cost_budget,
+                 scope.label)
+                for scope in limits.cost_budgets
+            ],
+        )
+        if over is not None:
+            record_limiter_decision(
+                organization=principal.organization.public_id, decision="quota_exceeded"
+            )
+            if limiter_reserved:
+                await _give_back(checks, member=response_id, tokens=reserved)
+            await db_async(usage_refusal_count)(
+                organization_id=principal.organization.pk, model=model, insufficient_quota=True
+            )
+            raise _cost_budget_error(*over)
     holds = tuple(
         BudgetHold(
             project_id=scope.pk if scope.scope == "project" else None,
@@ -179,6 +207,9 @@ async def quota_admit(
             holds=holds,
         )
     except BudgetExhausted as exhausted:
+        record_limiter_decision(
+            organization=principal.organization.public_id, decision="quota_exceeded"
+        )
         if limiter_reserved:
             await _give_back(checks, member=response_id, tokens=reserved)
         await db_async(usage_refusal_count)(
@@ -261,6 +292,19 @@ def _rate_limit_error(decision: Decision, *, model: str, requested: int) -> Rate
         kind = check.kind
     return RateLimitExceeded(
         message, type=kind, headers=rl_headers.retry_after_headers(outcome.retry_after_ms)
+    )
+
+
+def _cost_budget_error(label: str, budget, spent) -> InsufficientQuota:
+    now = timezone.now()
+    headers = rl_headers.retry_after_headers(
+        int((next_month_start(now) - now).total_seconds() * 1000)
+    )
+    headers["x-should-retry"] = "false"
+    return InsufficientQuota(
+        f"You exceeded your current quota: the monthly budget of {label} (USD {budget:.2f}) is "
+        f"spent (USD {spent:.2f} this month). Ask an administrator to raise the budget.",
+        headers=headers,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from api.db import commit_without_flush_wait
 from quotas.models import MonthlyUsage, UsageDaily, UsageRecord
+from quotas.services.pricing import usage_cost
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +160,12 @@ def usage_record_settle(
         ).first()
         if record is None:
             return False
+        cost = usage_cost(
+            model=record.model,
+            input_tokens=usage.input_tokens,
+            cached_tokens=usage.cached_tokens,
+            output_tokens=usage.output_tokens,
+        )
         updated = UsageRecord.objects.filter(
             pk=record.pk, status=UsageRecord.Status.RESERVED
         ).update(
@@ -169,6 +177,7 @@ def usage_record_settle(
             total_tokens=usage.total_tokens,
             usage_estimated=estimated,
             latency_ms=latency_ms,
+            cost=cost,
             settled_at=timezone.now(),
         )
         if updated != 1:
@@ -180,13 +189,17 @@ def usage_record_settle(
                 "project_id": project_id,
                 "month": month,
             }
-            changes = {"used_tokens": F("used_tokens") + usage.total_tokens}
+            changes = {
+                "used_tokens": F("used_tokens") + usage.total_tokens,
+                "cost": F("cost") + cost,
+            }
             if record.budget_holds:
                 # Give back the hold this turn took on this counter (if it took one).
                 held = MonthlyUsage.objects.filter(pk__in=record.budget_holds, **lookup)
                 if held.update(
                     used_tokens=F("used_tokens") + usage.total_tokens,
                     reserved_tokens=F("reserved_tokens") - record.reserved_tokens,
+                    cost=F("cost") + cost,
                 ):
                     continue
             _increment(MonthlyUsage, lookup, changes)
@@ -205,9 +218,30 @@ def usage_record_settle(
                 "output_tokens": F("output_tokens") + usage.output_tokens,
                 "reasoning_tokens": F("reasoning_tokens") + usage.reasoning_tokens,
                 "total_tokens": F("total_tokens") + usage.total_tokens,
+                "cost": F("cost") + cost,
             },
         )
     return True
+
+
+def cost_budget_exceeded(
+    *, organization_id: int, budgets: list[tuple[int | None, Decimal, str]]
+) -> tuple[str, Decimal, Decimal] | None:
+    """The first money budget (project id or None, budget, label) that what this month's
+    settled turns cost has reached: ``(label, budget, spent)``, else None. Unlike token budgets
+    nothing is reserved: a turn's cost is known only when it settles, so turns already running
+    may take the spend a little past the budget."""
+    month = month_start(timezone.now())
+    spent = {
+        row["project_id"]: row["cost"]
+        for row in MonthlyUsage.objects.filter(
+            organization_id=organization_id, month=month
+        ).values("project_id", "cost")
+    }
+    for project_id, budget, label in budgets:
+        if spent.get(project_id, Decimal(0)) >= budget:
+            return label, budget, spent[project_id]
+    return None
 
 
 def usage_refusal_count(*, organization_id: int, model: str, insufficient_quota: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q
@@ -36,6 +37,7 @@ class ScopeLimits:
     max_concurrent: int | None = None
     monthly_token_budget: int | None = None
     budget_is_hard: bool = True
+    monthly_cost_budget: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class EffectiveLimits:
         return any(
             s.requests_per_minute or s.tokens_per_minute or s.max_concurrent for s in self.scopes
         )
+
+    @property
+    def cost_budgets(self) -> tuple[ScopeLimits, ...]:
+        return tuple(s for s in self.scopes if s.monthly_cost_budget and s.budget_is_hard)
 
     @property
     def hard_budgets(self) -> tuple[ScopeLimits, ...]:
@@ -128,6 +134,7 @@ def limits_for(
                 max_concurrent=row.max_concurrent,
                 monthly_token_budget=row.monthly_token_budget,
                 budget_is_hard=row.budget_is_hard,
+                monthly_cost_budget=row.monthly_cost_budget,
             )
         )
     scopes.sort(key=lambda s: SCOPE_ORDER.index(s.scope))
@@ -156,6 +163,7 @@ def limits_set(
     max_concurrent: int | None | object = UNSET,
     monthly_token_budget: int | None | object = UNSET,
     budget_is_hard: bool | object = UNSET,
+    monthly_cost_budget: Decimal | None | object = UNSET,
 ) -> QuotaLimit:
     """Create or change the limits of one scope; fields left UNSET keep their value."""
     if project is not None and api_key is not None:
@@ -169,6 +177,7 @@ def limits_set(
         "max_concurrent": max_concurrent,
         "monthly_token_budget": monthly_token_budget,
         "budget_is_hard": budget_is_hard,
+        "monthly_cost_budget": monthly_cost_budget,
     }
     for name, value in changes.items():
         if value is not UNSET:

@@ -128,7 +128,7 @@ def staff_client(cast) -> Client:
     return client
 
 
-def test_the_usage_page_draws_the_three_charts_inline(staff_client, cast):
+def test_the_usage_page_draws_the_four_charts_inline(staff_client, cast):
     _turn(cast.alice.organization, "resp_a")
     _turn(cast.alice.organization, "resp_b", model="m2")
     UsageDaily.objects.filter(organization=cast.charlie.organization).delete()
@@ -137,8 +137,9 @@ def test_the_usage_page_draws_the_three_charts_inline(staff_client, cast):
         quota_exceeded=3,
     )
     html = staff_client.get("/admin/quotas/usagedaily/").content.decode()
-    assert html.count('class="quota-chart"') == 3
-    for title in ("Tokens per day by model", "Requests per day", "429s per organization"):
+    assert html.count('class="quota-chart"') == 4
+    for title in ("Tokens per day by model", "Requests per day", "Cost per day by model",
+                  "429s per organization"):
         assert title in html
     assert "<polyline" in html and "<rect" in html
     assert "Globex" in html  # the 429 chart names the organization

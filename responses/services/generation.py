@@ -19,11 +19,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from api.db import db_async
+from api.metrics import record_first_token
 from engines.runtime.types import (
     ContextLengthExceeded,
     Engine,
@@ -212,6 +214,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
     event. A batch is what is ready at once; the SSE edge writes each batch in one piece."""
     generation.started = True
     builder = generation.builder
+    began, first_delta_seen = time.monotonic(), False
     outcome: str | None = None  # None = the stream reached a terminal event by itself
     reasoning_text: list[str] = []
 
@@ -248,6 +251,13 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
                         if batch is KEEPALIVE:
                             yield KEEPALIVE
                             continue
+                        if not first_delta_seen:
+                            first_delta_seen = True
+                            record_first_token(
+                                organization=generation.engine_request.organization_id,
+                                model=generation.engine_request.model,
+                                seconds=time.monotonic() - began,
+                            )
                         events: list[dict[str, Any]] = []
                         for delta in batch:
                             if isinstance(delta, ReasoningDelta):

@@ -30,11 +30,15 @@ from tenants.models import ApiKey, Organization, Project
 logger = logging.getLogger(__name__)
 
 KEY_MARKER = "sk-rp-"
+# Admin keys carry a marker of their own so that a leaked one is recognisable as the more
+# dangerous kind (like OpenAI's ``sk-admin-``); the kind itself is decided by the stored row.
+ADMIN_KEY_MARKER = "sk-adm-"
 _SECRET_LENGTH = 43  # base62 digits needed for 32 bytes
 _CHECKSUM_LENGTH = 6
 PREFIX_LENGTH = 12
 KEY_PATTERN = re.compile(
-    rf"^{re.escape(KEY_MARKER)}[0-9A-Za-z]{{{_SECRET_LENGTH}}}[0-9A-Za-z]{{{_CHECKSUM_LENGTH}}}$"
+    rf"^(?:{re.escape(KEY_MARKER)}|{re.escape(ADMIN_KEY_MARKER)})"
+    rf"[0-9A-Za-z]{{{_SECRET_LENGTH}}}[0-9A-Za-z]{{{_CHECKSUM_LENGTH}}}$"
 )
 
 ENDPOINT_GROUPS = ("models", "responses")
@@ -53,16 +57,17 @@ def _checksum(body: str) -> str:
     return _base62(zlib.crc32(body.encode()), _CHECKSUM_LENGTH)
 
 
-def generate_secret() -> str:
+def generate_secret(*, marker: str = KEY_MARKER) -> str:
     body = _base62(int.from_bytes(secrets.token_bytes(32), "big"), _SECRET_LENGTH)
-    return f"{KEY_MARKER}{body}{_checksum(body)}"
+    return f"{marker}{body}{_checksum(body)}"
 
 
 def is_well_formed(secret: str) -> bool:
     """Shape and checksum only: no database access, no timing on stored data."""
     if not KEY_PATTERN.match(secret):
         return False
-    body = secret[len(KEY_MARKER) : -_CHECKSUM_LENGTH]
+    marker = ADMIN_KEY_MARKER if secret.startswith(ADMIN_KEY_MARKER) else KEY_MARKER
+    body = secret[len(marker) : -_CHECKSUM_LENGTH]
     return hmac.compare_digest(secret[-_CHECKSUM_LENGTH:], _checksum(body))
 
 
@@ -98,16 +103,22 @@ def api_key_issue(
     scope: str = ApiKey.Scope.ALL,
     permissions: dict[str, str] | None = None,
     expires_at: datetime | None = None,
+    kind: str = ApiKey.Kind.PROJECT,
 ) -> IssuedKey:
     if project is not None and project.organization_id != organization.pk:
         raise ValueError("The project belongs to another organization.")
     if scope not in ApiKey.Scope.values:
         raise ValueError(f"Unknown scope {scope!r}")
-    secret = generate_secret()
+    if kind not in ApiKey.Kind.values:
+        raise ValueError(f"Unknown key kind {kind!r}")
+    if kind == ApiKey.Kind.ADMIN and project is not None:
+        raise ValueError("Admin keys belong to the organization, not to a project.")
+    secret = generate_secret(marker=ADMIN_KEY_MARKER if kind == ApiKey.Kind.ADMIN else KEY_MARKER)
     api_key = ApiKey.objects.create(
         organization=organization,
         project=project,
         name=name,
+        kind=kind,
         created_by=created_by,
         scope=scope,
         permissions=validate_permissions(permissions or {}),

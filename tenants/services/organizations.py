@@ -19,3 +19,25 @@ def organization_create(*, name: str, slug: str | None = None, owner=None) -> Or
 
 def project_create(*, organization: Organization, name: str) -> Project:
     return Project.objects.create(organization=organization, name=name)
+
+
+def project_update(*, project: Project, name: str) -> Project:
+    project.name = name
+    project.save(update_fields=["name"])
+    return project
+
+
+def project_archive(*, project: Project) -> Project:
+    """Archived projects keep their history (usage, responses) but accept no requests: their
+    keys stop authenticating because keys of an archived project are revoked with it."""
+    from django.utils import timezone
+
+    from tenants.models import ApiKey
+
+    with transaction.atomic():
+        now = timezone.now()
+        if project.archived_at is None:
+            project.archived_at = now
+            project.save(update_fields=["archived_at"])
+        ApiKey.objects.filter(project=project, revoked_at__isnull=True).update(revoked_at=now)
+    return project

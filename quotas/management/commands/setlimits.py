@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +25,19 @@ def _limit(value: str) -> int | None:
     return number
 
 
+def _money(value: str) -> Decimal | None:
+    """An amount in USD, or ``none`` to remove the budget."""
+    if value.lower() in ("none", "unlimited", "-"):
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise CommandError(f"{value!r} is not an amount (or 'none').") from None
+    if not amount.is_finite() or amount < Decimal("0.01"):
+        raise CommandError("Budgets are at least 0.01 (use 'none' for no budget).")
+    return amount.quantize(Decimal("0.01"))
+
+
 class Command(BaseCommand):
     help = (
         "Set the rate limits and monthly token budget of an organization, one of its projects, "
@@ -42,6 +56,9 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--monthly-tokens", type=_limit, default=UNSET, help="monthly token budget"
+        )
+        parser.add_argument(
+            "--monthly-usd", type=_money, default=UNSET, help="monthly budget in USD"
         )
         hardness = parser.add_mutually_exclusive_group()
         hardness.add_argument(
@@ -75,6 +92,7 @@ class Command(BaseCommand):
                 tokens_per_minute=options["tpm"],
                 max_concurrent=options["concurrency"],
                 monthly_token_budget=options["monthly_tokens"],
+                monthly_cost_budget=options["monthly_usd"],
                 budget_is_hard=hard,
             )
         except (ValidationError, ValueError) as exc:
@@ -87,6 +105,9 @@ class Command(BaseCommand):
             "tokens_per_minute": row.tokens_per_minute,
             "max_concurrent": row.max_concurrent,
             "monthly_token_budget": row.monthly_token_budget,
+            "monthly_cost_budget": str(row.monthly_cost_budget)
+            if row.monthly_cost_budget is not None
+            else None,
             "budget_is_hard": row.budget_is_hard,
         }
         if options["json"]:
@@ -104,3 +125,5 @@ class Command(BaseCommand):
         if row.monthly_token_budget is not None:
             budget += " (hard)" if row.budget_is_hard else " (soft)"
         self.stdout.write(f"  monthly token budget {budget}")
+        if row.monthly_cost_budget is not None:
+            self.stdout.write(f"  monthly budget       USD {row.monthly_cost_budget}")

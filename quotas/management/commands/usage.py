@@ -1,14 +1,21 @@
-"""``manage.py usage --org acme --since 2026-07-01 [--until …] [--json]``: the daily rollup."""
+"""``manage.py usage --org acme [--since 2026-07-01] [--until …] [--project proj_…]
+[--key key_…] [--json]``: usage per day and model (the daily rollup, or the ledger itself when
+one project or key is asked for), this month by default."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from quotas.selectors import budget_status_list, usage_daily_list, usage_totals
-from tenants.selectors import organization_get_by_ref
+from quotas.reports import usage_buckets
+from quotas.selectors import USAGE_FIELDS, budget_status_list, usage_daily_list
+from quotas.services.ledger import month_start
+from tenants.models import ApiKey
+from tenants.selectors import api_key_list, organization_get_by_ref, project_get_any
 
 _COLUMNS = (
     ("DAY", 10),
@@ -37,18 +44,51 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--org", required=True, help="organization public id or slug")
-        parser.add_argument("--since", required=True, type=_day, help="first day, YYYY-MM-DD")
+        parser.add_argument(
+            "--since", type=_day, help="first day, YYYY-MM-DD (default: the 1st of this month)"
+        )
         parser.add_argument("--until", type=_day, help="last day (default: today)")
+        parser.add_argument("--project", help="only this project (proj_…)")
+        parser.add_argument(
+            "--key", help="only this API key (key_… or its prefix); 429s are not counted per key"
+        )
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args, **options):
         organization = organization_get_by_ref(ref=options["org"])
         if organization is None:
             raise CommandError(f"No organization {options['org']!r}.")
-        rows = usage_daily_list(
-            organization=organization, since=options["since"], until=options["until"]
-        )
-        totals = usage_totals(rows)
+        since = options["since"] or month_start(timezone.now())
+        options["since"] = since
+        project = key = None
+        if options["project"]:
+            project = project_get_any(organization=organization, ref=options["project"])
+            if project is None:
+                raise CommandError(f"No project {options['project']!r} in {organization.slug}.")
+        if options["key"]:
+            key = (
+                api_key_list(organization=organization)
+                .filter(kind=ApiKey.Kind.PROJECT)
+                .filter(public_id=options["key"])
+                .first()
+                or api_key_list(organization=organization)
+                .filter(prefix=options["key"][:12])
+                .first()
+            )
+            if key is None:
+                raise CommandError(f"No API key {options['key']!r} in {organization.slug}.")
+        if project is None and key is None:
+            rows = [
+                {"day": row.day, "model": row.model, "cost": row.cost}
+                | {name: getattr(row, name) for name in USAGE_FIELDS}
+                for row in usage_daily_list(
+                    organization=organization, since=since, until=options["until"]
+                )
+            ]
+        else:
+            rows = _ledger_rows(organization, since, options["until"], project, key)
+        totals = {name: sum(row[name] for row in rows) for name in USAGE_FIELDS}
+        cost = sum((row["cost"] for row in rows), Decimal(0))
         budgets = budget_status_list(organization=organization)
         if options["json"]:
             self.stdout.write(
@@ -57,12 +97,15 @@ class Command(BaseCommand):
                         "organization": organization.public_id,
                         "since": options["since"].isoformat(),
                         "until": options["until"].isoformat() if options["until"] else None,
+                        "project": project.public_id if project else None,
+                        "key": key.public_id if key else None,
                         "days": [
-                            {"day": row.day.isoformat(), "model": row.model}
-                            | {name: getattr(row, name) for name in totals}
+                            {"day": row["day"].isoformat(), "model": row["model"]}
+                            | {name: row[name] for name in totals}
+                            | {"cost": str(row["cost"])}
                             for row in rows
                         ],
-                        "totals": totals,
+                        "totals": totals | {"cost": str(cost)},
                         "budgets": [
                             {
                                 "scope": b.scope,
@@ -82,8 +125,9 @@ class Command(BaseCommand):
             return
         self.stdout.write(" ".join(f"{name:<{width}}" for name, width in _COLUMNS).rstrip())
         for row in rows:
-            self.stdout.write(self._line(row.day.isoformat(), row.model, row.__dict__))
+            self.stdout.write(self._line(row["day"].isoformat(), row["model"], row))
         self.stdout.write(self._line("TOTAL", "", totals))
+        self.stdout.write(f"Cost: {cost:.6f} USD")
         for budget in budgets:
             kind = "hard" if budget.hard else "soft"
             self.stdout.write(
@@ -107,3 +151,35 @@ class Command(BaseCommand):
             f"{n:<{width}}" for n, (_, width) in zip(numbers, _COLUMNS[2:], strict=True)
         ]
         return " ".join(cells).rstrip()
+
+
+def _ledger_rows(organization, since: date, until: date | None, project, key) -> list[dict]:
+    """Per day and model from the ledger, for one project and/or key (the daily rollup is
+    per organization only). Refusals are not attributed to projects or keys: zero here."""
+    start = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    last = until or timezone.now().astimezone(UTC).date()
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    rows = []
+    for bucket in usage_buckets(
+        organization=organization, start=start, end=end, width="1d", group_by=("model",),
+        project_ids=(project.public_id,) if project else (),
+        api_key_ids=(key.public_id,) if key else (),
+    ):
+        for result in bucket.results:
+            rows.append(
+                {
+                    "day": bucket.start.date(),
+                    "model": result["model"],
+                    "requests": result["requests"],
+                    "failed_requests": result["failed_requests"],
+                    "input_tokens": result["input_tokens"],
+                    "cached_tokens": result["cached_tokens"],
+                    "output_tokens": result["output_tokens"],
+                    "reasoning_tokens": result["reasoning_tokens"],
+                    "total_tokens": result["input_tokens"] + result["output_tokens"],
+                    "rate_limited": 0,
+                    "quota_exceeded": 0,
+                    "cost": result["cost"],
+                }
+            )
+    return rows

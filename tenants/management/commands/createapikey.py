@@ -26,6 +26,11 @@ class Command(BaseCommand):
             "levels none, read, write (repeatable)",
         )
         parser.add_argument("--expires-in-days", type=int)
+        parser.add_argument(
+            "--admin",
+            action="store_true",
+            help="an admin key: the Administration API (/v1/organization/) only",
+        )
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args, **options):
@@ -44,8 +49,11 @@ class Command(BaseCommand):
         expires_at = None
         if options["expires_in_days"] is not None:
             expires_at = timezone.now() + timedelta(days=options["expires_in_days"])
+        if options["admin"] and (project is not None or options["scope"] != ApiKey.Scope.ALL):
+            raise CommandError("Admin keys take no --project or --scope.")
         try:
             issued = api_key_issue(
+                kind=ApiKey.Kind.ADMIN if options["admin"] else ApiKey.Kind.PROJECT,
                 organization=organization,
                 project=project,
                 name=options["name"],
