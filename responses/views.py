@@ -21,6 +21,7 @@ from responses.services.lifecycle import response_delete
 from responses.services.stored import response_cancel, response_replay
 from responses.services.tool_outputs import tool_outputs_continue, tool_outputs_replay
 from responses.sse import sse_response
+from responses.streaming.encoder import DIALECTS
 
 
 def _query_bool(request, name: str) -> bool:
@@ -46,13 +47,62 @@ def _query_includes(request) -> list[str]:
     return values
 
 
+DIALECT_HEADER = "X-Responses-Dialect"
+DONE_HEADER = "X-Responses-Done"
+
+
+def _stream_wire(request) -> None:
+    """Pick the stream dialect (L3) once per request, into ``request.stream_dialect`` and
+    ``request.stream_done``: the ``X-Responses-Dialect`` header wins, then the organization's
+    default, then the server's ``RESPONSES_DIALECT``. An unknown header value is a 400 whatever
+    the endpoint, so a typo never silently falls back to another vocabulary."""
+    value = request.headers.get(DIALECT_HEADER)
+    if value is not None:
+        value = value.strip().lower()
+        if value not in DIALECTS:
+            raise InvalidRequest(
+                f"Invalid value for header '{DIALECT_HEADER}': {value!r}. Supported values: "
+                f"{', '.join(sorted(DIALECTS))}.",
+                param=DIALECT_HEADER,
+                code="invalid_value",
+            )
+        dialect = value
+    else:
+        dialect = request.principal.organization.stream_dialect or settings.RESPONSES_DIALECT
+    request.stream_dialect = dialect
+    request.stream_done = request.headers.get(DONE_HEADER, "").strip().lower() in (
+        "true",
+        "1",
+        "yes",
+    )
+    if dialect == "legacy":
+        # Legacy clients always get response.rate_limits.updated (H5), opt-in header or not.
+        slot = getattr(request, "rate_limit", None)
+        if slot is not None:
+            slot.events_opt_in = True
+
+
+def _sse(request, events, **kwargs):
+    return sse_response(
+        events,
+        request_id=request.request_id,
+        dialect=getattr(request, "stream_dialect", "openai"),
+        done=getattr(request, "stream_done", False),
+        **kwargs,
+    )
+
+
 class ResponseCreateApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["post"]
 
     async def post(self, request):
+        _stream_wire(request)
         prepared = await response_prepare(
-            principal=request.principal, request_id=request.request_id, body=json_body(request)
+            principal=request.principal,
+            request_id=request.request_id,
+            body=json_body(request),
+            dialect=request.stream_dialect,
         )
         return await answer_prepared(request, prepared)
 
@@ -66,18 +116,18 @@ async def answer_prepared(request, prepared):
         # events as the worker writes them (keep-alives while it is still queued).
         if not prepared.request.stream:
             return json_response(generation.builder.snapshot() | {"status": "queued"})
-        return sse_response(
+        return _sse(
+            request,
             background_follow(
                 response_pk=generation.record_pk,
                 keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
             ),
-            request_id=request.request_id,
             keepalive_marker=None,
         )
     if prepared.request.stream:
-        return sse_response(
+        return _sse(
+            request,
             generate_events(generation),
-            request_id=request.request_id,
             keepalive_marker=KEEPALIVE,
             on_close=functools.partial(generation_abandon, generation),
         )
@@ -97,6 +147,7 @@ class ResponseDetailApi(AsyncApiView):
     http_method_names = ["get", "delete"]
 
     async def get(self, request, response_id: str):
+        _stream_wire(request)
         _query_includes(request)
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
@@ -142,6 +193,7 @@ class ResponseToolOutputsApi(AsyncApiView):
     http_method_names = ["post"]
 
     async def post(self, request, response_id: str):
+        _stream_wire(request)
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
@@ -206,13 +258,13 @@ async def _replayed_answer(request, submission):
 
 def _replay_stream(request, response, *, starting_after: int | None):
     """A stored response's events as SSE, with their original sequence numbers."""
-    return sse_response(
+    return _sse(
+        request,
         response_replay(
             response=response,
             starting_after=starting_after,
             keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         ),
-        request_id=request.request_id,
         keepalive_marker=None,
     )
 

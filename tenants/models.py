@@ -15,6 +15,11 @@ def _all_service_tiers() -> list[str]:
     return list(SERVICE_TIERS)
 
 
+STREAM_DIALECTS = ["openai", "open-responses", "legacy"]
+"""The stream dialects (L3); ``responses.streaming.encoder`` defines them, a test keeps the two
+lists equal (tenants sits below responses and cannot import it)."""
+
+
 class Organization(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=new_organization_id)
     name = models.CharField(max_length=200)
@@ -35,6 +40,14 @@ class Organization(models.Model):
     )
     max_chain_length = models.PositiveIntegerField(
         default=200, help_text="Cap on turns in one previous_response_id chain; 0 = none."
+    )
+    stream_dialect = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        choices=[(name, name) for name in STREAM_DIALECTS],
+        help_text="Default stream dialect of this organization's requests (an "
+        "X-Responses-Dialect header overrides it); blank = the server's RESPONSES_DIALECT.",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -10,11 +10,11 @@ one shape per kind:
 * ``function_call`` — ``{"type", "call_id", "name", "arguments", "id"?, "status"?, "namespace"?}``;
 * ``function_call_output`` — ``{"type", "call_id", "output", "id"?, "status"?, "name"?,
   "namespace"?}``, ``output`` a string or a list of ``input_text`` parts;
-* ``reasoning`` — ``{"type", "id", "summary", "content"?, "status"?}``;
+* ``reasoning`` — ``{"type", "id", "summary", "content"?, "status"?, "encrypted_content"?}``;
 * ``item_reference`` — ``{"type", "id"}``; the service resolves it against stored items.
 
 Ids are not generated here (that is :mod:`responses.requests.items`): parsing stays
-deterministic. Everything the engine cannot take yet (images, files, encrypted reasoning, built-in
+deterministic. Everything the engine cannot take yet (built-in
 tool items) is refused with a 400 that names the item, never silently dropped.
 """
 
@@ -314,14 +314,6 @@ def _copy_optional_common(raw: dict[str, Any], item: dict[str, Any], *, param: s
 
 def _parse_reasoning(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
     c.reject_unknown_keys(raw, _REASONING_KEYS, prefix=param)
-    if raw.get("encrypted_content") is not None:
-        c.fail(
-            f"Encrypted reasoning is not supported yet: {param} carries 'encrypted_content'. "
-            "Chain with 'previous_response_id' instead, or re-send the reasoning item without "
-            "'encrypted_content'.",
-            param=c.child(param, "encrypted_content"),
-            code="unsupported_value",
-        )
     item_id = c.required_string(raw, "id", prefix=param, min_length=1)
     summary_param = c.child(param, "summary")
     if "summary" not in raw:
@@ -345,6 +337,12 @@ def _parse_reasoning(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
         ]
     if raw.get("status") is not None:
         item["status"] = c.required_enum(raw, "status", prefix=param, allowed=ITEM_STATUSES)
+    if raw.get("encrypted_content") is not None:
+        # Kept opaque here; the service, which knows the caller's organization, opens it
+        # (responses.services.encrypted_reasoning) and the param is what its 400 names.
+        item["encrypted_content"] = c.expect_string(
+            raw["encrypted_content"], param=c.child(param, "encrypted_content"), min_length=1
+        )
     return item
 
 

@@ -31,6 +31,7 @@ from engines.runtime.registry import aclose_engines, get_engine
 from engines.runtime.types import GenerationRequest
 from responses.models import ResponseEvent, StoredResponse
 from responses.services import lifecycle
+from responses.services.encrypted_reasoning import reasoning_encrypt
 from responses.services.event_log import EventSink, live_event_log, stream_key
 from responses.services.generation import KEEPALIVE, Generation, generate_events
 from responses.streaming import events as ev
@@ -54,8 +55,12 @@ def background_job(
     builder: StreamBuilder,
     include_logprobs: bool,
     reasoning_summary: bool,
+    encrypt_reasoning_for: str | None = None,
 ) -> dict[str, Any]:
+    """``encrypt_reasoning_for``: the organization whose key binding the worker gives the
+    reasoning items' ``encrypted_content`` (H4), or None."""
     return {
+        "encrypt_reasoning_for": encrypt_reasoning_for,
         "engine_request": dataclasses.asdict(engine_request),
         "echo": dataclasses.asdict(echo),
         "created_at": builder.created_at,
@@ -158,6 +163,7 @@ def _generation_from_job(record: StoredResponse, engine) -> Generation:
         created_at=job["created_at"],
         include_logprobs=job["include_logprobs"],
         reasoning_summary=job["reasoning_summary"],
+        encrypt_reasoning=_encryptor(job.get("encrypt_reasoning_for")),
     )
     return Generation(
         engine=engine,
@@ -168,6 +174,14 @@ def _generation_from_job(record: StoredResponse, engine) -> Generation:
         keepalive_seconds=_WORKER_TICK_SECONDS,
         queued=True,
         background=True,
+    )
+
+
+def _encryptor(organization_id: str | None):
+    if organization_id is None:
+        return None
+    return lambda item_id, text, summary: reasoning_encrypt(
+        organization_id=organization_id, item_id=item_id, text=text, summary=summary
     )
 
 

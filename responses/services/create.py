@@ -44,9 +44,14 @@ from responses.requests.validation import CreateResponseRequest
 from responses.selectors import chain_items, previous_response_get
 from responses.services import lifecycle
 from responses.services.background import background_job, background_record_create
+from responses.services.encrypted_reasoning import (
+    reasoning_decrypt,
+    reasoning_encrypt,
+    reasoning_include_check,
+)
 from responses.services.generation import Generation, generation_abandon
 from responses.services.retention import storage_check
-from responses.streaming.builder import StreamBuilder
+from responses.streaming.builder import ReasoningEncryptor, StreamBuilder
 from responses.streaming.objects import ResponseEcho
 
 # Chat templates add a handful of tokens per message; a byte-level BPE token covers at least one
@@ -172,10 +177,41 @@ class PreparedResponse:
     generation: Generation
 
 
+def _open_encrypted_reasoning(
+    items: tuple[dict[str, Any], ...], *, organization_id: str
+) -> list[dict[str, Any]]:
+    """Reasoning items sent back with ``encrypted_content`` (the ``store=false`` multi-turn
+    pattern): their reasoning, decrypted, becomes the item's content, so it reaches the engine
+    like any other reasoning in the history. A blob that does not open is a 400 naming it."""
+    opened = []
+    for index, item in enumerate(items):
+        if item.get("type") == "reasoning" and item.get("encrypted_content") is not None:
+            secret = reasoning_decrypt(
+                organization_id=organization_id,
+                token=item["encrypted_content"],
+                param=f"input[{index}].encrypted_content",
+            )
+            item = dict(item, content=[{"type": "reasoning_text", "text": secret["text"]}])
+        opened.append(item)
+    return opened
+
+
+def _encryptor(organization_id: str) -> ReasoningEncryptor:
+    return lambda item_id, text, summary: reasoning_encrypt(
+        organization_id=organization_id, item_id=item_id, text=text, summary=summary
+    )
+
+
 async def response_prepare(
-    *, principal: ApiPrincipal, request_id: str, body: Any
+    *, principal: ApiPrincipal, request_id: str, body: Any, dialect: str = "openai"
 ) -> PreparedResponse:
+    """``dialect`` is the stream dialect of the creating request; it only decides whether the
+    legacy-only announcement ``response.additional_context`` is generated."""
     request = parse_create_request(body)
+    if request.include_encrypted_reasoning:
+        reasoning_include_check()
+    organization_id = principal.organization.public_id
+    opened = _open_encrypted_reasoning(request.input, organization_id=organization_id)
     context = await db_async(_load_context)(principal=principal, request=request)
     try:
         engine = await get_engine(context.model_name)
@@ -183,7 +219,7 @@ async def response_prepare(
         raise model_not_found(request.model) from exc
 
     known = {item["id"]: item for item in context.history if "id" in item}
-    input_items = stored_input_items(resolve_item_references(request.input, known=known))
+    input_items = stored_input_items(resolve_item_references(opened, known=known))
     messages = build_chat_messages(
         instructions=request.instructions,
         history_items=context.history,
@@ -199,6 +235,10 @@ async def response_prepare(
         echo=echo,
         include_logprobs=request.logprobs,
         reasoning_summary=request.reasoning_summary is not None,
+        encrypt_reasoning=(
+            _encryptor(organization_id) if request.include_encrypted_reasoning else None
+        ),
+        announce_encrypted_reasoning=dialect == "legacy",
     )
     engine_request = GenerationRequest(
         request_id=request_id,
@@ -297,6 +337,9 @@ async def _store_record(
             builder=builder,
             include_logprobs=request.logprobs,
             reasoning_summary=request.reasoning_summary is not None,
+            encrypt_reasoning_for=(
+                principal.organization.public_id if request.include_encrypted_reasoning else None
+            ),
         )
         create = functools.partial(background_record_create, job=job, **fields)
     else:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.text import slugify
 
-from tenants.models import Membership, Organization, Project
+from tenants.models import STREAM_DIALECTS, Membership, Organization, Project
 
 
 @transaction.atomic
@@ -19,3 +19,12 @@ def organization_create(*, name: str, slug: str | None = None, owner=None) -> Or
 
 def project_create(*, organization: Organization, name: str) -> Project:
     return Project.objects.create(organization=organization, name=name)
+
+
+def organization_set_dialect(*, organization: Organization, dialect: str) -> Organization:
+    """The organization's default stream dialect; ``""`` falls back to the server setting."""
+    if dialect and dialect not in STREAM_DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; use one of {', '.join(STREAM_DIALECTS)}")
+    organization.stream_dialect = dialect
+    organization.save(update_fields=["stream_dialect"])
+    return organization
