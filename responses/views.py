@@ -7,7 +7,7 @@ import functools
 from django.conf import settings
 
 from api.db import db_async
-from api.errors import ApiError, InvalidRequest, ServerError
+from api.errors import ApiError, InvalidRequest, ServerError, engine_api_error
 from api.views import AsyncApiView, json_body, json_response
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query
 from responses.requests.validation import INCLUDABLE
@@ -135,7 +135,7 @@ async def answer_prepared(request, prepared):
         pass
     error = generation.engine_error
     if error is not None:
-        raise ApiError(error.message, status=error.status, type=error.type, code=error.code)
+        raise engine_api_error(error)
     final = generation.builder.snapshot()
     if final["status"] == "failed":
         raise ServerError("The server had an error while processing your request.")

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponseBase
 
 from api.db import db_async
+from api.errors import retry_after_headers  # noqa: F401 - M3's format, used by admission
 from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
 from quotas.services.limits import limits_cached, limits_for
 
@@ -156,13 +156,6 @@ def rate_limit_headers(state: HeaderState | None) -> dict[str, str]:
         headers[f"x-ratelimit-remaining-{name}"] = str(value.remaining)
         headers[f"x-ratelimit-reset-{name}"] = go_duration(value.reset_ms)
     return headers
-
-
-def retry_after_headers(ms: int) -> dict[str, str]:
-    """M3: whole seconds (≥ 1) for ``retry-after``, the exact wait in ``retry-after-ms`` (which
-    the SDK prefers)."""
-    ms = max(int(ms), 1)
-    return {"retry-after": str(max(math.ceil(ms / 1000), 1)), "retry-after-ms": str(ms)}
 
 
 def _needs_peek(request: HttpRequest) -> bool:

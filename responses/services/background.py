@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from api.db import db_async
-from api.errors import ServiceUnavailable
+from api.errors import ServiceUnavailable, queue_outage, retry_after_headers
 from engines.runtime.registry import aclose_engines, get_engine
 from engines.runtime.types import GenerationRequest
 from responses.models import ResponseEvent, StoredResponse
@@ -111,7 +111,7 @@ def _enqueue(record: StoredResponse, task) -> None:
             )
         raise ServiceUnavailable(
             "The background queue is unavailable right now; retry the request.",
-            headers={"retry-after": "1"},
+            headers=retry_after_headers(queue_outage.failed()),
         ) from exc
 
 

@@ -217,6 +217,9 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
                             yield item
                 yield record(builder.finish())
             except EngineError as error:
+                if error.status == 503 and error.retry_after_ms is None:
+                    hint = getattr(generation.engine, "retry_hint_ms", None)
+                    error.retry_after_ms = hint() if hint is not None else None
                 generation.engine_error = error
                 logger.warning("engine failed for %s: %s", generation.response_id, error.message)
                 yield record(builder.fail(error.code, error.message))
