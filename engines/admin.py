@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from engines.models import EngineReplica, ServedModel
+from engines.models import Deployment, EngineReplica, ServedModel
 
 
 class EngineReplicaInline(admin.TabularInline):
@@ -19,9 +19,21 @@ class ServedModelAdmin(admin.ModelAdmin):
         "available_to_all",
         "tool_call_parser",
         "reasoning_parser",
+        "accepts_images",
         "enabled",
     )
     list_filter = ("enabled", "available_to_all")
     search_fields = ("name", "upstream_model")
     filter_horizontal = ("organizations",)
     inlines = [EngineReplicaInline]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    """Azure-style deployment names per organization (``/openai/deployments/{name}/…``)."""
+
+    list_display = ("name", "organization", "model", "created_at")
+    list_filter = ("organization",)
+    search_fields = ("name", "organization__name", "model__name")
+    autocomplete_fields = ("organization", "model")
+    readonly_fields = ("created_at",)

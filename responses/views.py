@@ -7,8 +7,9 @@ import functools
 from django.conf import settings
 
 from api.db import db_async
-from api.errors import ApiError, InvalidRequest, ServerError, engine_api_error
+from api.errors import ApiError, InvalidRequest, NotFound, ServerError, engine_api_error
 from api.views import AsyncApiView, json_body, json_response
+from engines.selectors import deployment_get
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query
 from responses.requests.validation import INCLUDABLE
 from responses.selectors import input_items_page, response_get
@@ -98,13 +99,39 @@ class ResponseCreateApi(AsyncApiView):
 
     async def post(self, request):
         _stream_wire(request)
+        body = json_body(request)
+        if request.path.startswith("/openai/"):
+            body = await _azure_deployment_model(request, body)
         prepared = await response_prepare(
             principal=request.principal,
             request_id=request.request_id,
-            body=json_body(request),
+            body=body,
             dialect=request.stream_dialect,
         )
         return await answer_prepared(request, prepared)
+
+
+async def _azure_deployment_model(request, body: dict) -> dict:
+    """Azure clients name a deployment, not a model: in the URL (deployment form) or in
+    ``model`` (the other forms). An organization's deployment stands for its model; a ``model``
+    that is no deployment name is taken as a model name, like on /v1/."""
+    deployment_name = getattr(request, "azure_deployment", None)
+    name = deployment_name or body.get("model")
+    if not isinstance(name, str) or not name:
+        return body
+    deployment = await db_async(deployment_get)(
+        organization=request.principal.organization, name=name
+    )
+    if deployment is not None:
+        return body | {"model": deployment.model.name}
+    if deployment_name is not None:
+        raise NotFound(
+            f"The API deployment '{deployment_name}' does not exist for this organization. "
+            "Create it (admin, or `manage.py setdeployment`) or check its name.",
+            param="deployment",
+            code="DeploymentNotFound",
+        )
+    return body
 
 
 async def answer_prepared(request, prepared):
@@ -275,7 +302,8 @@ class ResponseInputItemsApi(AsyncApiView):
 
     async def get(self, request, response_id: str):
         query = parse_list_input_items_query(
-            {key: request.GET.getlist(key) for key in request.GET}
+            # Azure's forms carry api-version (checked by api.azure) on every call.
+            {key: request.GET.getlist(key) for key in request.GET if key != "api-version"}
         )
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
