@@ -279,6 +279,9 @@ for _key in REASONING_ENCRYPTION_KEYS:
 REASONING_ENCRYPTION_TTL_SECONDS = env_int(
     "REASONING_ENCRYPTION_TTL_SECONDS", 30 * 24 * 3600, minimum=60
 )
+# Image and file inputs: the largest decoded image (data URL) and file (file_data) accepted.
+INPUT_IMAGE_MAX_BYTES = env_int("INPUT_IMAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+INPUT_FILE_MAX_BYTES = env_int("INPUT_FILE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Recording ApiKey.last_used_at costs at most one database write per key per this many seconds.
 API_KEY_LAST_USED_INTERVAL_SECONDS = env_int("API_KEY_LAST_USED_INTERVAL_SECONDS", 60, minimum=1)
 

@@ -6,7 +6,8 @@ rewritten into one canonical form, so everything downstream (storage, translatio
 one shape per kind:
 
 * ``message`` — ``{"type", "role", "content": [parts], "id"?, "status"?, "phase"?}``; string
-  content becomes one ``input_text`` part (``output_text`` for assistant messages);
+  content becomes one ``input_text`` part (``output_text`` for assistant messages); user
+  messages may also carry ``input_image`` and ``input_file`` parts (:mod:`.media`);
 * ``function_call`` — ``{"type", "call_id", "name", "arguments", "id"?, "status"?, "namespace"?}``;
 * ``function_call_output`` — ``{"type", "call_id", "output", "id"?, "status"?, "name"?,
   "namespace"?}``, ``output`` a string or a list of ``input_text`` parts;
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from responses.requests import checks as c
+from responses.requests import media
 
 ROLES = ("user", "assistant", "system", "developer")
 ITEM_STATUSES = ("in_progress", "completed", "incomplete")
@@ -186,13 +188,15 @@ def _parse_content_part(part: Any, *, role: str, param: str) -> dict[str, Any]:
     type_param = c.child(param, "type")
     kind = c.expect_string(c.required(part, "type", prefix=param), param=type_param)
     if kind in ("input_image", "input_file"):
-        what = "Image" if kind == "input_image" else "File"
-        c.fail(
-            f"{what} inputs are not supported by this platform's models yet: {param} is an "
-            f"'{kind}' part. Send text parts ('input_text') only.",
-            param=param,
-            code="unsupported_value",
-        )
+        if role != "user":
+            c.fail(
+                f"{param}: '{kind}' parts are only accepted in user messages.",
+                param=type_param,
+                code="invalid_value",
+            )
+        if kind == "input_image":
+            return media.parse_input_image(part, param=param)
+        return media.parse_input_file(part, param=param)
     if role == "assistant":
         if kind == "refusal":
             c.reject_unknown_keys(part, _REFUSAL_KEYS, prefix=param)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
@@ -36,6 +38,7 @@ from responses.requests import (
     build_response_format,
     build_tool_choice,
     fit_to_context,
+    media,
     parse_create_request,
     resolve_item_references,
     stored_input_items,
@@ -62,6 +65,7 @@ _TEMPLATE_TOKENS_PER_MESSAGE = 16
 @dataclass(frozen=True)
 class _Context:
     model_name: str
+    accepts_images: bool
     context_length: int
     default_max_output_tokens: int
     previous: StoredResponse | None
@@ -101,6 +105,7 @@ def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) ->
         raise InvalidRequest(str(exc), param="service_tier", code="invalid_value") from exc
     return _Context(
         model_name=model.name,
+        accepts_images=model.accepts_images,
         context_length=model.context_length,
         default_max_output_tokens=model.default_max_output_tokens,
         previous=previous,
@@ -196,6 +201,46 @@ def _open_encrypted_reasoning(
     return opened
 
 
+_DNS_TIMEOUT_SECONDS = 3.0
+
+
+async def _check_media(*, items: list[dict[str, Any]], context: _Context) -> None:
+    """Images only for a model that takes them (400 naming the first image otherwise), and
+    image URLs only on public hosts: the engine fetches them, so a name that resolves into a
+    private network would make it fetch from inside (resolved here, before anything runs)."""
+    images = media.image_parts(items)
+    if not context.accepts_images:
+        if images:
+            raise InvalidRequest(
+                f"Model '{context.model_name}' is text-only: {images[0]} is an image. Use a "
+                "model that accepts images, or send text.",
+                param=images[0],
+                code="unsupported_value",
+            )
+        if media.image_parts(context.history):
+            raise InvalidRequest(
+                f"Model '{context.model_name}' is text-only, and the conversation of "
+                "'previous_response_id' contains images.",
+                param="previous_response_id",
+                code="unsupported_value",
+            )
+    loop = asyncio.get_running_loop()
+    for param, url in media.image_urls(items):
+        host = urlsplit(url).hostname or ""
+        try:
+            async with asyncio.timeout(_DNS_TIMEOUT_SECONDS):
+                infos = await loop.getaddrinfo(host, None)
+        except (OSError, TimeoutError):
+            raise InvalidRequest(
+                f"Invalid '{param}': the host {host!r} could not be resolved.",
+                param=param,
+                code="invalid_value",
+            ) from None
+        addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+        if not all(media.address_is_public(address) for address in addresses):
+            media.refuse_internal(param)
+
+
 def _encryptor(organization_id: str) -> ReasoningEncryptor:
     return lambda item_id, text, summary: reasoning_encrypt(
         organization_id=organization_id, item_id=item_id, text=text, summary=summary
@@ -217,6 +262,8 @@ async def response_prepare(
         engine = await get_engine(context.model_name)
     except LookupError as exc:
         raise model_not_found(request.model) from exc
+
+    await _check_media(items=opened, context=context)
 
     known = {item["id"]: item for item in context.history if "id" in item}
     input_items = stored_input_items(resolve_item_references(opened, known=known))
