@@ -253,6 +253,7 @@ class ResponseToolOutputsApi(AsyncApiView):
             submission=submission,
             stream=bool(body.get("stream")),
             idempotency_key=key,
+            dialect=request.stream_dialect,
         )
         try:
             return await answer_prepared(request, prepared)

@@ -56,11 +56,14 @@ def background_job(
     include_logprobs: bool,
     reasoning_summary: bool,
     encrypt_reasoning_for: str | None = None,
+    announce_encrypted_reasoning: bool = False,
 ) -> dict[str, Any]:
-    """``encrypt_reasoning_for``: the organization whose key binding the worker gives the
-    reasoning items' ``encrypted_content`` (H4), or None."""
+    """``encrypt_reasoning_for``: the organization the worker binds the reasoning items'
+    ``encrypted_content`` to (H4), or None; ``announce_encrypted_reasoning``: also emit
+    ``response.additional_context`` (the creating request spoke the legacy dialect)."""
     return {
         "encrypt_reasoning_for": encrypt_reasoning_for,
+        "announce_encrypted_reasoning": announce_encrypted_reasoning,
         "engine_request": dataclasses.asdict(engine_request),
         "echo": dataclasses.asdict(echo),
         "created_at": builder.created_at,
@@ -164,6 +167,7 @@ def _generation_from_job(record: StoredResponse, engine) -> Generation:
         include_logprobs=job["include_logprobs"],
         reasoning_summary=job["reasoning_summary"],
         encrypt_reasoning=_encryptor(job.get("encrypt_reasoning_for")),
+        announce_encrypted_reasoning=bool(job.get("announce_encrypted_reasoning")),
     )
     return Generation(
         engine=engine,

@@ -387,6 +387,7 @@ async def _store_record(
             encrypt_reasoning_for=(
                 principal.organization.public_id if request.include_encrypted_reasoning else None
             ),
+            announce_encrypted_reasoning=builder.announces_encrypted_reasoning,
         )
         create = functools.partial(background_record_create, job=job, **fields)
     else:

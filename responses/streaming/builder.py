@@ -134,6 +134,10 @@ class StreamBuilder:
         return self._terminal
 
     @property
+    def announces_encrypted_reasoning(self) -> bool:
+        return self._announce_encrypted
+
+    @property
     def next_sequence_number(self) -> int:
         return self._next_sequence_number
 
