@@ -14,6 +14,7 @@ Every variable is listed, with its meaning, in README.md ("Configuration").
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
@@ -61,12 +62,20 @@ def _embedded_secrets() -> dict[str, str]:
         if not missing:
             return values
         # A data directory from before a secret existed: add it, keep the others untouched.
-        values |= missing
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(values, handle)
-        os.replace(tmp, path)
+        # Under a lock, re-reading first: processes starting together must all end up with the
+        # same generated value (a web process and a worker with different keys would not
+        # understand each other's blobs).
+        with open(DATA_DIR / "secrets.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            values = json.loads(path.read_text())
+            missing = {name: make() for name, make in wanted.items() if name not in values}
+            if missing:
+                values |= missing
+                tmp = path.with_suffix(".tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(values, handle)
+                os.replace(tmp, path)
         return values
     values = {name: make() for name, make in wanted.items()}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
