@@ -263,10 +263,10 @@ async def response_prepare(
     except LookupError as exc:
         raise model_not_found(request.model) from exc
 
-    await _check_media(items=opened, context=context)
-
     known = {item["id"]: item for item in context.history if "id" in item}
-    input_items = stored_input_items(resolve_item_references(opened, known=known))
+    resolved = resolve_item_references(opened, known=known)  # one item per input item
+    await _check_media(items=resolved, context=context)
+    input_items = stored_input_items(resolved)
     messages = build_chat_messages(
         instructions=request.instructions,
         history_items=context.history,
