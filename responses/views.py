@@ -16,6 +16,7 @@ from responses.selectors import input_items_page, response_get
 from responses.services import sessions
 from responses.services.background import background_follow
 from responses.services.create import response_prepare
+from responses.services.encrypted_reasoning import reasoning_include_check
 from responses.services.generation import KEEPALIVE, generate_events, generation_abandon
 from responses.services.input_tokens import input_tokens_count
 from responses.services.lifecycle import response_delete
@@ -45,6 +46,8 @@ def _query_includes(request) -> list[str]:
                 param=f"include[{index}]",
                 code="invalid_value",
             )
+        if value == "reasoning.encrypted_content":
+            reasoning_include_check()  # refused outright when no key is configured
     return values
 
 

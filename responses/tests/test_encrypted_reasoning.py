@@ -166,11 +166,33 @@ async def test_no_key_configured_refuses_the_include_value(
     assert thinking_engine.requests == []
 
 
-def test_the_command_generates_a_usable_key():
+def test_the_command_generates_a_usable_key_and_shows_fingerprints_only(settings):
     out = io.StringIO()
     call_command("reasoningkeys", "generate", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
     assert Fernet(key.encode()).decrypt(Fernet(key.encode()).encrypt(b"x")) == b"x"
+    settings.REASONING_ENCRYPTION_KEYS = [key, Fernet.generate_key().decode()]
+    status = io.StringIO()
+    call_command("reasoningkeys", "status", stdout=status)
+    lines = status.getvalue().splitlines()
+    assert "encrypts and decrypts" in lines[0] and "decrypts only" in lines[1]
+    assert key not in status.getvalue()  # fingerprints, never the secret
+    settings.REASONING_ENCRYPTION_KEYS = []
+    status = io.StringIO()
+    call_command("reasoningkeys", "status", stdout=status)
+    assert "refused" in status.getvalue()
+
+
+@pytest.mark.compliance("H4")
+async def test_retrieving_with_the_include_and_no_key_is_refused_too(
+    transactional_cast, settings
+):
+    settings.REASONING_ENCRYPTION_KEYS = []
+    answer = await AsyncClient().get(
+        "/v1/responses/resp_abc?include[]=reasoning.encrypted_content",
+        headers=transactional_cast.alice.headers,
+    )
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "include"
 
 
 # --- end to end: the official SDK against a live server ------------------------------------
