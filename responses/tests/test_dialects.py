@@ -330,3 +330,56 @@ async def test_an_unknown_dialect_header_is_a_400_on_every_endpoint(
         assert answer.status_code == 400
         error = answer.json()["error"]
         assert error["param"] == "X-Responses-Dialect" and "klingon" in error["message"]
+
+
+# --- over a real socket ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def thinking_upstream():
+    from engines.testing.fake_vllm import FakeBehavior, FakeVllm
+
+    fake = FakeVllm(behavior=FakeBehavior(reasoning="Think it over.", text="Done."))
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.mark.compliance("L3")
+@pytest.mark.compliance("L5")
+def test_every_dialect_end_to_end_on_a_live_server(
+    live_daphne, transactional_cast, thinking_upstream
+):
+    import httpx
+    from openai._streaming import SSEDecoder
+
+    from engines.models import EngineReplica, ServedModel
+
+    model = ServedModel.objects.create(
+        name=f"dialect-{thinking_upstream.port}", upstream_model="up", reasoning_parser="qwen3"
+    )
+    EngineReplica.objects.create(model=model, base_url=thinking_upstream.base_url)
+    expected_reasoning = {
+        "openai": "response.reasoning_text.delta",
+        "open-responses": "response.reasoning.delta",
+        "legacy": "response.reasoning.delta",
+    }
+    for dialect, reasoning_delta in expected_reasoning.items():
+        with httpx.stream(
+            "POST",
+            f"{live_daphne}/v1/responses",
+            json={"model": model.name, "input": "hi", "stream": True},
+            headers={**transactional_cast.alice.headers, "X-Responses-Dialect": dialect},
+            timeout=30,
+        ) as answer:
+            assert answer.status_code == 200
+            raw = b"".join(answer.iter_bytes())
+        frames = list(SSEDecoder().iter_bytes(iter([raw])))  # the SDK's own decoder
+        assert (frames[-1].data == "[DONE]") is (dialect != "openai")
+        data_frames = [frame for frame in frames if frame.data != "[DONE]"]
+        events = [frame.json() for frame in data_frames]
+        assert all(frame.event == event["type"] for frame, event in zip(data_frames, events, strict=True))
+        assert reasoning_delta in _types(events)
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        if dialect == "openai":
+            check_stream(events)
