@@ -10,8 +10,12 @@ DRF exception handler both render it through :func:`error_body`.
 from __future__ import annotations
 
 import logging
+import math
+import threading
+import time
 from typing import Any
 
+from django.conf import settings
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response as DrfResponse
@@ -107,12 +111,65 @@ class ServiceUnavailable(ApiError):
     code = "service_unavailable"
 
 
+def retry_after_headers(ms: int) -> dict[str, str]:
+    """``retry-after`` in whole seconds (at least 1) and the exact wait in ``retry-after-ms``
+    (which the SDK prefers)."""
+    ms = max(int(ms), 1)
+    return {"retry-after": str(max(math.ceil(ms / 1000), 1)), "retry-after-ms": str(ms)}
+
+
+class OutageClock:
+    """How long a dependency (the database, the queue) has been failing in this process, as a
+    retry hint: a fresh outage says retry in a second, one that lasts says wait longer (as long
+    as it has lasted so far, up to ``ceiling``), so clients back off with the outage instead of
+    hammering it at a fixed pace. An outage ends after ``quiet`` seconds without a failure."""
+
+    def __init__(self, *, quiet: float = 10.0, ceiling: float = 30.0) -> None:
+        self.quiet = quiet
+        self.ceiling = ceiling
+        self._started: float | None = None
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self) -> int:
+        """Record a failure now; the retry hint in milliseconds."""
+        now = time.monotonic()
+        with self._lock:
+            if self._last is None or now - self._last > self.quiet:
+                self._started = now
+            self._last = now
+            elapsed = now - (self._started or now)
+        return int(min(max(elapsed, 1.0), self.ceiling) * 1000)
+
+
+def engine_api_error(error: Any) -> ApiError:
+    """An engine's error (``engines.runtime.types.EngineError``) as the API's: same status, type
+    and code; a 503 or 429 says when to retry, from the engine's own hint (the next health check
+    of its ejected replicas) or, when it has none, one health-check period."""
+    headers: dict[str, str] = {}
+    if error.status in (429, 503):
+        fallback = int(settings.ENGINE_HEALTH_INTERVAL_SECONDS * 1000)
+        headers = retry_after_headers(getattr(error, "retry_after_ms", None) or fallback)
+    return ApiError(
+        error.message,
+        status=error.status,
+        type=error.type,
+        code=error.code,
+        param=getattr(error, "param", None),
+        headers=headers,
+    )
+
+
+database_outage = OutageClock()
+queue_outage = OutageClock()
+
+
 def database_unavailable_response(request_id: str) -> JsonResponse:
     return error_response(
         ServiceUnavailable(
             "The server could not reach its database. Retry your request, and contact the "
             f"platform's operators if the error persists (request ID {request_id}).",
-            headers={"retry-after": "1"},
+            headers=retry_after_headers(database_outage.failed()),
         )
     )
 

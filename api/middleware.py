@@ -34,11 +34,13 @@ from api.errors import (
     PayloadTooLarge,
     PermissionDenied,
     database_unavailable_response,
+    engine_api_error,
     error_response,
     generic_error_for_status,
     server_error_response,
 )
 from api.logging import current_request_id
+from engines.runtime.types import EngineError
 from quotas.services.headers import (
     rate_limit_headers_apply,
     rate_limit_peek,
@@ -142,6 +144,10 @@ class ApiGatewayMiddleware:
             return error_response(PermissionDenied(str(exception) or "Permission denied."))
         if isinstance(exception, _DATABASE_DOWN):
             return self._database_down(request)
+        if isinstance(exception, EngineError):
+            # Raised before any generation (counting the prompt's tokens, say): the engine's
+            # status, and for a 503 when to retry.
+            return error_response(engine_api_error(exception))
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return server_error_response(getattr(request, "request_id", "unknown"))
 

@@ -13,11 +13,14 @@ Every variable is listed, with its meaning, in README.md ("Configuration").
 
 from __future__ import annotations
 
+import base64
+import fcntl
 import json
 import os
 import secrets
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from config.env import (
@@ -48,18 +51,41 @@ def _embedded_secrets() -> dict[str, str]:
     """
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     path = DATA_DIR / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "API_KEY_PEPPER": secrets.token_urlsafe(32),
+    wanted = {
+        "SECRET_KEY": lambda: secrets.token_urlsafe(50),
+        "API_KEY_PEPPER": lambda: secrets.token_urlsafe(32),
+        # A Fernet key: 32 random bytes, URL-safe base64 (cryptography's Fernet.generate_key).
+        "REASONING_ENCRYPTION_KEYS": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
     }
+    if path.exists():
+        values = json.loads(path.read_text())
+        missing = {name: make() for name, make in wanted.items() if name not in values}
+        if not missing:
+            return values
+        # A data directory from before a secret existed: add it, keep the others untouched.
+        # Under a lock, re-reading first: processes starting together must all end up with the
+        # same generated value (a web process and a worker with different keys would not
+        # understand each other's blobs).
+        with open(DATA_DIR / "secrets.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            values = json.loads(path.read_text())
+            missing = {name: make() for name, make in wanted.items() if name not in values}
+            if missing:
+                values |= missing
+                tmp = path.with_suffix(".tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(values, handle)
+                os.replace(tmp, path)
+        return values
+    values = {name: make() for name, make in wanted.items()}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(values, handle)
     return values
 
 
+_reasoning_keys_default: list[str] = []  # production: none unless configured
 if PRODUCTION:
     SECRET_KEY = env_required("SECRET_KEY", why="Django signing key; production has no default")
     API_KEY_PEPPER = env_required(
@@ -72,6 +98,7 @@ else:
     _generated = _embedded_secrets()
     SECRET_KEY = env_str("SECRET_KEY", _generated["SECRET_KEY"])
     API_KEY_PEPPER = env_str("API_KEY_PEPPER", _generated["API_KEY_PEPPER"])
+    _reasoning_keys_default = [_generated["REASONING_ENCRYPTION_KEYS"]]
     ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 
 DEBUG = env_bool("DEBUG", False)
@@ -279,6 +306,30 @@ OPENAI_VERSION_HEADER = "2020-10-01"
 # An SSE comment frame is sent when a stream has been silent this long (L4), so proxies and load
 # balancers with idle timeouts keep the connection open during a long prefill or while queued.
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
+# Stream dialect (L3) when neither the request header nor the organization chooses one.
+RESPONSES_DIALECT = env_str("RESPONSES_DIALECT", "openai")
+if RESPONSES_DIALECT not in ("openai", "open-responses", "legacy"):
+    raise ImproperlyConfigured(
+        f"RESPONSES_DIALECT={RESPONSES_DIALECT!r}: use openai, open-responses or legacy"
+    )
+# Encrypted reasoning (H4): Fernet keys, newest first (encrypts with the first, decrypts with
+# any), and how long a blob stays valid. Production without keys refuses the include value.
+REASONING_ENCRYPTION_KEYS = env_list("REASONING_ENCRYPTION_KEYS", _reasoning_keys_default)
+for _key in REASONING_ENCRYPTION_KEYS:
+    try:
+        if len(base64.urlsafe_b64decode(_key.encode())) != 32:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            "REASONING_ENCRYPTION_KEYS: every key must be a Fernet key (32 bytes, URL-safe "
+            "base64); make one with `manage.py reasoningkeys generate`"
+        ) from None
+REASONING_ENCRYPTION_TTL_SECONDS = env_int(
+    "REASONING_ENCRYPTION_TTL_SECONDS", 30 * 24 * 3600, minimum=60
+)
+# Image and file inputs: the largest decoded image (data URL) and file (file_data) accepted.
+INPUT_IMAGE_MAX_BYTES = env_int("INPUT_IMAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+INPUT_FILE_MAX_BYTES = env_int("INPUT_FILE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Recording ApiKey.last_used_at costs at most one database write per key per this many seconds.
 API_KEY_LAST_USED_INTERVAL_SECONDS = env_int("API_KEY_LAST_USED_INTERVAL_SECONDS", 60, minimum=1)
 

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.template.loader import render_to_string
 
 from engines.health import replica_health_sync
-from engines.models import EngineReplica, ServedModel
+from engines.models import Deployment, EngineReplica, ServedModel
 
 
 class EngineReplicaInline(admin.TabularInline):
@@ -21,6 +21,7 @@ class ServedModelAdmin(admin.ModelAdmin):
         "available_to_all",
         "tool_call_parser",
         "reasoning_parser",
+        "accepts_images",
         "enabled",
     )
     list_filter = ("enabled", "available_to_all")
@@ -36,3 +37,14 @@ class ServedModelAdmin(admin.ModelAdmin):
         return render_to_string(
             "admin/engines/replica_table.html", {"rows": replica_health_sync(model_name=obj.name)}
         )
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    """Azure-style deployment names per organization (``/openai/deployments/{name}/…``)."""
+
+    list_display = ("name", "organization", "model", "created_at")
+    list_filter = ("organization",)
+    search_fields = ("name", "organization__name", "model__name")
+    autocomplete_fields = ("organization", "model")
+    readonly_fields = ("created_at",)

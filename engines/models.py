@@ -30,6 +30,11 @@ class ServedModel(models.Model):
         max_length=64, blank=True, help_text="vLLM --reasoning-parser; empty = no reasoning."
     )
     supports_structured_output = models.BooleanField(default=True)
+    accepts_images = models.BooleanField(
+        default=False,
+        help_text="The engine takes images (a vision-language model): input_image parts and "
+        "PDF pages are passed to it; otherwise they are refused with a 400.",
+    )
     default_max_output_tokens = models.PositiveIntegerField(default=1024)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -69,3 +74,27 @@ class EngineReplica(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} @ {self.base_url}"
+
+
+class Deployment(models.Model):
+    """An organization's Azure-style deployment: the name its clients put in
+    ``/openai/deployments/{name}/…`` (or in ``model`` on the other Azure forms), and the model
+    it stands for."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="deployments"
+    )
+    name = models.CharField(max_length=128, help_text="Deployment name used by Azure clients.")
+    model = models.ForeignKey(ServedModel, on_delete=models.CASCADE, related_name="deployments")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="deployment_name_unique_in_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.model.name}"

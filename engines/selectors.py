@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from engines.models import ServedModel
+from engines.models import Deployment, ServedModel
 from tenants.models import Organization
 
 
@@ -26,5 +26,14 @@ def model_get(*, organization: Organization, name: str) -> ServedModel | None:
     return (
         ServedModel.objects.filter(enabled=True, name=name)
         .filter(Q(available_to_all=True) | Exists(granted))
+        .first()
+    )
+
+
+def deployment_get(*, organization: Organization, name: str) -> Deployment | None:
+    """The organization's deployment of that name (never another organization's)."""
+    return (
+        Deployment.objects.select_related("model")
+        .filter(organization=organization, name=name)
         .first()
     )

@@ -20,10 +20,13 @@ def sse_response(
     request_id: str,
     keepalive_marker: object,
     dialect: str = "openai",
+    done: bool = False,
     on_close: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamingHttpResponse:
-    """``on_close`` runs when Django closes the response, however it ended; it is how a stream
-    that never started (its client left before the first byte) still gets cleaned up."""
+    """``dialect`` names the events (L3); ``done`` sends ``data: [DONE]`` after the last event
+    even when the dialect does not (L5, on request). ``on_close`` runs when Django closes the
+    response, however it ended; it is how a stream that never started (its client left before
+    the first byte) still gets cleaned up."""
     async def body() -> AsyncIterator[bytes]:
         # The gateway's logging context ended when the view returned; streaming happens after.
         token = current_request_id.set(request_id)
@@ -40,7 +43,7 @@ def sse_response(
                             yield b"".join(encode_event(event, dialect=dialect) for event in item)
                     else:
                         yield encode_event(item, dialect=dialect)
-            tail = stream_end(dialect)
+            tail = stream_end(dialect, done=done)
             if tail:
                 yield tail
         finally:

@@ -10,8 +10,9 @@ import json
 from django.conf import settings
 
 from api.db import db_async
-from api.errors import ApiError, InvalidRequest, ServerError
+from api.errors import ApiError, InvalidRequest, NotFound, ServerError, engine_api_error
 from api.views import AsyncApiView, json_body, json_response
+from engines.selectors import deployment_get
 from responses.models import StoredResponse
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query
 from responses.requests.validation import INCLUDABLE
@@ -19,6 +20,7 @@ from responses.selectors import input_items_page, response_get, response_not_fou
 from responses.services import idempotency, sessions
 from responses.services.background import background_follow
 from responses.services.create import response_prepare
+from responses.services.encrypted_reasoning import reasoning_include_check
 from responses.services.generation import (
     KEEPALIVE,
     engine_error_for_client,
@@ -29,6 +31,7 @@ from responses.services.input_tokens import input_tokens_count
 from responses.services.stored import response_cancel, response_delete, response_replay
 from responses.services.tool_outputs import tool_outputs_continue, tool_outputs_replay
 from responses.sse import sse_response
+from responses.streaming.encoder import DIALECTS
 
 
 def _query_bool(request, name: str) -> bool:
@@ -51,7 +54,54 @@ def _query_includes(request) -> list[str]:
                 param=f"include[{index}]",
                 code="invalid_value",
             )
+        if value == "reasoning.encrypted_content":
+            reasoning_include_check()  # refused outright when no key is configured
     return values
+
+
+DIALECT_HEADER = "X-Responses-Dialect"
+DONE_HEADER = "X-Responses-Done"
+
+
+def _stream_wire(request) -> None:
+    """Pick the stream dialect (L3) once per request, into ``request.stream_dialect`` and
+    ``request.stream_done``: the ``X-Responses-Dialect`` header wins, then the organization's
+    default, then the server's ``RESPONSES_DIALECT``. An unknown header value is a 400 whatever
+    the endpoint, so a typo never silently falls back to another vocabulary."""
+    value = request.headers.get(DIALECT_HEADER)
+    if value is not None:
+        value = value.strip().lower()
+        if value not in DIALECTS:
+            raise InvalidRequest(
+                f"Invalid value for header '{DIALECT_HEADER}': {value!r}. Supported values: "
+                f"{', '.join(sorted(DIALECTS))}.",
+                param=DIALECT_HEADER,
+                code="invalid_value",
+            )
+        dialect = value
+    else:
+        dialect = request.principal.organization.stream_dialect or settings.RESPONSES_DIALECT
+    request.stream_dialect = dialect
+    request.stream_done = request.headers.get(DONE_HEADER, "").strip().lower() in (
+        "true",
+        "1",
+        "yes",
+    )
+    if dialect == "legacy":
+        # Legacy clients always get response.rate_limits.updated (H5), opt-in header or not.
+        slot = getattr(request, "rate_limit", None)
+        if slot is not None:
+            slot.events_opt_in = True
+
+
+def _sse(request, events, **kwargs):
+    return sse_response(
+        events,
+        request_id=request.request_id,
+        dialect=getattr(request, "stream_dialect", "openai"),
+        done=getattr(request, "stream_done", False),
+        **kwargs,
+    )
 
 
 class ResponseCreateApi(AsyncApiView):
@@ -59,14 +109,43 @@ class ResponseCreateApi(AsyncApiView):
     http_method_names = ["post"]
 
     async def post(self, request):
+        _stream_wire(request)
         body = json_body(request)
+        if request.path.startswith("/openai/"):
+            body = await _azure_deployment_model(request, body)
         key = idempotency.idempotency_key_parse(request.headers.get("Idempotency-Key"))
         if key is not None:
             return await _idempotent_create(request, body, key)
         prepared = await response_prepare(
-            principal=request.principal, request_id=request.request_id, body=body
+            principal=request.principal,
+            request_id=request.request_id,
+            body=body,
+            dialect=request.stream_dialect,
         )
         return await answer_prepared(request, prepared)
+
+
+async def _azure_deployment_model(request, body: dict) -> dict:
+    """Azure clients name a deployment, not a model: in the URL (deployment form) or in
+    ``model`` (the other forms). An organization's deployment stands for its model; a ``model``
+    that is no deployment name is taken as a model name, like on /v1/."""
+    deployment_name = getattr(request, "azure_deployment", None)
+    name = deployment_name or body.get("model")
+    if not isinstance(name, str) or not name:
+        return body
+    deployment = await db_async(deployment_get)(
+        organization=request.principal.organization, name=name
+    )
+    if deployment is not None:
+        return body | {"model": deployment.model.name}
+    if deployment_name is not None:
+        raise NotFound(
+            f"The API deployment '{deployment_name}' does not exist for this organization. "
+            "Create it (admin, or `manage.py setdeployment`) or check its name.",
+            param="deployment",
+            code="DeploymentNotFound",
+        )
+    return body
 
 
 # How often a retry looks again at the first request of its Idempotency-Key while it runs.
@@ -85,7 +164,10 @@ async def _idempotent_create(request, body, key: str):
         return await _idempotent_replay(request, earlier, body=body, key=key)
     try:
         prepared = await response_prepare(
-            principal=request.principal, request_id=request.request_id, body=body
+            principal=request.principal,
+            request_id=request.request_id,
+            body=body,
+            dialect=request.stream_dialect,
         )
     except BaseException:
         # Refused before anything ran (or the client left): a retry may run it.
@@ -196,11 +278,7 @@ async def _idempotent_replay(request, row, *, body, key: str):
 def _remembered_answer(request, row):
     answer = row.answer or {}
     if "events" in answer:
-        return sse_response(
-            _replayed_events(answer["events"]),
-            request_id=request.request_id,
-            keepalive_marker=None,
-        )
+        return _sse(request, _replayed_events(answer["events"]), keepalive_marker=None)
     return json_response(answer, status=row.status_code)
 
 
@@ -218,19 +296,19 @@ async def answer_prepared(request, prepared, *, events_tap=None):
         # events as the worker writes them (keep-alives while it is still queued).
         if not prepared.request.stream:
             return json_response(generation.builder.snapshot() | {"status": "queued"})
-        return sse_response(
+        return _sse(
+            request,
             background_follow(
                 response_pk=generation.record_pk,
                 keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
             ),
-            request_id=request.request_id,
             keepalive_marker=None,
         )
     if prepared.request.stream:
         events = generate_events(generation)
-        return sse_response(
+        return _sse(
+            request,
             events_tap(events) if events_tap is not None else events,
-            request_id=request.request_id,
             keepalive_marker=KEEPALIVE,
             on_close=functools.partial(generation_abandon, generation),
         )
@@ -241,8 +319,14 @@ async def answer_prepared(request, prepared, *, events_tap=None):
         shown = engine_error_for_client(
             error, max_output_tokens=generation.engine_request.max_tokens
         )
+        api_error = engine_api_error(error)  # the status and when to retry
         raise ApiError(
-            shown.message, status=error.status, type=error.type, code=shown.code, param=shown.param
+            shown.message,
+            status=api_error.status,
+            type=error.type,
+            code=shown.code,
+            param=shown.param,
+            headers=api_error.headers,
         )
     final = generation.builder.snapshot()
     if final["status"] == "failed":
@@ -255,6 +339,7 @@ class ResponseDetailApi(AsyncApiView):
     http_method_names = ["get", "delete"]
 
     async def get(self, request, response_id: str):
+        _stream_wire(request)
         _query_includes(request)
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
@@ -300,6 +385,7 @@ class ResponseToolOutputsApi(AsyncApiView):
     http_method_names = ["post"]
 
     async def post(self, request, response_id: str):
+        _stream_wire(request)
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
@@ -334,6 +420,7 @@ class ResponseToolOutputsApi(AsyncApiView):
             submission=submission,
             stream=bool(body.get("stream")),
             idempotency_key=key,
+            dialect=request.stream_dialect,
         )
         try:
             return await answer_prepared(request, prepared)
@@ -366,13 +453,13 @@ async def _replayed_answer(request, submission):
 
 def _replay_stream(request, response, *, starting_after: int | None):
     """A stored response's events as SSE, with their original sequence numbers."""
-    return sse_response(
+    return _sse(
+        request,
         response_replay(
             response=response,
             starting_after=starting_after,
             keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         ),
-        request_id=request.request_id,
         keepalive_marker=None,
     )
 
@@ -383,7 +470,8 @@ class ResponseInputItemsApi(AsyncApiView):
 
     async def get(self, request, response_id: str):
         query = parse_list_input_items_query(
-            {key: request.GET.getlist(key) for key in request.GET}
+            # Azure's forms carry api-version (checked by api.azure) on every call.
+            {key: request.GET.getlist(key) for key in request.GET if key != "api-version"}
         )
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id

@@ -22,6 +22,11 @@ def _all_service_tiers() -> list[str]:
     return list(SERVICE_TIERS)
 
 
+STREAM_DIALECTS = ["openai", "open-responses", "legacy"]
+"""The stream dialects (L3); ``responses.streaming.encoder`` defines them, a test keeps the two
+lists equal (tenants sits below responses and cannot import it)."""
+
+
 class Organization(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=new_organization_id)
     name = models.CharField(max_length=200)
@@ -48,6 +53,14 @@ class Organization(models.Model):
         verbose_name="owners may edit limits",
         help_text="Let the organization's owners and admins change their rate limits and "
         "budgets in the console (otherwise only staff can).",
+    )
+    stream_dialect = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        choices=[(name, name) for name in STREAM_DIALECTS],
+        help_text="Default stream dialect of this organization's requests (an "
+        "X-Responses-Dialect header overrides it); blank = the server's RESPONSES_DIALECT.",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

@@ -340,5 +340,27 @@ def test_an_unreachable_database_is_a_503_envelope_not_an_html_page():
             assert error["type"] == "server_error"
             assert error["code"] == "service_unavailable"
             assert response.headers["x-request-id"] in error["message"]
+            # M3: when to retry, from how long the database has been failing (a fresh outage
+            # in this process: about a second; never a header-less 503).
+            wait_ms = int(response.headers["retry-after-ms"])
+            assert 1000 <= wait_ms <= 30_000
+            assert response.headers["retry-after"] == str(-(-wait_ms // 1000))
     finally:
         daphne.stop()
+
+
+@pytest.mark.compliance("M3")
+def test_an_outage_clock_backs_off_as_long_as_the_outage_lasts(monkeypatch):
+    from api import errors
+
+    now = [1000.0]
+    monkeypatch.setattr(errors.time, "monotonic", lambda: now[0])
+    clock = errors.OutageClock(quiet=10, ceiling=30)
+    assert clock.failed() == 1000  # a fresh outage: retry in a second
+    now[0] += 7
+    assert clock.failed() == 7000  # it has lasted 7 s: wait as long again
+    now[0] += 9
+    assert clock.failed() == 16_000
+    now[0] += 100
+    assert clock.failed() == 1000  # quiet for long: the next failure starts a new outage
+    assert errors.retry_after_headers(1500) == {"retry-after": "2", "retry-after-ms": "1500"}

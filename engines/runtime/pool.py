@@ -212,6 +212,15 @@ class ReplicaPool:
             replica.in_flight -= 1
 
     # --- health -----------------------------------------------------------------------------
+    def next_check_in_ms(self) -> int:
+        """Milliseconds until the next health probe round, when an ejected replica can be
+        re-admitted at the earliest: what a 503's ``retry-after`` reports."""
+        checked = [r.last_checked_at for r in self._replicas if r.last_checked_at is not None]
+        if not checked:
+            return int(self.health_interval * 1000)
+        due = max(checked) + self.health_interval + self.health_timeout
+        return max(int((due - time.monotonic()) * 1000), 1)
+
     def mark_failed(self, replica: Replica, *, reason: str) -> None:
         """Eject ``replica`` until a health probe passes again."""
         replica.failures_total += 1

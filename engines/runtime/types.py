@@ -136,6 +136,9 @@ class EngineError(Exception):
     type: str = "server_error"
     code: str | None = "server_error"
     permanent: bool = False
+    retry_after_ms: int | None = None
+    """For a 503: when a retry can first succeed (the next health check of the ejected
+    replicas), filled in by the engine that knows; None when nobody does."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)

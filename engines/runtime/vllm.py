@@ -473,6 +473,13 @@ class VllmEngine:
         }
         if tools:
             payload["tools"] = tools
+        try:
+            return await self._count_tokens(payload)
+        except EngineUnavailable as exc:
+            exc.retry_after_ms = exc.retry_after_ms or self.retry_hint_ms()
+            raise
+
+    async def _count_tokens(self, payload: dict[str, Any]) -> int:
         tried: list[Replica] = []
         while True:
             replica = self.pool.select(organization_id="", exclude=tried)
@@ -514,6 +521,10 @@ class VllmEngine:
         if not isinstance(body, dict) or not isinstance(body.get("count"), int):
             raise EngineProtocolError("Engine tokenize answer has no integer 'count'.")
         return body["count"]
+
+    def retry_hint_ms(self) -> int:
+        """When a request refused for want of a healthy replica may be retried."""
+        return self.pool.next_check_in_ms()
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -452,9 +452,13 @@ def quota_events(
     the state after admission, or after settlement. Empty otherwise."""
     if reservation is None or not reservation.emit_events:
         return []
-    state = reservation.after_settlement if settled else reservation.admitted
-    if state is None:
-        return []
+    # No state: nothing limits this caller (or the limiter was down and admission failed
+    # open); the event still comes, reporting unlimited dimensions like the headers do.
+    state = (
+        (reservation.after_settlement if settled else None)
+        or reservation.admitted
+        or HeaderState()
+    )
     return [
         builder.stamp_extra(ev.response_rate_limits_updated(rate_limits=state.rate_limits()))
     ]

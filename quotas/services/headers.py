@@ -3,16 +3,18 @@ from wherever it was learned to the gateway that writes the headers.
 
 Header policy:
 
-* ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` go on every authenticated answer
-  whose caller has such a limit; the values are those of the *tightest* scope (organization,
-  project or key: the one with the fewest remaining, then the latest reset). A caller with no
-  request limit gets no ``*-requests`` headers, and likewise for tokens: we do not invent
-  numbers for limits that do not exist (the SDK treats missing headers as "unknown").
+* all six ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` go on every authenticated
+  answer, as OpenAI sends them; the values are those of the *tightest* scope (organization,
+  project or key: the one with the fewest remaining, then the latest reset). A dimension with no
+  configured limit reports :data:`UNLIMITED` as its limit and remaining and ``0s`` as its reset:
+  a number every client parses, that never looks like "almost out" to one that throttles itself
+  on ``remaining`` (Azure's ``-1`` does). The H5 event reports the same values.
 * ``POST /v1/responses`` reports the admission decision (after its own reservation, like
   OpenAI); every other endpoint a peek at the limiter (one Redis round trip, nothing written).
 * Resets use Go's duration format (``12ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h0m0s``), which is
   what OpenAI sends and what clients parse with ``time.ParseDuration``.
-* When the limiter is unavailable the headers are left out rather than guessed.
+* When the limiter is unavailable requests are admitted without rate limits (fail open), and
+  the headers say so: both dimensions report :data:`UNLIMITED`.
 
 H5 opt-in: a request with the header ``X-Rate-Limit-Events: true`` also gets
 ``response.rate_limits.updated`` events in its stream (after admission and after settlement);
@@ -23,19 +25,21 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponseBase
 
 from api.db import db_async
+from api.errors import retry_after_headers  # noqa: F401 - M3's format, used by admission
 from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
 from quotas.services.limits import limits_cached, limits_for
 
 logger = logging.getLogger(__name__)
 
 EVENTS_OPT_IN_HEADER = "X-Rate-Limit-Events"
+UNLIMITED = 2_147_483_647
+"""What a dimension without a configured limit reports as its limit and remaining (2³¹−1)."""
 
 
 @dataclass(frozen=True)
@@ -51,19 +55,23 @@ class HeaderState:
     tokens: LimitState | None = None
 
     def rate_limits(self) -> list[dict]:
-        """The H5 event payload (the shape of the Realtime API's ``rate_limits.updated``)."""
+        """The H5 event payload (the shape of the Realtime API's ``rate_limits.updated``); a
+        dimension without a limit reports :data:`UNLIMITED`, like the headers."""
         out = []
         for name, state in (("requests", self.requests), ("tokens", self.tokens)):
-            if state is not None:
-                out.append(
-                    {
-                        "name": name,
-                        "limit": state.limit,
-                        "remaining": state.remaining,
-                        "reset_seconds": round(state.reset_ms / 1000, 3),
-                    }
-                )
+            state = state or _UNLIMITED_STATE
+            out.append(
+                {
+                    "name": name,
+                    "limit": state.limit,
+                    "remaining": state.remaining,
+                    "reset_seconds": round(state.reset_ms / 1000, 3),
+                }
+            )
         return out
+
+
+_UNLIMITED_STATE = LimitState(UNLIMITED, UNLIMITED, 0)
 
 
 @dataclass
@@ -139,22 +147,15 @@ def go_duration(ms: int) -> str:
 
 
 def rate_limit_headers(state: HeaderState | None) -> dict[str, str]:
+    """All six headers; ``None`` (nothing limits this caller) reports both as unlimited."""
+    state = state or HeaderState()
     headers: dict[str, str] = {}
-    if state is None:
-        return headers
     for name, value in (("requests", state.requests), ("tokens", state.tokens)):
-        if value is not None:
-            headers[f"x-ratelimit-limit-{name}"] = str(value.limit)
-            headers[f"x-ratelimit-remaining-{name}"] = str(value.remaining)
-            headers[f"x-ratelimit-reset-{name}"] = go_duration(value.reset_ms)
+        value = value or _UNLIMITED_STATE
+        headers[f"x-ratelimit-limit-{name}"] = str(value.limit)
+        headers[f"x-ratelimit-remaining-{name}"] = str(value.remaining)
+        headers[f"x-ratelimit-reset-{name}"] = go_duration(value.reset_ms)
     return headers
-
-
-def retry_after_headers(ms: int) -> dict[str, str]:
-    """M3: whole seconds (≥ 1) for ``retry-after``, the exact wait in ``retry-after-ms`` (which
-    the SDK prefers)."""
-    ms = max(int(ms), 1)
-    return {"retry-after": str(max(math.ceil(ms / 1000), 1)), "retry-after-ms": str(ms)}
 
 
 def _needs_peek(request: HttpRequest) -> bool:
@@ -190,7 +191,7 @@ async def rate_limit_peek(request: HttpRequest) -> None:
         if checks:
             request.rate_limit.state = header_state(await get_limiter().peek(checks))
     except LimiterUnavailable:
-        return  # policy: no headers rather than guessed ones
+        return  # admitted without limits (fail open): the headers report unlimited
     except Exception:
         logger.exception("rate-limit peek failed")
 

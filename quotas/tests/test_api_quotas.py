@@ -18,7 +18,7 @@ from engines.runtime.scripted import build_script
 from engines.runtime.types import EngineUnavailable
 from quotas.models import MonthlyUsage, UsageDaily, UsageRecord
 from quotas.selectors import budget_status_list
-from quotas.services.headers import go_duration
+from quotas.services.headers import UNLIMITED, go_duration
 from quotas.services.ledger import usage_reconcile
 from quotas.services.limiter import RedisLimiter, set_limiter
 from quotas.services.limits import limits_set
@@ -418,13 +418,13 @@ async def test_rate_limit_events_only_for_clients_that_opt_in(
     assert admitted[0] == {"name": "requests", "limit": 60, "remaining": 58, "reset_seconds": 2.0}
     assert settled[0]["remaining"] == 58
     assert settled[1]["remaining"] > admitted[1]["remaining"]  # the unused reservation came back
-    # The stored copy replays OpenAI's events only.
+    # The events are stored with the stream: a replay is the same series, with no gaps (L6).
     replay = await read_events(
         await client.get(
             f"/v1/responses/{opted[0]['response']['id']}?stream=true", headers=alice.headers
         )
     )
-    assert all(e["type"] != "response.rate_limits.updated" for e in replay)
+    assert replay == opted
 
 
 # --- headers on every authenticated answer (M5) ---------------------------------------------
@@ -441,9 +441,36 @@ async def test_other_endpoints_carry_the_current_state(
         assert_openai_rate_headers(answer)
         assert answer["x-ratelimit-remaining-requests"] == "2"  # a peek takes nothing
     unlimited = await client.get("/v1/models", headers=charlie.headers)
-    assert not any(name in unlimited for name in RATE_HEADERS)  # no limits, no headers
+    assert_unlimited(unlimited, "requests", "tokens")  # no limits: all six, unlimited
     anonymous = await client.get("/v1/models")
     assert anonymous.status_code == 401 and "x-ratelimit-limit-requests" not in anonymous
+
+
+def assert_unlimited(answer, *kinds: str) -> None:
+    assert all(name in answer for name in RATE_HEADERS)
+    for kind in kinds:
+        assert answer[f"x-ratelimit-limit-{kind}"] == str(UNLIMITED)
+        assert answer[f"x-ratelimit-remaining-{kind}"] == str(UNLIMITED)
+        assert answer[f"x-ratelimit-reset-{kind}"] == "0s"
+
+
+@pytest.mark.compliance("M5")
+async def test_one_configured_dimension_still_gets_all_six_headers(
+    client, transactional_cast, engine, frozen_limiter
+):
+    alice = transactional_cast.alice
+    await set_limits(alice, requests_per_minute=5)
+    created = await create(client, alice)
+    assert created["x-ratelimit-limit-requests"] == "5"
+    assert created["x-ratelimit-remaining-requests"] == "4"
+    assert_unlimited(created, "tokens")
+    peeked = await client.get("/v1/models", headers=alice.headers)
+    assert peeked["x-ratelimit-remaining-requests"] == "4"
+    assert_unlimited(peeked, "tokens")
+    await set_limits(alice, requests_per_minute=None, tokens_per_minute=1_000_000)
+    other = await client.get("/v1/models", headers=alice.headers)
+    assert other["x-ratelimit-limit-tokens"] == "1000000"
+    assert_unlimited(other, "requests")
 
 
 def test_sync_views_get_the_headers_too(transactional_cast, settings):
@@ -469,11 +496,12 @@ async def test_a_dead_limiter_fails_open_without_a_500(client, transactional_cas
     answers = [await create(client, alice) for _ in range(3)]
     assert time.monotonic() - started < 1
     assert [a.status_code for a in answers] == [200] * 3  # limits off, by policy
-    assert not any(name in answers[0] for name in RATE_HEADERS)  # nothing guessed
+    assert_unlimited(answers[0], "requests", "tokens")  # admitted without limits, and says so
     assert await UsageRecord.objects.filter(status="completed").acount() == 3  # ledger still on
     assert sum("failing open" in r.message for r in caplog.records) == 1  # logged, not flooded
     models = await client.get("/v1/models", headers=alice.headers)
-    assert models.status_code == 200 and "x-ratelimit-limit-requests" not in models
+    assert models.status_code == 200
+    assert_unlimited(models, "requests", "tokens")
 
 
 async def test_a_background_response_is_settled_by_its_worker(

@@ -6,15 +6,16 @@ rewritten into one canonical form, so everything downstream (storage, translatio
 one shape per kind:
 
 * ``message`` — ``{"type", "role", "content": [parts], "id"?, "status"?, "phase"?}``; string
-  content becomes one ``input_text`` part (``output_text`` for assistant messages);
+  content becomes one ``input_text`` part (``output_text`` for assistant messages); user
+  messages may also carry ``input_image`` and ``input_file`` parts (:mod:`.media`);
 * ``function_call`` — ``{"type", "call_id", "name", "arguments", "id"?, "status"?, "namespace"?}``;
 * ``function_call_output`` — ``{"type", "call_id", "output", "id"?, "status"?, "name"?,
   "namespace"?}``, ``output`` a string or a list of ``input_text`` parts;
-* ``reasoning`` — ``{"type", "id", "summary", "content"?, "status"?}``;
+* ``reasoning`` — ``{"type", "id", "summary", "content"?, "status"?, "encrypted_content"?}``;
 * ``item_reference`` — ``{"type", "id"}``; the service resolves it against stored items.
 
 Ids are not generated here (that is :mod:`responses.requests.items`): parsing stays
-deterministic. Everything the engine cannot take yet (images, files, encrypted reasoning, built-in
+deterministic. Everything the engine cannot take yet (built-in
 tool items) is refused with a 400 that names the item, never silently dropped.
 """
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from responses.requests import checks as c
+from responses.requests import media
 
 ROLES = ("user", "assistant", "system", "developer")
 ITEM_STATUSES = ("in_progress", "completed", "incomplete")
@@ -186,13 +188,15 @@ def _parse_content_part(part: Any, *, role: str, param: str) -> dict[str, Any]:
     type_param = c.child(param, "type")
     kind = c.expect_string(c.required(part, "type", prefix=param), param=type_param)
     if kind in ("input_image", "input_file"):
-        what = "Image" if kind == "input_image" else "File"
-        c.fail(
-            f"{what} inputs are not supported by this platform's models yet: {param} is an "
-            f"'{kind}' part. Send text parts ('input_text') only.",
-            param=param,
-            code="unsupported_value",
-        )
+        if role != "user":
+            c.fail(
+                f"{param}: '{kind}' parts are only accepted in user messages.",
+                param=type_param,
+                code="invalid_value",
+            )
+        if kind == "input_image":
+            return media.parse_input_image(part, param=param)
+        return media.parse_input_file(part, param=param)
     if role == "assistant":
         if kind == "refusal":
             c.reject_unknown_keys(part, _REFUSAL_KEYS, prefix=param)
@@ -314,14 +318,6 @@ def _copy_optional_common(raw: dict[str, Any], item: dict[str, Any], *, param: s
 
 def _parse_reasoning(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
     c.reject_unknown_keys(raw, _REASONING_KEYS, prefix=param)
-    if raw.get("encrypted_content") is not None:
-        c.fail(
-            f"Encrypted reasoning is not supported yet: {param} carries 'encrypted_content'. "
-            "Chain with 'previous_response_id' instead, or re-send the reasoning item without "
-            "'encrypted_content'.",
-            param=c.child(param, "encrypted_content"),
-            code="unsupported_value",
-        )
     item_id = c.required_string(raw, "id", prefix=param, min_length=1)
     summary_param = c.child(param, "summary")
     if "summary" not in raw:
@@ -345,6 +341,12 @@ def _parse_reasoning(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
         ]
     if raw.get("status") is not None:
         item["status"] = c.required_enum(raw, "status", prefix=param, allowed=ITEM_STATUSES)
+    if raw.get("encrypted_content") is not None:
+        # Kept opaque here; the service, which knows the caller's organization, opens it
+        # (responses.services.encrypted_reasoning) and the param is what its 400 names.
+        item["encrypted_content"] = c.expect_string(
+            raw["encrypted_content"], param=c.child(param, "encrypted_content"), min_length=1
+        )
     return item
 
 

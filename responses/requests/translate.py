@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from api.errors import InvalidRequest
+from responses.requests import media
 
 # Used when a function tool declares ``parameters: null``: several chat templates read
 # ``function.parameters.properties`` unconditionally.
@@ -130,6 +131,15 @@ class _AssistantBuilder:
 
 
 def _user_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if any(part.get("type") in ("input_image", "input_file") for part in parts):
+        # Chat content parts in the client's order: images as image_url (vLLM fetches or
+        # decodes them), files as their text.
+        return [
+            media.engine_part(part)
+            if part.get("type") in ("input_image", "input_file")
+            else {"type": "text", "text": part["text"]}
+            for part in parts
+        ]
     texts = [part["text"] for part in parts if part.get("type") in ("input_text", "output_text")]
     if len(texts) == 1:
         return texts[0]

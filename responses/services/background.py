@@ -26,11 +26,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from api.db import db_async
-from api.errors import ServiceUnavailable
+from api.errors import ServiceUnavailable, queue_outage, retry_after_headers
 from engines.runtime.registry import aclose_engines, get_engine
 from engines.runtime.types import GenerationRequest
 from responses.models import ResponseEvent, StoredResponse
 from responses.services import lifecycle
+from responses.services.encrypted_reasoning import reasoning_encrypt
 from responses.services.event_log import EventSink, live_event_log, stream_key
 from responses.services.generation import KEEPALIVE, Generation, generate_events
 from responses.streaming import events as ev
@@ -54,8 +55,15 @@ def background_job(
     builder: StreamBuilder,
     include_logprobs: bool,
     reasoning_summary: bool,
+    encrypt_reasoning_for: str | None = None,
+    announce_encrypted_reasoning: bool = False,
 ) -> dict[str, Any]:
+    """``encrypt_reasoning_for``: the organization the worker binds the reasoning items'
+    ``encrypted_content`` to (H4), or None; ``announce_encrypted_reasoning``: also emit
+    ``response.additional_context`` (the creating request spoke the legacy dialect)."""
     return {
+        "encrypt_reasoning_for": encrypt_reasoning_for,
+        "announce_encrypted_reasoning": announce_encrypted_reasoning,
         "engine_request": dataclasses.asdict(engine_request),
         "echo": dataclasses.asdict(echo),
         "created_at": builder.created_at,
@@ -106,7 +114,7 @@ def _enqueue(record: StoredResponse, task) -> None:
             )
         raise ServiceUnavailable(
             "The background queue is unavailable right now; retry the request.",
-            headers={"retry-after": "1"},
+            headers=retry_after_headers(queue_outage.failed()),
         ) from exc
 
 
@@ -158,6 +166,8 @@ def _generation_from_job(record: StoredResponse, engine) -> Generation:
         created_at=job["created_at"],
         include_logprobs=job["include_logprobs"],
         reasoning_summary=job["reasoning_summary"],
+        encrypt_reasoning=_encryptor(job.get("encrypt_reasoning_for")),
+        announce_encrypted_reasoning=bool(job.get("announce_encrypted_reasoning")),
     )
     return Generation(
         engine=engine,
@@ -168,6 +178,14 @@ def _generation_from_job(record: StoredResponse, engine) -> Generation:
         keepalive_seconds=_WORKER_TICK_SECONDS,
         queued=True,
         background=True,
+    )
+
+
+def _encryptor(organization_id: str | None):
+    if organization_id is None:
+        return None
+    return lambda item_id, text, summary: reasoning_encrypt(
+        organization_id=organization_id, item_id=item_id, text=text, summary=summary
     )
 
 

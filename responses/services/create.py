@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
@@ -36,6 +38,7 @@ from responses.requests import (
     build_response_format,
     build_tool_choice,
     fit_to_context,
+    media,
     parse_create_request,
     resolve_item_references,
     stored_input_items,
@@ -44,9 +47,14 @@ from responses.requests.validation import CreateResponseRequest
 from responses.selectors import chain_items, previous_response_get
 from responses.services import lifecycle
 from responses.services.background import background_job, background_record_create
+from responses.services.encrypted_reasoning import (
+    reasoning_decrypt,
+    reasoning_encrypt,
+    reasoning_include_check,
+)
 from responses.services.generation import Generation, generation_abandon
 from responses.services.retention import storage_check
-from responses.streaming.builder import StreamBuilder
+from responses.streaming.builder import ReasoningEncryptor, StreamBuilder
 from responses.streaming.objects import ResponseEcho
 
 # Chat templates add a handful of tokens per message; a byte-level BPE token covers at least one
@@ -57,6 +65,7 @@ _TEMPLATE_TOKENS_PER_MESSAGE = 16
 @dataclass(frozen=True)
 class _Context:
     model_name: str
+    accepts_images: bool
     context_length: int
     default_max_output_tokens: int
     previous: StoredResponse | None
@@ -96,6 +105,7 @@ def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) ->
         raise InvalidRequest(str(exc), param="service_tier", code="invalid_value") from exc
     return _Context(
         model_name=model.name,
+        accepts_images=model.accepts_images,
         context_length=model.context_length,
         default_max_output_tokens=model.default_max_output_tokens,
         previous=previous,
@@ -181,10 +191,81 @@ class PreparedResponse:
     generation: Generation
 
 
+def _open_encrypted_reasoning(
+    items: tuple[dict[str, Any], ...], *, organization_id: str
+) -> list[dict[str, Any]]:
+    """Reasoning items sent back with ``encrypted_content`` (the ``store=false`` multi-turn
+    pattern): their reasoning, decrypted, becomes the item's content, so it reaches the engine
+    like any other reasoning in the history. A blob that does not open is a 400 naming it."""
+    opened = []
+    for index, item in enumerate(items):
+        if item.get("type") == "reasoning" and item.get("encrypted_content") is not None:
+            secret = reasoning_decrypt(
+                organization_id=organization_id,
+                token=item["encrypted_content"],
+                param=f"input[{index}].encrypted_content",
+            )
+            item = dict(item, content=[{"type": "reasoning_text", "text": secret["text"]}])
+        opened.append(item)
+    return opened
+
+
+_DNS_TIMEOUT_SECONDS = 3.0
+
+
+async def _check_media(*, items: list[dict[str, Any]], context: _Context) -> None:
+    """Images only for a model that takes them (400 naming the first image otherwise), and
+    image URLs only on public hosts: the engine fetches them, so a name that resolves into a
+    private network would make it fetch from inside (resolved here, before anything runs)."""
+    images = media.image_parts(items)
+    if not context.accepts_images:
+        if images:
+            raise InvalidRequest(
+                f"Model '{context.model_name}' is text-only: {images[0]} is an image. Use a "
+                "model that accepts images, or send text.",
+                param=images[0],
+                code="unsupported_value",
+            )
+        if media.image_parts(context.history):
+            raise InvalidRequest(
+                f"Model '{context.model_name}' is text-only, and the conversation of "
+                "'previous_response_id' contains images.",
+                param="previous_response_id",
+                code="unsupported_value",
+            )
+    loop = asyncio.get_running_loop()
+    for param, url in media.image_urls(items):
+        host = urlsplit(url).hostname or ""
+        try:
+            async with asyncio.timeout(_DNS_TIMEOUT_SECONDS):
+                infos = await loop.getaddrinfo(host, None)
+        except (OSError, TimeoutError):
+            raise InvalidRequest(
+                f"Invalid '{param}': the host {host!r} could not be resolved.",
+                param=param,
+                code="invalid_value",
+            ) from None
+        addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+        if not all(media.address_is_public(address) for address in addresses):
+            media.refuse_internal(param)
+
+
+def _encryptor(organization_id: str) -> ReasoningEncryptor:
+    return lambda item_id, text, summary: reasoning_encrypt(
+        organization_id=organization_id, item_id=item_id, text=text, summary=summary
+    )
+
+
 async def response_prepare(
-    *, principal: ApiPrincipal, request_id: str, body: Any
+    *, principal: ApiPrincipal, request_id: str, body: Any, dialect: str = "openai"
 ) -> PreparedResponse:
+    """``dialect`` is the stream dialect of the creating request; it only decides whether the
+    legacy-only announcement ``response.additional_context`` is generated."""
     request = parse_create_request(body)
+    if request.include_encrypted_reasoning:
+        reasoning_include_check()
+    organization_id = principal.organization.public_id
+    opened = _open_encrypted_reasoning(request.input, organization_id=organization_id)
     context = await db_async(_load_context)(principal=principal, request=request)
     if (
         request.max_output_tokens is not None
@@ -203,7 +284,9 @@ async def response_prepare(
         raise model_not_found(request.model) from exc
 
     known = {item["id"]: item for item in context.history if "id" in item}
-    input_items = stored_input_items(resolve_item_references(request.input, known=known))
+    resolved = resolve_item_references(opened, known=known)  # one item per input item
+    await _check_media(items=resolved, context=context)
+    input_items = stored_input_items(resolved)
     messages = build_chat_messages(
         instructions=request.instructions,
         history_items=context.history,
@@ -219,6 +302,10 @@ async def response_prepare(
         echo=echo,
         include_logprobs=request.logprobs,
         reasoning_summary=request.reasoning_summary is not None,
+        encrypt_reasoning=(
+            _encryptor(organization_id) if request.include_encrypted_reasoning else None
+        ),
+        announce_encrypted_reasoning=dialect == "legacy",
     )
     engine_request = GenerationRequest(
         request_id=request_id,
@@ -317,6 +404,10 @@ async def _store_record(
             builder=builder,
             include_logprobs=request.logprobs,
             reasoning_summary=request.reasoning_summary is not None,
+            encrypt_reasoning_for=(
+                principal.organization.public_id if request.include_encrypted_reasoning else None
+            ),
+            announce_encrypted_reasoning=builder.announces_encrypted_reasoning,
         )
         create = functools.partial(background_record_create, job=job, **fields)
     else:

@@ -236,9 +236,11 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
     try:
         with watching:
             # H5 (quotas): remaining requests/tokens after admission, only for clients that opted
-            # in; stamped by the builder but not recorded (a replay must stay OpenAI's stream).
-            yield record(builder.start(queued=generation.queued)) + quota_events(
-                generation.reservation, builder
+            # in (or speak the legacy dialect); numbered and stored like every other event, so a
+            # replay of this stream has no gaps in its sequence numbers.
+            yield record(
+                builder.start(queued=generation.queued)
+                + quota_events(generation.reservation, builder)
             )
             try:
                 # aclosing: when this generator is closed at a yield (client gone), the inner
@@ -273,6 +275,9 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
                             yield item
                 yield record(builder.finish())
             except EngineError as error:
+                if error.status == 503 and error.retry_after_ms is None:
+                    hint = getattr(generation.engine, "retry_hint_ms", None)
+                    error.retry_after_ms = hint() if hint is not None else None
                 generation.engine_error = error
                 logger.warning("engine failed for %s: %s", generation.response_id, error.message)
                 shown = engine_error_for_client(
@@ -297,15 +302,33 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
         settling = quota_settle_start(
             reservation=generation.reservation, builder=builder, by_response_id=generation.background
         )
+        late: list[dict[str, Any]] = []
+        cancelled_again: asyncio.CancelledError | None = None
+        reservation = generation.reservation
+        if (
+            settling is not None
+            and outcome is None
+            and builder.closed
+            and reservation is not None
+            and reservation.emit_events
+        ):
+            # H5 after settlement (opted-in clients only): waited for before the outcome is
+            # stored, so that the stored stream holds this event too.
+            try:
+                await asyncio.shield(settling)
+                late = record(quota_events(reservation, builder, settled=True))
+            except asyncio.CancelledError as exc:
+                cancelled_again = exc  # store the outcome first, then give up
+            except Exception:
+                logger.exception("settling the quota of %s failed", generation.response_id)
         if generation.record_pk is not None:
             await asyncio.shield(_store_outcome(generation, disconnected=outcome == "disconnect"))
+        if cancelled_again is not None:
+            raise cancelled_again
         if settling is not None:
             await asyncio.shield(settling)
-            if outcome is None and builder.closed:
-                # H5 after settlement (opted-in clients only)
-                late = quota_events(generation.reservation, builder, settled=True)
-                if late:
-                    yield late
+        if late:
+            yield late
 
 
 def _reported_usage(request: GenerationRequest) -> Usage | None:

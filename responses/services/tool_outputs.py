@@ -72,12 +72,14 @@ async def tool_outputs_continue(
     submission: Submission,
     stream: bool,
     idempotency_key: str | None = None,
+    dialect: str = "openai",
 ) -> PreparedResponse:
     try:
         prepared = await response_prepare(
             principal=principal,
             request_id=request_id,
             body=continuation_body(response=response, outputs=submission.outputs, stream=stream),
+            dialect=dialect,
         )
     except BaseException as exc:
         # Refused (quota, caps, model gone) or the client left: nothing runs, so the outputs can

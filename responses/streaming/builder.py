@@ -57,6 +57,7 @@ from responses.streaming.state import (
 )
 
 InterruptReason = Literal["disconnect", "cancelled"]
+ReasoningEncryptor = Callable[[str, str, list[str]], str]
 
 # Finish reasons that cut the output short; "abort" has no OpenAI reason to report.
 _INCOMPLETE_REASONS: dict[str, objects.IncompleteReason | None] = {
@@ -88,14 +89,21 @@ class StreamBuilder:
         created_at: int | None = None,
         include_logprobs: bool = False,
         reasoning_summary: bool = False,
+        encrypt_reasoning: ReasoningEncryptor | None = None,
+        announce_encrypted_reasoning: bool = False,
         new_id: Callable[[ids.IdPrefix], str] = ids.new_id,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``encrypt_reasoning(item_id, text, summaries)`` gives a finished reasoning item its
+        ``encrypted_content`` (H4); ``announce_encrypted_reasoning`` also emits
+        ``response.additional_context`` after such an item (asked for by legacy clients)."""
         self._echo = echo
         self._new_id = new_id
         self._clock = clock
         self._include_logprobs = include_logprobs
         self._keep_reasoning_open = reasoning_summary
+        self._encrypt_reasoning = encrypt_reasoning
+        self._announce_encrypted = announce_encrypted_reasoning and encrypt_reasoning is not None
         self.response_id = response_id or new_id("resp")
         self.created_at = created_at if created_at is not None else int(clock())
 
@@ -124,6 +132,10 @@ class StreamBuilder:
     def closed(self) -> bool:
         """True once a terminal event was emitted or the stream was interrupted."""
         return self._terminal
+
+    @property
+    def announces_encrypted_reasoning(self) -> bool:
+        return self._announce_encrypted
 
     @property
     def next_sequence_number(self) -> int:
@@ -566,7 +578,19 @@ class StreamBuilder:
         out = self._close_reasoning_content(item)
         out += self._close_summary(item, incomplete=status == "incomplete")
         item.status = status
+        if self._encrypt_reasoning is not None:
+            item.encrypted_content = self._encrypt_reasoning(
+                item.item_id, item.content.value(), [part.value() for part in item.summaries]
+            )
         out.append(ev.output_item_done(output_index=item.output_index, item=item.render()))
+        if self._announce_encrypted and item.encrypted_content is not None:
+            out.append(
+                ev.response_additional_context(
+                    item_id=item.item_id,
+                    output_index=item.output_index,
+                    encrypted_content=item.encrypted_content,
+                )
+            )
         return out
 
     def _close_call(self, call: FunctionCallState, *, status: ItemStatus) -> list[Event]:

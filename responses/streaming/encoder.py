@@ -6,8 +6,18 @@ the ``error`` event, reshape payloads, and it says whether ``data: [DONE]`` ends
 Because the mapping happens only here, stored events can be replayed later in whatever dialect
 the reader asks for, and adding ``open-responses`` or ``legacy`` never touches generation.
 
-Layout: wire constants, :class:`Dialect` and its registry, JSON serialization, :func:`encode_event`.
-Only the ``openai`` dialect is registered for now.
+Layout: wire constants, :class:`Dialect`, the three dialects and their registry, JSON
+serialization, :func:`encode_event`.
+
+* ``openai`` — OpenAI's own stream, unchanged; no ``[DONE]`` unless the client asks for it.
+* ``open-responses`` — the Open Responses specification (release 2026-04-24, ``schema/events.tsp``
+  and ``specification.mdx``): raw reasoning is ``response.reasoning.delta|done``, the ``error``
+  event nests its fields under ``error``, events that are ours alone carry the implementor slug
+  (``platform:…``, "extended streaming events MUST be prefixed"), and ``data: [DONE]`` ends the
+  stream ("The terminal event MUST be the literal string [DONE]").
+* ``legacy`` — the names of the status report this platform grew from, for clients written
+  against it: ``response.tool_call.delta``, ``response.error``, ``response.reasoning.delta|done``,
+  ``response.reasoning.summary.added|delta|done``, and ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from responses.streaming import events as ev
 from responses.streaming.events import ERROR, Event
 
 KEEPALIVE = b": keep-alive\n\n"
@@ -68,9 +79,38 @@ def _nest_error(event: Event) -> Event:
     return outer
 
 
+EXTENSION_SLUG = "platform"
+"""Open Responses: event types that are not in the specification carry an implementor slug."""
+
 OPENAI = Dialect(name="openai")
 
-_DIALECTS: dict[str, Dialect] = {OPENAI.name: OPENAI}
+OPEN_RESPONSES = Dialect(
+    name="open-responses",
+    renames={
+        ev.REASONING_TEXT_DELTA: "response.reasoning.delta",
+        ev.REASONING_TEXT_DONE: "response.reasoning.done",
+        ev.RESPONSE_RATE_LIMITS_UPDATED: f"{EXTENSION_SLUG}:rate_limits.updated",
+        ev.RESPONSE_ADDITIONAL_CONTEXT: f"{EXTENSION_SLUG}:additional_context",
+    },
+    nested_errors=True,
+    send_done=True,
+)
+
+LEGACY = Dialect(
+    name="legacy",
+    renames={
+        ev.FUNCTION_CALL_ARGUMENTS_DELTA: "response.tool_call.delta",
+        ev.ERROR: "response.error",
+        ev.REASONING_TEXT_DELTA: "response.reasoning.delta",
+        ev.REASONING_TEXT_DONE: "response.reasoning.done",
+        ev.REASONING_SUMMARY_PART_ADDED: "response.reasoning.summary.added",
+        ev.REASONING_SUMMARY_TEXT_DELTA: "response.reasoning.summary.delta",
+        ev.REASONING_SUMMARY_TEXT_DONE: "response.reasoning.summary.done",
+    },
+    send_done=True,
+)
+
+_DIALECTS: dict[str, Dialect] = {d.name: d for d in (OPENAI, OPEN_RESPONSES, LEGACY)}
 DIALECTS: Mapping[str, Dialect] = MappingProxyType(_DIALECTS)
 """The registered dialects by name (read-only view)."""
 
@@ -95,9 +135,10 @@ def get_dialect(dialect: str | Dialect) -> Dialect:
         raise UnknownDialect(f"unknown stream dialect {dialect!r}") from None
 
 
-def stream_end(dialect: str | Dialect = "openai") -> bytes:
-    """What follows the terminal event: :data:`DONE` or nothing, per dialect."""
-    return DONE if get_dialect(dialect).send_done else b""
+def stream_end(dialect: str | Dialect = "openai", *, done: bool = False) -> bytes:
+    """What follows the terminal event: :data:`DONE` or nothing, per dialect; ``done`` asks for
+    it in a dialect that does not send it by default (L5, on request)."""
+    return DONE if done or get_dialect(dialect).send_done else b""
 
 
 # --- JSON ------------------------------------------------------------------------------------

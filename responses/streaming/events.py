@@ -37,6 +37,7 @@ FUNCTION_CALL_ARGUMENTS_DELTA = "response.function_call_arguments.delta"
 FUNCTION_CALL_ARGUMENTS_DONE = "response.function_call_arguments.done"
 ERROR = "error"
 RESPONSE_RATE_LIMITS_UPDATED = "response.rate_limits.updated"
+RESPONSE_ADDITIONAL_CONTEXT = "response.additional_context"
 
 # Exactly one of these ends every stream (§4.4).
 TERMINAL_TYPES: frozenset[str] = frozenset(
@@ -276,3 +277,20 @@ def response_rate_limits_updated(*, rate_limits: list[dict[str, Any]]) -> Event:
     or speak the legacy dialect. ``rate_limits`` is ``[{name, limit, remaining, reset_seconds}]``
     for ``requests`` and ``tokens``, like the Realtime API's ``rate_limits.updated``."""
     return {"type": RESPONSE_RATE_LIMITS_UPDATED, "rate_limits": rate_limits}
+
+
+# --- additional context (H4) -----------------------------------------------------------------
+
+
+def response_additional_context(
+    *, item_id: str, output_index: int, encrypted_content: str
+) -> Event:
+    """Not an OpenAI event: announces the encrypted reasoning of a finished reasoning item (the
+    blob a ``store=false`` client sends back on its next turn). Generated only for streams whose
+    creating request spoke the legacy dialect."""
+    return {
+        "type": RESPONSE_ADDITIONAL_CONTEXT,
+        "item_id": item_id,
+        "output_index": output_index,
+        "encrypted_content": encrypted_content,
+    }

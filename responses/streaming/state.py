@@ -68,6 +68,7 @@ class ReasoningState:
     summaries: list[TextBuffer] = field(default_factory=list)
     summary_open: bool = False
     status: ItemStatus = "in_progress"
+    encrypted_content: str | None = None
 
     def render(self) -> dict[str, Any]:
         return objects.reasoning_item(
@@ -75,6 +76,7 @@ class ReasoningState:
             status=self.status,
             summary=[summary.value() for summary in self.summaries],
             content=[self.content.value()],
+            encrypted_content=self.encrypted_content,
         )
 
 

@@ -132,3 +132,13 @@ class Worker:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def reasoning_keys(settings):
+    """Two Fernet keys, newest first (H4); tests that rotate change the list themselves."""
+    from cryptography.fernet import Fernet
+
+    keys = [Fernet.generate_key().decode(), Fernet.generate_key().decode()]
+    settings.REASONING_ENCRYPTION_KEYS = keys
+    return keys

@@ -278,7 +278,7 @@ _EXAMPLES = {
 
 # Not OpenAI events: sent only to clients that opt in (H5, quotas/tests cover them), so there is
 # no SDK type to validate them against.
-_EXTENSIONS = {"response_rate_limits_updated"}
+_EXTENSIONS = {"response_rate_limits_updated", "response_additional_context"}
 
 
 def test_every_builder_has_an_example():

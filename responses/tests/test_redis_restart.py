@@ -226,6 +226,7 @@ async def test_tasks_redis_lost_are_caught_by_the_sweepers(models, transactional
             )
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"]["code"] == "service_unavailable"
+            assert int(refused.headers["retry-after-ms"]) >= 1000  # M3
             # A deadline set while the broker is unreachable: its task cannot even be sent.
             answer = h.post(
                 "/v1/responses", json={"model": models["tool"], "input": "Again?", "tools": TOOLS}

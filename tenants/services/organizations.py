@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.text import slugify
 
-from tenants.models import Membership, Organization, Project
+from tenants.models import STREAM_DIALECTS, Membership, Organization, Project
 
 
 @transaction.atomic
@@ -41,3 +41,10 @@ def project_archive(*, project: Project) -> Project:
             project.save(update_fields=["archived_at"])
         ApiKey.objects.filter(project=project, revoked_at__isnull=True).update(revoked_at=now)
     return project
+def organization_set_dialect(*, organization: Organization, dialect: str) -> Organization:
+    """The organization's default stream dialect; ``""`` falls back to the server setting."""
+    if dialect and dialect not in STREAM_DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; use one of {', '.join(STREAM_DIALECTS)}")
+    organization.stream_dialect = dialect
+    organization.save(update_fields=["stream_dialect"])
+    return organization

@@ -105,3 +105,15 @@ def test_bootstrap_is_idempotent():
     third = run("bootstrap", "--new-key")
     assert "sk-rp-" in third
     assert ApiKey.objects.filter(organization__slug="demo").count() == 2
+
+
+@pytest.mark.compliance("L3")
+def test_setdialect_sets_and_clears_the_organization_default(cast):
+    call_command("setdialect", "acme", "open-responses", stdout=StringIO())
+    cast.alice.organization.refresh_from_db()
+    assert cast.alice.organization.stream_dialect == "open-responses"
+    call_command("setdialect", "acme", "default", stdout=StringIO())
+    cast.alice.organization.refresh_from_db()
+    assert cast.alice.organization.stream_dialect == ""
+    with pytest.raises(CommandError):
+        call_command("setdialect", "nowhere", "legacy", stdout=StringIO())

@@ -34,6 +34,7 @@ _MODEL_FIELDS = (
     "tool_call_parser",
     "reasoning_parser",
     "supports_structured_output",
+    "accepts_images",
     "default_max_output_tokens",
     "enabled",
 )
