@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "engines",
     "responses",
     "quotas",
+    "conversations",
 ]
 
 # Every middleware here must be async-capable: a sync-only one makes Django run everything

@@ -2,6 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from api.health import healthz, readyz
+from conversations.views import (
+    ConversationCreateApi,
+    ConversationDetailApi,
+    ConversationItemDetailApi,
+    ConversationItemsApi,
+)
 from engines.views import ModelListApi, ModelRetrieveApi
 from responses.views import (
     InputTokensApi,
@@ -32,6 +38,16 @@ v1_patterns = [
     re_path(
         r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/input_items$",
         ResponseInputItemsApi.as_view(),
+    ),
+    path("conversations", ConversationCreateApi.as_view()),
+    re_path(r"^conversations/(?P<conversation_id>conv_[A-Za-z0-9]+)$", ConversationDetailApi.as_view()),
+    re_path(
+        r"^conversations/(?P<conversation_id>conv_[A-Za-z0-9]+)/items$",
+        ConversationItemsApi.as_view(),
+    ),
+    re_path(
+        r"^conversations/(?P<conversation_id>conv_[A-Za-z0-9]+)/items/(?P<item_id>[A-Za-z0-9_-]+)$",
+        ConversationItemDetailApi.as_view(),
     ),
 ]
 

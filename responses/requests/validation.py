@@ -118,7 +118,7 @@ class CreateResponseRequest:
 
     Dict and tuple fields hold the normalized wire shapes the Response object echoes
     (``tools``, ``tool_choice``, ``text``, ``reasoning``); ``input`` holds canonical items
-    (see :mod:`.input_items`). Parameters this platform refuses (``conversation``, ``prompt``,
+    (see :mod:`.input_items`). Parameters this platform refuses (``prompt``,
     ``context_management``, ``moderation``) are always None here: a request carrying them never
     parses.
     """
@@ -127,7 +127,8 @@ class CreateResponseRequest:
     input: tuple[dict[str, Any], ...] = ()
     instructions: str | None = None
     previous_response_id: str | None = None
-    conversation: None = None
+    conversation: str | None = None
+    """The conversation's id (``conversation`` as a string or ``{"id"}``)."""
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
@@ -205,7 +206,7 @@ class InputTokensRequest:
     input: tuple[dict[str, Any], ...] = ()
     instructions: str | None = None
     previous_response_id: str | None = None
-    conversation: None = None
+    conversation: str | None = None
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
@@ -235,9 +236,14 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
     c.reject_unknown_keys(obj, CREATE_PARAMS, prefix=None)
     model = _parse_model(obj)
     previous_response_id = _parse_previous_response_id(obj.get("previous_response_id"))
-    _refuse_conversation(obj.get("conversation"), previous_response_id=previous_response_id)
+    conversation = parse_conversation_param(
+        obj.get("conversation"), previous_response_id=previous_response_id
+    )
     _refuse_unsupported(obj)
-    parsed_input = _parse_input_param(obj.get("input"), required=previous_response_id is None)
+    # A conversation (like a chain) may already hold everything the model should answer.
+    parsed_input = _parse_input_param(
+        obj.get("input"), required=previous_response_id is None and conversation is None
+    )
     tools = parse_tools(obj.get("tools"))
     stream = _optional_bool(obj, "stream", default=False)
     store = _optional_bool(obj, "store", default=True)
@@ -255,6 +261,7 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         input=parsed_input.items,
         instructions=_optional_string(obj, "instructions"),
         previous_response_id=previous_response_id,
+        conversation=conversation,
         tools=tools,
         tool_choice=parse_tool_choice(obj.get("tool_choice"), tools=tools),
         parallel_tool_calls=_optional_bool(obj, "parallel_tool_calls", default=True),
@@ -268,7 +275,7 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         presence_penalty=_optional_number(obj, "presence_penalty", minimum=-2, maximum=2),
         frequency_penalty=_optional_number(obj, "frequency_penalty", minimum=-2, maximum=2),
         include=_parse_include(obj.get("include"), param="include"),
-        metadata=_parse_metadata(obj.get("metadata")),
+        metadata=parse_metadata(obj.get("metadata")),
         store=store,
         background=background,
         background_options=_parse_background_options(
@@ -303,7 +310,9 @@ def parse_input_tokens_request(body: Any) -> InputTokensRequest:
     c.reject_unknown_keys(obj, INPUT_TOKENS_PARAMS, prefix=None)
     model = _parse_model(obj)
     previous_response_id = _parse_previous_response_id(obj.get("previous_response_id"))
-    _refuse_conversation(obj.get("conversation"), previous_response_id=previous_response_id)
+    conversation = parse_conversation_param(
+        obj.get("conversation"), previous_response_id=previous_response_id
+    )
     # Counting the tokens of instructions (or tools) alone is meaningful: input may be absent.
     parsed_input = _parse_input_param(obj.get("input"), required=False)
     tools = parse_tools(obj.get("tools"))
@@ -312,6 +321,7 @@ def parse_input_tokens_request(body: Any) -> InputTokensRequest:
         input=parsed_input.items,
         instructions=_optional_string(obj, "instructions"),
         previous_response_id=previous_response_id,
+        conversation=conversation,
         tools=tools,
         tool_choice=parse_tool_choice(obj.get("tool_choice"), tools=tools),
         parallel_tool_calls=_optional_bool(obj, "parallel_tool_calls", default=True),
@@ -385,13 +395,18 @@ def _parse_previous_response_id(value: Any) -> str | None:
     return text
 
 
-def _refuse_conversation(value: Any, *, previous_response_id: str | None) -> None:
+def parse_conversation_param(value: Any, *, previous_response_id: str | None) -> str | None:
+    """``conversation``: an id or ``{"id"}`` → the id; never together with a chain."""
     if value is None:
-        return
+        return None
     if isinstance(value, dict):
         c.reject_unknown_keys(value, ("id",), prefix="conversation")
-        c.expect_string(c.required(value, "id", prefix="conversation"), param="conversation.id")
-    elif not isinstance(value, str):
+        conversation_id = c.expect_string(
+            c.required(value, "id", prefix="conversation"), param="conversation.id", min_length=1
+        )
+    elif isinstance(value, str):
+        conversation_id = c.expect_string(value, param="conversation", min_length=1)
+    else:
         c.fail_type(value, param="conversation", expected="one of a string or an object")
     if previous_response_id is not None:
         c.fail(
@@ -400,12 +415,7 @@ def _refuse_conversation(value: Any, *, previous_response_id: str | None) -> Non
             param="conversation",
             code="invalid_value",
         )
-    c.fail(
-        "conversation is not supported yet: the Conversations API is not available on this "
-        "platform. Chain responses with 'previous_response_id' instead.",
-        param="conversation",
-        code="unsupported_parameter",
-    )
+    return conversation_id
 
 
 def _refuse_unsupported(obj: dict[str, Any]) -> None:
@@ -525,7 +535,7 @@ def _parse_include(value: Any, *, param: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _parse_metadata(value: Any) -> dict[str, str]:
+def parse_metadata(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     obj = c.expect_object(value, param="metadata")

@@ -25,6 +25,7 @@ from django.utils import timezone
 from api.authentication import ApiPrincipal
 from api.db import db_async
 from api.errors import InvalidRequest
+from conversations.selectors import conversation_get, conversation_items
 from engines.runtime.registry import ServiceTierError, get_engine, resolve_service_tier
 from engines.runtime.types import Engine, GenerationRequest
 from engines.selectors import model_get
@@ -81,6 +82,15 @@ def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) ->
                 param="previous_response_id",
             )
         history = chain_items(response=previous)
+    elif request.conversation:
+        # The conversation's items as they are now come first; this response's own input and
+        # output are appended when it finishes (response_finalize).
+        conversation = conversation_get(
+            organization=principal.organization,
+            conversation_id=request.conversation,
+            param="conversation",
+        )
+        history = conversation_items(conversation=conversation)
     if request.store:
         # E8: caps on chain length and stored bytes, before anything is generated or stored.
         storage_check(
@@ -142,6 +152,7 @@ def _echo(request: CreateResponseRequest, *, model: str, tier: str) -> ResponseE
         model=model,
         instructions=request.instructions,
         previous_response_id=request.previous_response_id,
+        conversation={"id": request.conversation} if request.conversation else None,
         tools=list(request.tools),
         tool_choice=request.tool_choice,
         parallel_tool_calls=request.parallel_tool_calls,

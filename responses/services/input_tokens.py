@@ -6,6 +6,7 @@ from typing import Any
 
 from api.authentication import ApiPrincipal
 from api.db import db_async
+from conversations.selectors import conversation_get, conversation_items
 from engines.runtime.registry import get_engine
 from engines.selectors import model_get
 from engines.views import model_not_found
@@ -29,6 +30,13 @@ def _history(*, principal: ApiPrincipal, request: InputTokensRequest) -> tuple[s
             organization=principal.organization, response_id=request.previous_response_id
         )
         history = chain_items(response=previous)
+    elif request.conversation:
+        conversation = conversation_get(
+            organization=principal.organization,
+            conversation_id=request.conversation,
+            param="conversation",
+        )
+        history = conversation_items(conversation=conversation)
     return model.name, history
 
 

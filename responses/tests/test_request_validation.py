@@ -97,8 +97,9 @@ BAD_REQUESTS: list[tuple[str, Any, str | None, str]] = [
     ("instructions-type", body(instructions=["x"]), "instructions", "invalid_type"),
     ("previous-prefix", body(previous_response_id="abc"), "previous_response_id", "invalid_value"),
     ("previous-type", body(previous_response_id=5), "previous_response_id", "invalid_type"),
-    ("conversation", body(conversation="conv_1"), "conversation", "unsupported_parameter"),
-    ("conversation-object", body(conversation={"id": "conv_1"}), "conversation", "unsupported_parameter"),
+    ("conversation-type", body(conversation=5), "conversation", "invalid_type"),
+    ("conversation-empty", body(conversation=""), "conversation", "empty_string"),
+    ("conversation-object-extra", body(conversation={"id": "conv_1", "x": 1}), "conversation.x", "unknown_parameter"),
     ("conversation-id-type", body(conversation={"id": 5}), "conversation.id", "invalid_type"),
     ("conversation-and-previous", body(conversation="conv_1", previous_response_id="resp_1"), "conversation", "invalid_value"),
     ("prompt", body(prompt={"id": "pmpt_1"}), "prompt", "unsupported_parameter"),
@@ -328,7 +329,6 @@ def test_unsupported_things_say_what_they_are():
             "input[0].content[0]",
         ),
         (items(reasoning(encrypted_content="x")), "Encrypted reasoning is not supported yet"),
-        (body(conversation="conv_1"), "conversation is not supported yet"),
         (body(tools=[WEATHER_TOOL], tool_choice={"type": "file_search"}), "'file_search'"),
     ]
     for request_body, fragment in checks:
@@ -1011,7 +1011,7 @@ def test_input_tokens_request():
         ({"input": "x"}, "model", "missing_required_parameter"),
         ({"model": "m", "stream": True}, "stream", "unknown_parameter"),
         ({"model": "m", "max_output_tokens": 20}, "max_output_tokens", "unknown_parameter"),
-        ({"model": "m", "conversation": "conv_1"}, "conversation", "unsupported_parameter"),
+        ({"model": "m", "conversation": 1}, "conversation", "invalid_type"),
         ({"model": "m", "personality": LONG}, "personality", "string_above_max_length"),
         (
             {"model": "m", "input": [{"type": "web_search_call"}]},
@@ -1065,3 +1065,12 @@ def test_list_input_items_bad_queries(query, param, code):
     with pytest.raises(InvalidRequest) as caught:
         parse_list_input_items_query(query)
     assert (caught.value.param, caught.value.code) == (param, code)
+
+
+def test_conversation_is_an_id_or_an_object_and_input_may_be_omitted():
+    assert parse_create_request(body(conversation="conv_1")).conversation == "conv_1"
+    assert parse_create_request(body(conversation={"id": "conv_2"})).conversation == "conv_2"
+    assert parse_create_request({"model": "m", "conversation": "conv_3"}).input == ()
+    assert parse_input_tokens_request({"model": "m", "conversation": "conv_4"}).conversation == (
+        "conv_4"
+    )
