@@ -42,7 +42,7 @@ from responses.requests import (
     stored_input_items,
 )
 from responses.requests.validation import CreateResponseRequest
-from responses.selectors import chain_items, previous_response_get
+from responses.selectors import chain_items, previous_response_get, response_find
 from responses.services import lifecycle
 from responses.services.background import background_job, background_record_create
 from responses.services.generation import Generation, generation_abandon
@@ -65,23 +65,50 @@ class _Context:
     service_tier: str
 
 
-def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) -> _Context:
+@dataclass(frozen=True)
+class LocalPrevious:
+    """The last response of a WebSocket connection, kept by the connection itself: with
+    ``store=false`` nothing is in the database, yet ``previous_response_id`` may name it."""
+
+    response_id: str
+    items: list[dict[str, Any]]
+    """Its whole context: history, input and output items, oldest first."""
+
+
+def _load_context(
+    *,
+    principal: ApiPrincipal,
+    request: CreateResponseRequest,
+    local_previous: LocalPrevious | None = None,
+) -> _Context:
     model = model_get(organization=principal.organization, name=request.model)
     if model is None:
         raise model_not_found(request.model)
     previous = None
     history: list[dict[str, Any]] = []
     if request.previous_response_id:
-        previous = previous_response_get(
+        local = (
+            local_previous
+            if local_previous is not None
+            and local_previous.response_id == request.previous_response_id
+            else None
+        )
+        # A stored response is read from the database even when the connection knows it too:
+        # its row carries the chain (length, tool-call session).
+        find = response_find if local is not None else previous_response_get
+        previous = find(
             organization=principal.organization, response_id=request.previous_response_id
         )
-        if previous.status not in StoredResponse.TERMINAL:
-            raise InvalidRequest(
-                f"Previous response with id '{previous.public_id}' is still {previous.status}; "
-                "wait for it to finish.",
-                param="previous_response_id",
-            )
-        history = chain_items(response=previous)
+        if previous is None:  # only the connection has it (store=false)
+            history = list(local.items)
+        else:
+            if previous.status not in StoredResponse.TERMINAL:
+                raise InvalidRequest(
+                    f"Previous response with id '{previous.public_id}' is still "
+                    f"{previous.status}; wait for it to finish.",
+                    param="previous_response_id",
+                )
+            history = chain_items(response=previous)
     elif request.conversation:
         # The conversation's items as they are now come first; this response's own input and
         # output are appended when it finishes (response_finalize).
@@ -181,13 +208,22 @@ def _echo(request: CreateResponseRequest, *, model: str, tier: str) -> ResponseE
 class PreparedResponse:
     request: CreateResponseRequest
     generation: Generation
+    context_items: list[dict[str, Any]]
+    """History and this turn's input items: with the output, the next turn's context."""
 
 
 async def response_prepare(
-    *, principal: ApiPrincipal, request_id: str, body: Any
+    *,
+    principal: ApiPrincipal,
+    request_id: str,
+    body: Any,
+    local_previous: LocalPrevious | None = None,
 ) -> PreparedResponse:
+    """``local_previous``: a WebSocket connection's last response (see :class:`LocalPrevious`)."""
     request = parse_create_request(body)
-    context = await db_async(_load_context)(principal=principal, request=request)
+    context = await db_async(_load_context)(
+        principal=principal, request=request, local_previous=local_previous
+    )
     try:
         engine = await get_engine(context.model_name)
     except LookupError as exc:
@@ -271,7 +307,9 @@ async def response_prepare(
         # the write failed): release the reservation and close whatever row was written.
         await generation_abandon(generation)
         raise
-    return PreparedResponse(request=request, generation=generation)
+    return PreparedResponse(
+        request=request, generation=generation, context_items=[*context.history, *input_items]
+    )
 
 
 async def _store_record(
