@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "responses",
     "quotas",
     "conversations",
+    "prompts",
 ]
 
 # Every middleware here must be async-capable: a sync-only one makes Django run everything

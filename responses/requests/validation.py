@@ -118,7 +118,7 @@ class CreateResponseRequest:
 
     Dict and tuple fields hold the normalized wire shapes the Response object echoes
     (``tools``, ``tool_choice``, ``text``, ``reasoning``); ``input`` holds canonical items
-    (see :mod:`.input_items`). Parameters this platform refuses (``prompt``,
+    (see :mod:`.input_items`). Parameters this platform refuses (
     ``context_management``, ``moderation``) are always None here: a request carrying them never
     parses.
     """
@@ -158,7 +158,8 @@ class CreateResponseRequest:
     """Mapped onto ``auto|default|flex|priority`` (what tier resolution understands)."""
     requested_service_tier: str | None = None
     """The tier exactly as the client sent it (``scale``, ``fast`` …), or None."""
-    prompt: None = None
+    prompt: dict[str, Any] | None = None
+    """``{"id", "version", "variables"}``; the service resolves and renders it."""
     context_management: None = None
     moderation: None = None
     access_programs: dict[str, Any] | None = None
@@ -239,10 +240,13 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
     conversation = parse_conversation_param(
         obj.get("conversation"), previous_response_id=previous_response_id
     )
+    prompt = parse_prompt_param(obj.get("prompt"))
     _refuse_unsupported(obj)
-    # A conversation (like a chain) may already hold everything the model should answer.
+    # A conversation, a chain or a prompt template may already hold what the model should
+    # answer.
     parsed_input = _parse_input_param(
-        obj.get("input"), required=previous_response_id is None and conversation is None
+        obj.get("input"),
+        required=previous_response_id is None and conversation is None and prompt is None,
     )
     tools = parse_tools(obj.get("tools"))
     stream = _optional_bool(obj, "stream", default=False)
@@ -301,6 +305,7 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         image=_parse_image(obj.get("image")),
         extra_body=_parse_vllm_extras(obj),
         invalid_arguments=parsed_input.invalid_arguments,
+        prompt=prompt,
     )
 
 
@@ -418,16 +423,24 @@ def parse_conversation_param(value: Any, *, previous_response_id: str | None) ->
     return conversation_id
 
 
+def parse_prompt_param(value: Any) -> dict[str, Any] | None:
+    """``prompt: {id, version?, variables?}``; variable values are checked when the template is
+    rendered (which variables exist depends on the stored version)."""
+    if value is None:
+        return None
+    obj = c.expect_object(value, param="prompt")
+    c.reject_unknown_keys(obj, ("id", "version", "variables"), prefix="prompt")
+    prompt_id = c.required_string(obj, "id", prefix="prompt", min_length=1)
+    version = obj.get("version")
+    if version is not None:
+        version = c.expect_string(version, param="prompt.version", min_length=1)
+    variables = obj.get("variables")
+    variables = {} if variables is None else c.expect_object(variables, param="prompt.variables")
+    return {"id": prompt_id, "version": version, "variables": variables}
+
+
 def _refuse_unsupported(obj: dict[str, Any]) -> None:
     """Parameters OpenAI documents that need machinery this platform does not have yet."""
-    if obj.get("prompt") is not None:
-        c.expect_object(obj["prompt"], param="prompt")
-        c.fail(
-            "prompt is not supported: this platform has no stored prompt templates. Send the "
-            "text as 'instructions' and 'input' instead.",
-            param="prompt",
-            code="unsupported_parameter",
-        )
     management = obj.get("context_management")
     if management is not None:
         # An empty list asks for nothing; only a real compaction request is refused.

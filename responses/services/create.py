@@ -30,6 +30,8 @@ from engines.runtime.registry import ServiceTierError, get_engine, resolve_servi
 from engines.runtime.types import Engine, GenerationRequest
 from engines.selectors import model_get
 from engines.views import model_not_found
+from prompts.services import prompt_resolve
+from prompts.templates import RenderedPrompt
 from quotas.services.admission import input_tokens_estimate, quota_admit
 from responses.models import StoredResponse
 from responses.requests import (
@@ -63,6 +65,7 @@ class _Context:
     previous: StoredResponse | None
     history: list[dict[str, Any]]
     service_tier: str
+    prompt: RenderedPrompt | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ def _load_context(
             param="conversation",
         )
         history = conversation_items(conversation=conversation)
+    prompt = prompt_resolve(principal=principal, prompt=request.prompt) if request.prompt else None
     if request.store:
         # E8: caps on chain length and stored bytes, before anything is generated or stored.
         storage_check(
@@ -138,6 +142,7 @@ def _load_context(
         previous=previous,
         history=history,
         service_tier=tier,
+        prompt=prompt,
     )
 
 
@@ -174,10 +179,20 @@ async def _fit(
     return fitted.messages
 
 
-def _echo(request: CreateResponseRequest, *, model: str, tier: str) -> ResponseEcho:
+def _echo(
+    request: CreateResponseRequest,
+    *,
+    model: str,
+    tier: str,
+    instructions: str | None,
+    prompt: RenderedPrompt | None,
+) -> ResponseEcho:
     return ResponseEcho(
         model=model,
-        instructions=request.instructions,
+        instructions=instructions,
+        prompt=(
+            {**request.prompt, "version": prompt.version} if prompt is not None else None
+        ),
         previous_response_id=request.previous_response_id,
         conversation={"id": request.conversation} if request.conversation else None,
         tools=list(request.tools),
@@ -230,9 +245,18 @@ async def response_prepare(
         raise model_not_found(request.model) from exc
 
     known = {item["id"]: item for item in context.history if "id" in item}
-    input_items = stored_input_items(resolve_item_references(request.input, known=known))
+    instructions, prompt_items = request.instructions, []
+    if context.prompt is not None:
+        # The template's instructions come first, the request's own after them; its messages
+        # come before the request's input and are part of this turn's input items.
+        parts = (context.prompt.instructions, request.instructions)
+        instructions = "\n\n".join(part for part in parts if part) or None
+        prompt_items = context.prompt.input_items
+    input_items = stored_input_items(
+        resolve_item_references([*prompt_items, *request.input], known=known)
+    )
     messages = build_chat_messages(
-        instructions=request.instructions,
+        instructions=instructions,
         history_items=context.history,
         input_items=input_items,
     )
@@ -241,7 +265,13 @@ async def response_prepare(
         engine=engine, request=request, context=context, messages=messages, tools=tools
     )
 
-    echo = _echo(request, model=context.model_name, tier=context.service_tier)
+    echo = _echo(
+        request,
+        model=context.model_name,
+        tier=context.service_tier,
+        instructions=instructions,
+        prompt=context.prompt,
+    )
     builder = StreamBuilder(
         echo=echo,
         include_logprobs=request.logprobs,
