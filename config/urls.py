@@ -12,6 +12,7 @@ from engines.views import ModelListApi, ModelRetrieveApi
 from responses.views import (
     InputTokensApi,
     ResponseCancelApi,
+    ResponseCompactApi,
     ResponseCreateApi,
     ResponseDetailApi,
     ResponseInputItemsApi,
@@ -27,8 +28,9 @@ v1_patterns = [
     re_path(r"^models/(?P<model_id>[^/]+(?:/[^/]+)?)$", ModelRetrieveApi.as_view()),
     path("responses", ResponseCreateApi.as_view()),
     path("responses/input_tokens", InputTokensApi.as_view()),
-    # Response ids are resp_…: other words under /responses/ (e.g. "compact", not built yet)
-    # stay unknown routes, 404 "Invalid URL" for every method.
+    path("responses/compact", ResponseCompactApi.as_view()),
+    # Response ids are resp_…: other words under /responses/ stay unknown routes, 404 "Invalid
+    # URL" for every method.
     re_path(r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)$", ResponseDetailApi.as_view()),
     re_path(r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/cancel$", ResponseCancelApi.as_view()),
     re_path(

@@ -118,8 +118,7 @@ class CreateResponseRequest:
 
     Dict and tuple fields hold the normalized wire shapes the Response object echoes
     (``tools``, ``tool_choice``, ``text``, ``reasoning``); ``input`` holds canonical items
-    (see :mod:`.input_items`). Parameters this platform refuses (
-    ``context_management``, ``moderation``) are always None here: a request carrying them never
+    (see :mod:`.input_items`). Parameters this platform refuses (``moderation``) are always None here: a request carrying them never
     parses.
     """
 
@@ -160,7 +159,8 @@ class CreateResponseRequest:
     """The tier exactly as the client sent it (``scale``, ``fast`` …), or None."""
     prompt: dict[str, Any] | None = None
     """``{"id", "version", "variables"}``; the service resolves and renders it."""
-    context_management: None = None
+    compact_threshold: int | None = None
+    """From ``context_management``: compact past this many tokens (0: only to fit), or None."""
     moderation: None = None
     access_programs: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
@@ -306,6 +306,7 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         extra_body=_parse_vllm_extras(obj),
         invalid_arguments=parsed_input.invalid_arguments,
         prompt=prompt,
+        compact_threshold=parse_context_management(obj.get("context_management")),
     )
 
 
@@ -439,18 +440,28 @@ def parse_prompt_param(value: Any) -> dict[str, Any] | None:
     return {"id": prompt_id, "version": version, "variables": variables}
 
 
+def parse_context_management(value: Any) -> int | None:
+    """``context_management: [{"type": "compaction", "compact_threshold"?}]`` → the token count
+    past which the context is compacted (0: only when it would not fit the model), or None."""
+    if value is None:
+        return None
+    threshold: int | None = None
+    for index, entry in enumerate(c.expect_array(value, param="context_management")):
+        param = c.at("context_management", index)
+        obj = c.expect_object(entry, param=param)
+        c.reject_unknown_keys(obj, ("type", "compact_threshold"), prefix=param)
+        c.required_enum(obj, "type", prefix=param, allowed=("compaction",))
+        raw = obj.get("compact_threshold")
+        threshold = (
+            0
+            if raw is None
+            else c.expect_int(raw, param=c.child(param, "compact_threshold"), minimum=1000)
+        )
+    return threshold
+
+
 def _refuse_unsupported(obj: dict[str, Any]) -> None:
     """Parameters OpenAI documents that need machinery this platform does not have yet."""
-    management = obj.get("context_management")
-    if management is not None:
-        # An empty list asks for nothing; only a real compaction request is refused.
-        if c.expect_array(management, param="context_management"):
-            c.fail(
-                "context_management is not supported yet: server-side compaction is not "
-                "available on this platform. Use truncation='auto' to bound long chains.",
-                param="context_management",
-                code="unsupported_parameter",
-            )
     if obj.get("moderation") is not None:
         c.expect_object(obj["moderation"], param="moderation")
         c.fail(

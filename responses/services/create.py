@@ -35,7 +35,6 @@ from prompts.templates import RenderedPrompt
 from quotas.services.admission import input_tokens_estimate, quota_admit
 from responses.models import StoredResponse
 from responses.requests import (
-    build_chat_messages,
     build_response_format,
     build_tool_choice,
     fit_to_context,
@@ -45,7 +44,7 @@ from responses.requests import (
 )
 from responses.requests.validation import CreateResponseRequest
 from responses.selectors import chain_items, previous_response_get, response_find
-from responses.services import lifecycle
+from responses.services import compaction, lifecycle
 from responses.services.background import background_job, background_record_create
 from responses.services.generation import Generation, generation_abandon
 from responses.services.retention import storage_check
@@ -219,6 +218,46 @@ def _echo(
     )
 
 
+async def _compact_if_long(
+    *,
+    principal: ApiPrincipal,
+    request_id: str,
+    engine: Engine,
+    request: CreateResponseRequest,
+    context: _Context,
+    instructions: str | None,
+    messages: list[dict],
+    tools: list[dict],
+    input_items: list[dict[str, Any]],
+) -> tuple[list[dict], list[dict[str, Any]]]:
+    """``context_management``: past the threshold (or, without one, past what fits the model),
+    the history is compacted first; the compaction item leads this turn's input items."""
+    max_output = request.max_output_tokens or context.default_max_output_tokens
+    limit = request.compact_threshold or (context.context_length - max_output)
+    if _surely_fits(messages, tools, limit=limit):
+        return messages, input_items
+    count = await engine.count_tokens(model=context.model_name, messages=messages, tools=tools)
+    if count <= limit:
+        return messages, input_items
+    _, input_items = await compaction.compaction_auto(
+        principal=principal,
+        engine=engine,
+        model=context.model_name,
+        context_length=context.context_length,
+        service_tier=context.service_tier,
+        request_id=request_id,
+        history=context.history,
+        input_items=input_items,
+    )
+    messages = compaction.chat_messages(
+        organization=principal.organization,
+        instructions=instructions,
+        history=context.history,
+        input_items=input_items,
+    )
+    return messages, input_items
+
+
 @dataclass
 class PreparedResponse:
     request: CreateResponseRequest
@@ -255,12 +294,25 @@ async def response_prepare(
     input_items = stored_input_items(
         resolve_item_references([*prompt_items, *request.input], known=known)
     )
-    messages = build_chat_messages(
+    messages = compaction.chat_messages(
+        organization=principal.organization,
         instructions=instructions,
-        history_items=context.history,
+        history=context.history,
         input_items=input_items,
     )
     tool_choice, tools = build_tool_choice(tool_choice=request.tool_choice, tools=request.tools)
+    if request.compact_threshold is not None and context.history:
+        messages, input_items = await _compact_if_long(
+            principal=principal,
+            request_id=request_id,
+            engine=engine,
+            request=request,
+            context=context,
+            instructions=instructions,
+            messages=messages,
+            tools=tools,
+            input_items=input_items,
+        )
     messages = await _fit(
         engine=engine, request=request, context=context, messages=messages, tools=tools
     )
