@@ -329,3 +329,19 @@ async def test_retention_purges_idle_conversations(client, transactional_cast):
     assert not await Conversation.objects.filter(public_id=old_id).aexists()
     assert not await ConversationItem.objects.filter(conversation__public_id=old_id).aexists()
     assert await Conversation.objects.filter(public_id=fresh_id).aexists()
+
+
+async def test_input_tokens_count_the_conversation(client, transactional_cast, engine):
+    alice = transactional_cast.alice
+    conversation_id = (
+        await post(client, alice, "/v1/conversations",
+                   {"items": [message("one two three"), message("four five", "assistant")]})
+    ).json()["id"]  # fmt: skip
+    counted = await post(client, alice, "/v1/responses/input_tokens",
+                         {"model": "scripted", "input": "six", "conversation": conversation_id})
+    assert counted.status_code == 200, counted.json()
+    assert engine.token_requests[-1]["messages"] == [
+        {"role": "user", "content": "one two three"},
+        {"role": "assistant", "content": "four five"},
+        {"role": "user", "content": "six"},
+    ]
