@@ -107,7 +107,8 @@ BAD_REQUESTS: list[tuple[str, Any, str | None, str]] = [
     ("prompt-extra", body(prompt={"id": "pmpt_1", "x": 1}), "prompt.x", "unknown_parameter"),
     ("prompt-version-type", body(prompt={"id": "pmpt_1", "version": 2}), "prompt.version", "invalid_type"),
     ("prompt-variables-type", body(prompt={"id": "pmpt_1", "variables": []}), "prompt.variables", "invalid_type"),
-    ("context-management", body(context_management=[{"type": "compaction"}]), "context_management", "unsupported_parameter"),
+    ("context-management-threshold", body(context_management=[{"type": "compaction", "compact_threshold": 999}]), "context_management[0].compact_threshold", "integer_below_min_value"),
+    ("context-management-kind", body(context_management=[{"type": "trim"}]), "context_management[0].type", "invalid_value"),
     ("context-management-type", body(context_management="auto"), "context_management", "invalid_type"),
     ("moderation", body(moderation={"model": "omni-moderation-latest"}), "moderation", "unsupported_parameter"),
     # --- input items ------------------------------------------------------------------------
@@ -1080,3 +1081,15 @@ def test_conversation_is_an_id_or_an_object_and_input_may_be_omitted():
     assert parse_input_tokens_request({"model": "m", "conversation": "conv_4"}).conversation == (
         "conv_4"
     )
+
+
+def test_context_management_gives_the_compaction_threshold():
+    assert parse_create_request(body()).compact_threshold is None
+    assert parse_create_request(body(context_management=[])).compact_threshold is None
+    assert parse_create_request(
+        body(context_management=[{"type": "compaction", "compact_threshold": 4000}])
+    ).compact_threshold == 4000
+    # Without a threshold: compact only when the context would not fit the model.
+    assert parse_create_request(
+        body(context_management=[{"type": "compaction"}])
+    ).compact_threshold == 0
