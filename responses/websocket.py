@@ -137,6 +137,8 @@ class ResponsesWebSocketConsumer(AsyncWebsocketConsumer):
             return
         self.principal = principal
         self.connection_id = choose_request_id(handshake)
+        # Each turn gets a request id of its own (logs, the engine request); daphne sends no
+        # headers with the handshake answer, so there is nowhere to put one for the connection.
         await self.accept()
         self.lifetime = asyncio.create_task(self._enforce_lifetime())
 
