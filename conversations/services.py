@@ -59,7 +59,6 @@ def conversation_items_add(
     conversation: Conversation,
     items: tuple[dict[str, Any], ...] | list[dict[str, Any]],
     response_id: str = "",
-    check_storage: bool = True,
 ) -> list[dict[str, Any]]:
     """Append canonical input items (``item_reference``s resolved against the conversation's own
     items) and return them as stored, with their ids."""
@@ -70,11 +69,10 @@ def conversation_items_add(
         )
         resolved = resolve_item_references(items, known=existing, param="items")
         records = _unique_ids(stored_input_items(resolved), taken=set(existing))
-        if check_storage:
-            _storage_check(
-                organization_id=locked.organization_id,
-                incoming=sum(len(json.dumps(record)) for record in records),
-            )
+        _storage_check(
+            organization_id=locked.organization_id,
+            incoming=sum(len(json.dumps(record)) for record in records),
+        )
         _append(locked, records, response_id=response_id)
     return records
 

@@ -186,3 +186,26 @@ async def test_the_connection_warns_then_closes_at_its_maximum_lifetime(
     closed = await communicator.receive_output(timeout=10)
     assert closed["type"] == "websocket.close" and closed["code"] == 1000
     await communicator.disconnect()
+
+
+async def test_a_turn_on_a_conversation(transactional_cast, engine):
+    from asgiref.sync import sync_to_async
+
+    from api.authentication import ApiPrincipal
+    from conversations.models import ConversationItem
+    from conversations.services import conversation_create
+
+    alice = transactional_cast.alice
+    principal = ApiPrincipal(api_key=alice.api_key, organization=alice.organization, project=None)
+    conversation = await sync_to_async(conversation_create)(
+        principal=principal, metadata={},
+        items=({"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Remember 42."}]},),
+    )  # fmt: skip
+    communicator = await connected(alice)
+    await send(communicator, input="What number?", conversation=conversation.public_id)
+    events = await turn(communicator)
+    assert events[-1]["response"]["conversation"] == {"id": conversation.public_id}
+    assert [m["content"] for m in engine.last_request.messages] == ["Remember 42.", "What number?"]
+    await communicator.disconnect()  # waits for the turn to be stored
+    assert await ConversationItem.objects.filter(conversation=conversation).acount() == 3
