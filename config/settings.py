@@ -120,6 +120,8 @@ INSTALLED_APPS = [
     "engines",
     "responses",
     "quotas",
+    "conversations",
+    "prompts",
 ]
 
 # Every middleware here must be async-capable: a sync-only one makes Django run everything
@@ -400,6 +402,15 @@ CELERY_BEAT_SCHEDULE = {
 BACKGROUND_LEASE_SECONDS = env_float("BACKGROUND_LEASE_SECONDS", 30.0, minimum=0.5)
 # The per-organization stored-bytes cap (E8) reads a usage figure at most this old.
 STORAGE_USAGE_CACHE_SECONDS = env_float("STORAGE_USAGE_CACHE_SECONDS", 30.0, minimum=0.0)
+# Keys for content handed to clients encrypted (compaction items): comma-separated Fernet keys,
+# the first encrypts, all decrypt (rotation). Unset: one key derived from SECRET_KEY.
+ENCRYPTED_CONTENT_KEYS = env_list("ENCRYPTED_CONTENT_KEYS", [])
+# WebSocket mode (/v1/responses over WebSocket): a connection is closed after this long (OpenAI
+# and vLLM: 60 minutes), with an error event warning this many seconds before.
+WEBSOCKET_MAX_LIFETIME_SECONDS = env_float("WEBSOCKET_MAX_LIFETIME_SECONDS", 3600.0, minimum=1.0)
+WEBSOCKET_EXPIRY_WARNING_SECONDS = env_float(
+    "WEBSOCKET_EXPIRY_WARNING_SECONDS", 300.0, minimum=0.0
+)
 # A queued response nobody picked up in this long (its task message was lost) is failed.
 BACKGROUND_QUEUED_TIMEOUT_SECONDS = env_int("BACKGROUND_QUEUED_TIMEOUT_SECONDS", 3600, minimum=1)
 # The live event log in Redis (production): bounded length and lifetime; the durable copy is in

@@ -6,11 +6,18 @@ from django.urls import include, path, re_path
 from api.azure import azure_route
 from api.health import healthz, readyz
 from api.metrics import metrics
+from conversations.views import (
+    ConversationCreateApi,
+    ConversationDetailApi,
+    ConversationItemDetailApi,
+    ConversationItemsApi,
+)
 from engines.admin_health import engine_health
 from engines.views import ModelListApi, ModelRetrieveApi
 from responses.views import (
     InputTokensApi,
     ResponseCancelApi,
+    ResponseCompactApi,
     ResponseCreateApi,
     ResponseDetailApi,
     ResponseInputItemsApi,
@@ -30,8 +37,9 @@ def api_patterns(wrap=lambda view: view) -> list:
         re_path(r"^models/(?P<model_id>[^/]+(?:/[^/]+)?)$", wrap(ModelRetrieveApi.as_view())),
         path("responses", wrap(ResponseCreateApi.as_view())),
         path("responses/input_tokens", wrap(InputTokensApi.as_view())),
-        # Response ids are resp_…: other words under /responses/ (e.g. "compact", not built
-        # yet) stay unknown routes, 404 "Invalid URL" for every method.
+        path("responses/compact", wrap(ResponseCompactApi.as_view())),
+        # Response ids are resp_…: other words under /responses/ stay unknown routes, 404
+        # "Invalid URL" for every method.
         re_path(
             r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)$", wrap(ResponseDetailApi.as_view())
         ),
@@ -46,6 +54,20 @@ def api_patterns(wrap=lambda view: view) -> list:
         re_path(
             r"^responses/(?P<response_id>resp_[A-Za-z0-9]+)/input_items$",
             wrap(ResponseInputItemsApi.as_view()),
+        ),
+        path("conversations", wrap(ConversationCreateApi.as_view())),
+        re_path(
+            r"^conversations/(?P<conversation_id>conv_[A-Za-z0-9]+)$",
+            wrap(ConversationDetailApi.as_view()),
+        ),
+        re_path(
+            r"^conversations/(?P<conversation_id>conv_[A-Za-z0-9]+)/items$",
+            wrap(ConversationItemsApi.as_view()),
+        ),
+        re_path(
+            r"^conversations/(?P<conversation_id>conv_[A-Za-z0-9]+)/items/"
+            r"(?P<item_id>[A-Za-z0-9_-]+)$",
+            wrap(ConversationItemDetailApi.as_view()),
         ),
     ]
 

@@ -19,6 +19,7 @@ from responses.requests.validation import INCLUDABLE
 from responses.selectors import input_items_page, response_get, response_not_found
 from responses.services import idempotency, sessions
 from responses.services.background import background_follow
+from responses.services.compaction import response_compact
 from responses.services.create import response_prepare
 from responses.services.encrypted_reasoning import reasoning_include_check
 from responses.services.generation import (
@@ -479,7 +480,6 @@ class ResponseInputItemsApi(AsyncApiView):
         return json_response(input_items_page(response=response, query=query))
 
 
-
 class InputTokensApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["post"]
@@ -488,3 +488,17 @@ class InputTokensApi(AsyncApiView):
         tokens_request = parse_input_tokens_request(json_body(request))
         count = await input_tokens_count(principal=request.principal, request=tokens_request)
         return json_response({"object": "response.input_tokens", "input_tokens": count})
+
+
+class ResponseCompactApi(AsyncApiView):
+    """``POST /v1/responses/compact``: the context as user messages and one encrypted
+    ``compaction`` item (responses.services.compaction)."""
+
+    endpoint_group = "responses"
+    http_method_names = ["post"]
+
+    async def post(self, request):
+        compacted = await response_compact(
+            principal=request.principal, request_id=request.request_id, body=json_body(request)
+        )
+        return json_response(compacted)

@@ -42,12 +42,15 @@ UNSUPPORTED_ITEM_TYPES = frozenset(
         "apply_patch_call_output", "mcp_list_tools", "mcp_approval_request",
         "mcp_approval_response", "mcp_call", "custom_tool_call", "custom_tool_call_output",
         "tool_search_call", "tool_search_output", "additional_tools", "program",
-        "program_output", "configuration_update", "compaction", "compaction_trigger",
+        "program_output", "configuration_update", "compaction_trigger",
     }
 )  # fmt: skip
 SUPPORTED_ITEM_TYPES = (
     "message", "function_call", "function_call_output", "reasoning", "item_reference",
+    "compaction",
 )  # fmt: skip
+# OpenAI's limit on a compaction item's encrypted content.
+MAX_COMPACTION_CONTENT_LENGTH = 20 * 1024 * 1024
 
 # Keys of each item kind, as the SDK declares them (param and returned-item shapes together:
 # clients commonly re-send ``response.output`` items verbatim).
@@ -61,6 +64,7 @@ _FUNCTION_CALL_OUTPUT_KEYS = frozenset(
 )
 _REASONING_KEYS = frozenset({"type", "id", "summary", "content", "encrypted_content", "status"})
 _ITEM_REFERENCE_KEYS = frozenset({"type", "id"})
+_COMPACTION_KEYS = frozenset({"type", "id", "encrypted_content", "created_by"})
 
 _INPUT_TEXT_KEYS = frozenset({"type", "text", "prompt_cache_breakpoint"})
 _OUTPUT_TEXT_KEYS = frozenset({"type", "text", "annotations", "logprobs"})
@@ -118,6 +122,8 @@ def parse_item(raw: Any, *, param: str) -> dict[str, Any]:
         return _parse_function_call_output(raw, param=param)
     if kind == "reasoning":
         return _parse_reasoning(raw, param=param)
+    if kind == "compaction":
+        return _parse_compaction(raw, param=param)
     if kind == "item_reference":
         c.reject_unknown_keys(raw, _ITEM_REFERENCE_KEYS, prefix=param)
         item_id = c.required_string(raw, "id", prefix=param, min_length=1)
@@ -347,6 +353,23 @@ def _parse_reasoning(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
         item["encrypted_content"] = c.expect_string(
             raw["encrypted_content"], param=c.child(param, "encrypted_content"), min_length=1
         )
+    return item
+
+
+def _parse_compaction(raw: dict[str, Any], *, param: str) -> dict[str, Any]:
+    """A compaction item from ``/v1/responses/compact`` (or automatic compaction), passed back:
+    the service decrypts it (it is bound to the organization that made it)."""
+    c.reject_unknown_keys(raw, _COMPACTION_KEYS, prefix=param)
+    item: dict[str, Any] = {"type": "compaction"}
+    if raw.get("id") is not None:
+        item["id"] = c.expect_string(raw["id"], param=c.child(param, "id"), min_length=1)
+    item["encrypted_content"] = c.required_string(
+        raw,
+        "encrypted_content",
+        prefix=param,
+        min_length=1,
+        max_length=MAX_COMPACTION_CONTENT_LENGTH,
+    )
     return item
 
 

@@ -35,12 +35,19 @@ def function_call_output_id() -> str:
     return f"fco_{secrets.token_hex(24)}"
 
 
+def compaction_id() -> str:
+    return f"cmp_{secrets.token_hex(24)}"
+
+
 _NEW_ID = {
     "message": ids.message_id,
     "function_call": ids.function_call_id,
     "function_call_output": function_call_output_id,
     "reasoning": ids.reasoning_id,
+    "compaction": compaction_id,
 }
+# Kinds whose stored form has no ``status`` (the SDK's item type has none).
+_NO_STATUS = ("compaction",)
 
 
 def resolve_item_references(
@@ -97,7 +104,8 @@ def _stored_item(item: dict[str, Any]) -> dict[str, Any]:
     record = copy.deepcopy(item)
     if kind == "message" and record["role"] != "assistant":
         record.pop("phase", None)
-    record.setdefault("status", _STATUS_DEFAULT)
+    if kind not in _NO_STATUS:
+        record.setdefault("status", _STATUS_DEFAULT)
     return record
 
 

@@ -122,8 +122,7 @@ class CreateResponseRequest:
 
     Dict and tuple fields hold the normalized wire shapes the Response object echoes
     (``tools``, ``tool_choice``, ``text``, ``reasoning``); ``input`` holds canonical items
-    (see :mod:`.input_items`). Parameters this platform refuses (``conversation``, ``prompt``,
-    ``context_management``, ``moderation``) are always None here: a request carrying them never
+    (see :mod:`.input_items`). Parameters this platform refuses (``moderation``) are always None here: a request carrying them never
     parses.
     """
 
@@ -131,7 +130,8 @@ class CreateResponseRequest:
     input: tuple[dict[str, Any], ...] = ()
     instructions: str | None = None
     previous_response_id: str | None = None
-    conversation: None = None
+    conversation: str | None = None
+    """The conversation's id (``conversation`` as a string or ``{"id"}``)."""
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
@@ -161,8 +161,10 @@ class CreateResponseRequest:
     """Mapped onto ``auto|default|flex|priority`` (what tier resolution understands)."""
     requested_service_tier: str | None = None
     """The tier exactly as the client sent it (``scale``, ``fast`` …), or None."""
-    prompt: None = None
-    context_management: None = None
+    prompt: dict[str, Any] | None = None
+    """``{"id", "version", "variables"}``; the service resolves and renders it."""
+    compact_threshold: int | None = None
+    """From ``context_management``: compact past this many tokens (0: only to fit), or None."""
     moderation: None = None
     access_programs: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
@@ -209,7 +211,7 @@ class InputTokensRequest:
     input: tuple[dict[str, Any], ...] = ()
     instructions: str | None = None
     previous_response_id: str | None = None
-    conversation: None = None
+    conversation: str | None = None
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True
@@ -239,9 +241,17 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
     c.reject_unknown_keys(obj, CREATE_PARAMS, prefix=None)
     model = _parse_model(obj)
     previous_response_id = _parse_previous_response_id(obj.get("previous_response_id"))
-    _refuse_conversation(obj.get("conversation"), previous_response_id=previous_response_id)
+    conversation = parse_conversation_param(
+        obj.get("conversation"), previous_response_id=previous_response_id
+    )
+    prompt = parse_prompt_param(obj.get("prompt"))
     _refuse_unsupported(obj)
-    parsed_input = _parse_input_param(obj.get("input"), required=previous_response_id is None)
+    # A conversation, a chain or a prompt template may already hold what the model should
+    # answer.
+    parsed_input = _parse_input_param(
+        obj.get("input"),
+        required=previous_response_id is None and conversation is None and prompt is None,
+    )
     tools = parse_tools(obj.get("tools"))
     stream = _optional_bool(obj, "stream", default=False)
     store = _optional_bool(obj, "store", default=True)
@@ -259,6 +269,7 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         input=parsed_input.items,
         instructions=_optional_string(obj, "instructions"),
         previous_response_id=previous_response_id,
+        conversation=conversation,
         tools=tools,
         tool_choice=parse_tool_choice(obj.get("tool_choice"), tools=tools),
         parallel_tool_calls=_optional_bool(obj, "parallel_tool_calls", default=True),
@@ -274,7 +285,7 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         presence_penalty=_optional_number(obj, "presence_penalty", minimum=-2, maximum=2),
         frequency_penalty=_optional_number(obj, "frequency_penalty", minimum=-2, maximum=2),
         include=_parse_include(obj.get("include"), param="include"),
-        metadata=_parse_metadata(obj.get("metadata")),
+        metadata=parse_metadata(obj.get("metadata")),
         store=store,
         background=background,
         background_options=_parse_background_options(
@@ -300,6 +311,8 @@ def parse_create_request(body: Any) -> CreateResponseRequest:
         image=_parse_image(obj.get("image")),
         extra_body=_parse_vllm_extras(obj),
         invalid_arguments=parsed_input.invalid_arguments,
+        prompt=prompt,
+        compact_threshold=parse_context_management(obj.get("context_management")),
     )
 
 
@@ -309,7 +322,9 @@ def parse_input_tokens_request(body: Any) -> InputTokensRequest:
     c.reject_unknown_keys(obj, INPUT_TOKENS_PARAMS, prefix=None)
     model = _parse_model(obj)
     previous_response_id = _parse_previous_response_id(obj.get("previous_response_id"))
-    _refuse_conversation(obj.get("conversation"), previous_response_id=previous_response_id)
+    conversation = parse_conversation_param(
+        obj.get("conversation"), previous_response_id=previous_response_id
+    )
     # Counting the tokens of instructions (or tools) alone is meaningful: input may be absent.
     parsed_input = _parse_input_param(obj.get("input"), required=False)
     tools = parse_tools(obj.get("tools"))
@@ -318,6 +333,7 @@ def parse_input_tokens_request(body: Any) -> InputTokensRequest:
         input=parsed_input.items,
         instructions=_optional_string(obj, "instructions"),
         previous_response_id=previous_response_id,
+        conversation=conversation,
         tools=tools,
         tool_choice=parse_tool_choice(obj.get("tool_choice"), tools=tools),
         parallel_tool_calls=_optional_bool(obj, "parallel_tool_calls", default=True),
@@ -391,13 +407,18 @@ def _parse_previous_response_id(value: Any) -> str | None:
     return text
 
 
-def _refuse_conversation(value: Any, *, previous_response_id: str | None) -> None:
+def parse_conversation_param(value: Any, *, previous_response_id: str | None) -> str | None:
+    """``conversation``: an id or ``{"id"}`` → the id; never together with a chain."""
     if value is None:
-        return
+        return None
     if isinstance(value, dict):
         c.reject_unknown_keys(value, ("id",), prefix="conversation")
-        c.expect_string(c.required(value, "id", prefix="conversation"), param="conversation.id")
-    elif not isinstance(value, str):
+        conversation_id = c.expect_string(
+            c.required(value, "id", prefix="conversation"), param="conversation.id", min_length=1
+        )
+    elif isinstance(value, str):
+        conversation_id = c.expect_string(value, param="conversation", min_length=1)
+    else:
         c.fail_type(value, param="conversation", expected="one of a string or an object")
     if previous_response_id is not None:
         c.fail(
@@ -406,34 +427,47 @@ def _refuse_conversation(value: Any, *, previous_response_id: str | None) -> Non
             param="conversation",
             code="invalid_value",
         )
-    c.fail(
-        "conversation is not supported yet: the Conversations API is not available on this "
-        "platform. Chain responses with 'previous_response_id' instead.",
-        param="conversation",
-        code="unsupported_parameter",
-    )
+    return conversation_id
+
+
+def parse_prompt_param(value: Any) -> dict[str, Any] | None:
+    """``prompt: {id, version?, variables?}``; variable values are checked when the template is
+    rendered (which variables exist depends on the stored version)."""
+    if value is None:
+        return None
+    obj = c.expect_object(value, param="prompt")
+    c.reject_unknown_keys(obj, ("id", "version", "variables"), prefix="prompt")
+    prompt_id = c.required_string(obj, "id", prefix="prompt", min_length=1)
+    version = obj.get("version")
+    if version is not None:
+        version = c.expect_string(version, param="prompt.version", min_length=1)
+    variables = obj.get("variables")
+    variables = {} if variables is None else c.expect_object(variables, param="prompt.variables")
+    return {"id": prompt_id, "version": version, "variables": variables}
+
+
+def parse_context_management(value: Any) -> int | None:
+    """``context_management: [{"type": "compaction", "compact_threshold"?}]`` → the token count
+    past which the context is compacted (0: only when it would not fit the model), or None."""
+    if value is None:
+        return None
+    threshold: int | None = None
+    for index, entry in enumerate(c.expect_array(value, param="context_management")):
+        param = c.at("context_management", index)
+        obj = c.expect_object(entry, param=param)
+        c.reject_unknown_keys(obj, ("type", "compact_threshold"), prefix=param)
+        c.required_enum(obj, "type", prefix=param, allowed=("compaction",))
+        raw = obj.get("compact_threshold")
+        threshold = (
+            0
+            if raw is None
+            else c.expect_int(raw, param=c.child(param, "compact_threshold"), minimum=1000)
+        )
+    return threshold
 
 
 def _refuse_unsupported(obj: dict[str, Any]) -> None:
     """Parameters OpenAI documents that need machinery this platform does not have yet."""
-    if obj.get("prompt") is not None:
-        c.expect_object(obj["prompt"], param="prompt")
-        c.fail(
-            "prompt is not supported: this platform has no stored prompt templates. Send the "
-            "text as 'instructions' and 'input' instead.",
-            param="prompt",
-            code="unsupported_parameter",
-        )
-    management = obj.get("context_management")
-    if management is not None:
-        # An empty list asks for nothing; only a real compaction request is refused.
-        if c.expect_array(management, param="context_management"):
-            c.fail(
-                "context_management is not supported yet: server-side compaction is not "
-                "available on this platform. Use truncation='auto' to bound long chains.",
-                param="context_management",
-                code="unsupported_parameter",
-            )
     if obj.get("moderation") is not None:
         c.expect_object(obj["moderation"], param="moderation")
         c.fail(
@@ -537,7 +571,7 @@ def _parse_include(value: Any, *, param: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _parse_metadata(value: Any) -> dict[str, str]:
+def parse_metadata(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     obj = c.expect_object(value, param="metadata")

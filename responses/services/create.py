@@ -27,14 +27,16 @@ from django.utils import timezone
 from api.authentication import ApiPrincipal
 from api.db import db_async
 from api.errors import InvalidRequest
+from conversations.selectors import conversation_get, conversation_items
 from engines.runtime.registry import ServiceTierError, get_engine, resolve_service_tier
 from engines.runtime.types import Engine, GenerationRequest
 from engines.selectors import model_get
 from engines.views import model_not_found
+from prompts.services import prompt_resolve
+from prompts.templates import RenderedPrompt
 from quotas.services.admission import input_tokens_estimate, quota_admit
 from responses.models import StoredResponse
 from responses.requests import (
-    build_chat_messages,
     build_response_format,
     build_tool_choice,
     fit_to_context,
@@ -44,8 +46,8 @@ from responses.requests import (
     stored_input_items,
 )
 from responses.requests.validation import CreateResponseRequest
-from responses.selectors import chain_items, previous_response_get
-from responses.services import lifecycle
+from responses.selectors import chain_items, previous_response_get, response_find
+from responses.services import compaction, lifecycle
 from responses.services.background import background_job, background_record_create
 from responses.services.encrypted_reasoning import (
     reasoning_decrypt,
@@ -71,25 +73,63 @@ class _Context:
     previous: StoredResponse | None
     history: list[dict[str, Any]]
     service_tier: str
+    prompt: RenderedPrompt | None = None
 
 
-def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) -> _Context:
+@dataclass(frozen=True)
+class LocalPrevious:
+    """The last response of a WebSocket connection, kept by the connection itself: with
+    ``store=false`` nothing is in the database, yet ``previous_response_id`` may name it."""
+
+    response_id: str
+    items: list[dict[str, Any]]
+    """Its whole context: history, input and output items, oldest first."""
+
+
+def _load_context(
+    *,
+    principal: ApiPrincipal,
+    request: CreateResponseRequest,
+    local_previous: LocalPrevious | None = None,
+) -> _Context:
     model = model_get(organization=principal.organization, name=request.model)
     if model is None:
         raise model_not_found(request.model)
     previous = None
     history: list[dict[str, Any]] = []
     if request.previous_response_id:
-        previous = previous_response_get(
+        local = (
+            local_previous
+            if local_previous is not None
+            and local_previous.response_id == request.previous_response_id
+            else None
+        )
+        # A stored response is read from the database even when the connection knows it too:
+        # its row carries the chain (length, tool-call session).
+        find = response_find if local is not None else previous_response_get
+        previous = find(
             organization=principal.organization, response_id=request.previous_response_id
         )
-        if previous.status not in StoredResponse.TERMINAL:
-            raise InvalidRequest(
-                f"Previous response with id '{previous.public_id}' is still {previous.status}; "
-                "wait for it to finish.",
-                param="previous_response_id",
-            )
-        history = chain_items(response=previous)
+        if previous is None:  # only the connection has it (store=false)
+            history = list(local.items)
+        else:
+            if previous.status not in StoredResponse.TERMINAL:
+                raise InvalidRequest(
+                    f"Previous response with id '{previous.public_id}' is still "
+                    f"{previous.status}; wait for it to finish.",
+                    param="previous_response_id",
+                )
+            history = chain_items(response=previous)
+    elif request.conversation:
+        # The conversation's items as they are now come first; this response's own input and
+        # output are appended when it finishes (response_finalize).
+        conversation = conversation_get(
+            organization=principal.organization,
+            conversation_id=request.conversation,
+            param="conversation",
+        )
+        history = conversation_items(conversation=conversation)
+    prompt = prompt_resolve(principal=principal, prompt=request.prompt) if request.prompt else None
     if request.store:
         # E8: caps on chain length and stored bytes, before anything is generated or stored.
         storage_check(
@@ -111,6 +151,7 @@ def _load_context(*, principal: ApiPrincipal, request: CreateResponseRequest) ->
         previous=previous,
         history=history,
         service_tier=tier,
+        prompt=prompt,
     )
 
 
@@ -156,11 +197,22 @@ async def _fit(
     return fitted.messages
 
 
-def _echo(request: CreateResponseRequest, *, model: str, tier: str) -> ResponseEcho:
+def _echo(
+    request: CreateResponseRequest,
+    *,
+    model: str,
+    tier: str,
+    instructions: str | None,
+    prompt: RenderedPrompt | None,
+) -> ResponseEcho:
     return ResponseEcho(
         model=model,
-        instructions=request.instructions,
+        instructions=instructions,
+        prompt=(
+            {**request.prompt, "version": prompt.version} if prompt is not None else None
+        ),
         previous_response_id=request.previous_response_id,
+        conversation={"id": request.conversation} if request.conversation else None,
         tools=list(request.tools),
         tool_choice=request.tool_choice,
         parallel_tool_calls=request.parallel_tool_calls,
@@ -185,10 +237,52 @@ def _echo(request: CreateResponseRequest, *, model: str, tier: str) -> ResponseE
     )
 
 
+async def _compact_if_long(
+    *,
+    principal: ApiPrincipal,
+    request_id: str,
+    engine: Engine,
+    request: CreateResponseRequest,
+    context: _Context,
+    instructions: str | None,
+    messages: list[dict],
+    tools: list[dict],
+    input_items: list[dict[str, Any]],
+) -> tuple[list[dict], list[dict[str, Any]]]:
+    """``context_management``: past the threshold (or, without one, past what fits the model),
+    the history is compacted first; the compaction item leads this turn's input items."""
+    max_output = request.max_output_tokens or context.default_max_output_tokens
+    limit = request.compact_threshold or (context.context_length - max_output)
+    if _surely_fits(messages, tools, limit=limit):
+        return messages, input_items
+    count = await engine.count_tokens(model=context.model_name, messages=messages, tools=tools)
+    if count <= limit:
+        return messages, input_items
+    _, input_items = await compaction.compaction_auto(
+        principal=principal,
+        engine=engine,
+        model=context.model_name,
+        context_length=context.context_length,
+        service_tier=context.service_tier,
+        request_id=request_id,
+        history=context.history,
+        input_items=input_items,
+    )
+    messages = compaction.chat_messages(
+        organization=principal.organization,
+        instructions=instructions,
+        history=context.history,
+        input_items=input_items,
+    )
+    return messages, input_items
+
+
 @dataclass
 class PreparedResponse:
     request: CreateResponseRequest
     generation: Generation
+    context_items: list[dict[str, Any]]
+    """History and this turn's input items: with the output, the next turn's context."""
 
 
 def _open_encrypted_reasoning(
@@ -257,16 +351,24 @@ def _encryptor(organization_id: str) -> ReasoningEncryptor:
 
 
 async def response_prepare(
-    *, principal: ApiPrincipal, request_id: str, body: Any, dialect: str = "openai"
+    *,
+    principal: ApiPrincipal,
+    request_id: str,
+    body: Any,
+    dialect: str = "openai",
+    local_previous: LocalPrevious | None = None,
 ) -> PreparedResponse:
     """``dialect`` is the stream dialect of the creating request; it only decides whether the
-    legacy-only announcement ``response.additional_context`` is generated."""
+    legacy-only announcement ``response.additional_context`` is generated. ``local_previous``: a
+    WebSocket connection's last response (see :class:`LocalPrevious`)."""
     request = parse_create_request(body)
     if request.include_encrypted_reasoning:
         reasoning_include_check()
     organization_id = principal.organization.public_id
     opened = _open_encrypted_reasoning(request.input, organization_id=organization_id)
-    context = await db_async(_load_context)(principal=principal, request=request)
+    context = await db_async(_load_context)(
+        principal=principal, request=request, local_previous=local_previous
+    )
     if (
         request.max_output_tokens is not None
         and request.max_output_tokens >= context.context_length
@@ -284,20 +386,47 @@ async def response_prepare(
         raise model_not_found(request.model) from exc
 
     known = {item["id"]: item for item in context.history if "id" in item}
-    resolved = resolve_item_references(opened, known=known)  # one item per input item
+    instructions, prompt_items = request.instructions, []
+    if context.prompt is not None:
+        # The template's instructions come first, the request's own after them; its messages
+        # come before the request's input and are part of this turn's input items.
+        parts = (context.prompt.instructions, request.instructions)
+        instructions = "\n\n".join(part for part in parts if part) or None
+        prompt_items = context.prompt.input_items
+    # One item per input item (the template's first).
+    resolved = resolve_item_references([*prompt_items, *opened], known=known)
     await _check_media(items=resolved, context=context)
     input_items = stored_input_items(resolved)
-    messages = build_chat_messages(
-        instructions=request.instructions,
-        history_items=context.history,
+    messages = compaction.chat_messages(
+        organization=principal.organization,
+        instructions=instructions,
+        history=context.history,
         input_items=input_items,
     )
     tool_choice, tools = build_tool_choice(tool_choice=request.tool_choice, tools=request.tools)
+    if request.compact_threshold is not None and context.history:
+        messages, input_items = await _compact_if_long(
+            principal=principal,
+            request_id=request_id,
+            engine=engine,
+            request=request,
+            context=context,
+            instructions=instructions,
+            messages=messages,
+            tools=tools,
+            input_items=input_items,
+        )
     messages = await _fit(
         engine=engine, request=request, context=context, messages=messages, tools=tools
     )
 
-    echo = _echo(request, model=context.model_name, tier=context.service_tier)
+    echo = _echo(
+        request,
+        model=context.model_name,
+        tier=context.service_tier,
+        instructions=instructions,
+        prompt=context.prompt,
+    )
     builder = StreamBuilder(
         echo=echo,
         include_logprobs=request.logprobs,
@@ -367,7 +496,9 @@ async def response_prepare(
         # the write failed): release the reservation and close whatever row was written.
         await generation_abandon(generation)
         raise
-    return PreparedResponse(request=request, generation=generation)
+    return PreparedResponse(
+        request=request, generation=generation, context_items=[*context.history, *input_items]
+    )
 
 
 async def _store_record(

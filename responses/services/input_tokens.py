@@ -6,17 +6,18 @@ from typing import Any
 
 from api.authentication import ApiPrincipal
 from api.db import db_async
+from conversations.selectors import conversation_get, conversation_items
 from engines.runtime.registry import get_engine
 from engines.selectors import model_get
 from engines.views import model_not_found
 from responses.requests import (
-    build_chat_messages,
     build_tool_choice,
     resolve_item_references,
     stored_input_items,
 )
 from responses.requests.validation import InputTokensRequest
 from responses.selectors import chain_items, previous_response_get
+from responses.services import compaction
 
 
 def _history(*, principal: ApiPrincipal, request: InputTokensRequest) -> tuple[str, list[dict]]:
@@ -29,6 +30,13 @@ def _history(*, principal: ApiPrincipal, request: InputTokensRequest) -> tuple[s
             organization=principal.organization, response_id=request.previous_response_id
         )
         history = chain_items(response=previous)
+    elif request.conversation:
+        conversation = conversation_get(
+            organization=principal.organization,
+            conversation_id=request.conversation,
+            param="conversation",
+        )
+        history = conversation_items(conversation=conversation)
     return model.name, history
 
 
@@ -40,8 +48,11 @@ async def input_tokens_count(*, principal: ApiPrincipal, request: InputTokensReq
         raise model_not_found(request.model) from exc
     known = {item["id"]: item for item in history if "id" in item}
     input_items = stored_input_items(resolve_item_references(request.input, known=known))
-    messages = build_chat_messages(
-        instructions=request.instructions, history_items=history, input_items=input_items
+    messages = compaction.chat_messages(
+        organization=principal.organization,
+        instructions=request.instructions,
+        history=history,
+        input_items=input_items,
     )
     _, tools = build_tool_choice(tool_choice=request.tool_choice, tools=request.tools)
     return await engine.count_tokens(model=model_name, messages=messages, tools=tools or None)

@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from api.db import commit_without_flush_wait
+from conversations.services import conversation_after_finalize
 from responses.models import ResponseEvent, StoredResponse
 from responses.services.sessions import session_after_finalize
 from tenants.models import ApiKey, Organization, Project
@@ -112,6 +113,9 @@ def response_finalize(
     events_store(response_pk=response_pk, events=events)
     # The chain's session (pending tool calls, deadline) follows the turn's outcome atomically.
     session_after_finalize(response_pk=response_pk, body=body)
+    # A response created with ``conversation`` adds its input and output to it, in this same
+    # transaction (the order of concurrent responses: conversations.services).
+    conversation_after_finalize(response_pk=response_pk, body=body)
 
 
 def events_store(*, response_pk: int, events: list[dict[str, Any]]) -> None:

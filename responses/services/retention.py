@@ -14,6 +14,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from api.errors import InvalidRequest
+from conversations.models import ConversationItem
+from conversations.services import conversations_purge
 from responses.models import ResponseSession, StoredResponse
 from responses.services.event_log import event_log_delete
 from responses.services.idempotency import idempotency_keys_purge
@@ -28,6 +30,7 @@ _BATCH = 500
 class PurgeReport:
     responses: int = 0
     sessions: int = 0
+    conversations: int = 0
 
 
 def responses_purge(*, dry_run: bool = False) -> PurgeReport:
@@ -50,6 +53,10 @@ def responses_purge(*, dry_run: bool = False) -> PurgeReport:
             organization=organization,
             status__in=[ResponseSession.Status.EXPIRED, ResponseSession.Status.CANCELLED],
             updated_at__lt=cutoff,
+        )
+        # Conversations untouched for as long as the retention go too (with their items).
+        report.conversations += conversations_purge(
+            organization=organization, cutoff=cutoff, dry_run=dry_run
         )
         if dry_run:
             report.responses += expired.count()
@@ -112,9 +119,10 @@ def stored_bytes_used(*, organization_id: int) -> int:
 
 
 def _stored_bytes_sum(organization_id: int) -> int:
-    return (
-        StoredResponse.objects.filter(organization_id=organization_id).aggregate(
-            total=Sum("stored_bytes")
-        )["total"]
-        or 0
-    )
+    responses = StoredResponse.objects.filter(organization_id=organization_id).aggregate(
+        total=Sum("stored_bytes")
+    )["total"]
+    conversations = ConversationItem.objects.filter(
+        conversation__organization_id=organization_id
+    ).aggregate(total=Sum("stored_bytes"))["total"]
+    return (responses or 0) + (conversations or 0)

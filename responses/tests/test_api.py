@@ -266,14 +266,6 @@ async def test_input_tokens_are_counted_by_the_engine(client, transactional_cast
     assert response.json() == {"object": "response.input_tokens", "input_tokens": 42}
 
 
-async def test_compact_is_not_there_yet(client, transactional_cast, engine):
-    response = await client.post(
-        "/v1/responses/compact", "{}", content_type="application/json",
-        headers=transactional_cast.alice.headers,
-    )
-    assert response.status_code == 404
-
-
 async def test_cancel_a_finished_foreground_response_is_refused(client, transactional_cast, engine):
     rid = (await create(client, transactional_cast.alice, input="hi")).json()["id"]
     response = await client.post(f"/v1/responses/{rid}/cancel", headers=transactional_cast.alice.headers)

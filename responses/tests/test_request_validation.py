@@ -97,12 +97,18 @@ BAD_REQUESTS: list[tuple[str, Any, str | None, str]] = [
     ("instructions-type", body(instructions=["x"]), "instructions", "invalid_type"),
     ("previous-prefix", body(previous_response_id="abc"), "previous_response_id", "invalid_value"),
     ("previous-type", body(previous_response_id=5), "previous_response_id", "invalid_type"),
-    ("conversation", body(conversation="conv_1"), "conversation", "unsupported_parameter"),
-    ("conversation-object", body(conversation={"id": "conv_1"}), "conversation", "unsupported_parameter"),
+    ("conversation-type", body(conversation=5), "conversation", "invalid_type"),
+    ("conversation-empty", body(conversation=""), "conversation", "empty_string"),
+    ("conversation-object-extra", body(conversation={"id": "conv_1", "x": 1}), "conversation.x", "unknown_parameter"),
     ("conversation-id-type", body(conversation={"id": 5}), "conversation.id", "invalid_type"),
     ("conversation-and-previous", body(conversation="conv_1", previous_response_id="resp_1"), "conversation", "invalid_value"),
-    ("prompt", body(prompt={"id": "pmpt_1"}), "prompt", "unsupported_parameter"),
-    ("context-management", body(context_management=[{"type": "compaction"}]), "context_management", "unsupported_parameter"),
+    ("prompt-type", body(prompt="pmpt_1"), "prompt", "invalid_type"),
+    ("prompt-no-id", body(prompt={"version": "1"}), "prompt.id", "missing_required_parameter"),
+    ("prompt-extra", body(prompt={"id": "pmpt_1", "x": 1}), "prompt.x", "unknown_parameter"),
+    ("prompt-version-type", body(prompt={"id": "pmpt_1", "version": 2}), "prompt.version", "invalid_type"),
+    ("prompt-variables-type", body(prompt={"id": "pmpt_1", "variables": []}), "prompt.variables", "invalid_type"),
+    ("context-management-threshold", body(context_management=[{"type": "compaction", "compact_threshold": 999}]), "context_management[0].compact_threshold", "integer_below_min_value"),
+    ("context-management-kind", body(context_management=[{"type": "trim"}]), "context_management[0].type", "invalid_value"),
     ("context-management-type", body(context_management="auto"), "context_management", "invalid_type"),
     ("moderation", body(moderation={"model": "omni-moderation-latest"}), "moderation", "unsupported_parameter"),
     # --- input items ------------------------------------------------------------------------
@@ -112,7 +118,9 @@ BAD_REQUESTS: list[tuple[str, Any, str | None, str]] = [
     ("item-type-unknown", items({"type": "banana"}), "input[0].type", "invalid_value"),
     ("item-builtin-web-search", items(user(), {"type": "web_search_call", "id": "ws_1", "status": "completed"}), "input[1].type", "unsupported_value"),
     ("item-builtin-computer-output", items({"type": "computer_call_output", "call_id": "c"}), "input[0].type", "unsupported_value"),
-    ("item-compaction", items({"type": "compaction", "encrypted_content": "x"}), "input[0].type", "unsupported_value"),
+    ("item-compaction-empty", items({"type": "compaction", "encrypted_content": ""}), "input[0].encrypted_content", "empty_string"),
+    ("item-compaction-missing", items({"type": "compaction"}), "input[0].encrypted_content", "missing_required_parameter"),
+    ("item-compaction-extra", items({"type": "compaction", "encrypted_content": "x", "summary": "y"}), "input[0].summary", "unknown_parameter"),
     ("item-custom-tool-call", items({"type": "custom_tool_call", "call_id": "c", "name": "n", "input": ""}), "input[0].type", "unsupported_value"),
     ("message-role", items({"role": "robot", "content": "x"}), "input[0].role", "invalid_value"),
     ("message-no-content", items({"role": "user"}), "input[0].content", "missing_required_parameter"),
@@ -327,7 +335,6 @@ def test_unsupported_things_say_what_they_are():
             items({"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}),
             "input[0].content[0]",
         ),
-        (body(conversation="conv_1"), "conversation is not supported yet"),
         (body(tools=[WEATHER_TOOL], tool_choice={"type": "file_search"}), "'file_search'"),
     ]
     for request_body, fragment in checks:
@@ -1010,7 +1017,7 @@ def test_input_tokens_request():
         ({"input": "x"}, "model", "missing_required_parameter"),
         ({"model": "m", "stream": True}, "stream", "unknown_parameter"),
         ({"model": "m", "max_output_tokens": 20}, "max_output_tokens", "unknown_parameter"),
-        ({"model": "m", "conversation": "conv_1"}, "conversation", "unsupported_parameter"),
+        ({"model": "m", "conversation": 1}, "conversation", "invalid_type"),
         ({"model": "m", "personality": LONG}, "personality", "string_above_max_length"),
         (
             {"model": "m", "input": [{"type": "web_search_call"}]},
@@ -1064,3 +1071,24 @@ def test_list_input_items_bad_queries(query, param, code):
     with pytest.raises(InvalidRequest) as caught:
         parse_list_input_items_query(query)
     assert (caught.value.param, caught.value.code) == (param, code)
+
+
+def test_conversation_is_an_id_or_an_object_and_input_may_be_omitted():
+    assert parse_create_request(body(conversation="conv_1")).conversation == "conv_1"
+    assert parse_create_request(body(conversation={"id": "conv_2"})).conversation == "conv_2"
+    assert parse_create_request({"model": "m", "conversation": "conv_3"}).input == ()
+    assert parse_input_tokens_request({"model": "m", "conversation": "conv_4"}).conversation == (
+        "conv_4"
+    )
+
+
+def test_context_management_gives_the_compaction_threshold():
+    assert parse_create_request(body()).compact_threshold is None
+    assert parse_create_request(body(context_management=[])).compact_threshold is None
+    assert parse_create_request(
+        body(context_management=[{"type": "compaction", "compact_threshold": 4000}])
+    ).compact_threshold == 4000
+    # Without a threshold: compact only when the context would not fit the model.
+    assert parse_create_request(
+        body(context_management=[{"type": "compaction"}])
+    ).compact_threshold == 0

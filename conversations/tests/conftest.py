@@ -1,0 +1,1 @@
+from responses.tests.conftest import engine, scripted_model  # noqa: F401 - shared fixtures
