@@ -506,10 +506,13 @@ async def run_throughput(
             client, f"{setup.base_url}/v1/responses", platform_body, auth, _is_platform_token
         )
 
-    # Warm up both paths: daphne's engine and replica pool, caches, the fakes.
-    async with new_client() as client:
-        await closed_loop(lambda: direct(client), concurrency=8, total=16)
-        await closed_loop(lambda: through(client), concurrency=8, total=16)
+    # Warm up both paths: the web processes' engine and replica pools, caches, the fakes (the
+    # long answers take 20 s each: by then the other upstreams warmed everything).
+    if model != "long":
+        async with new_client() as client:
+            warm = 8 * setup.processes
+            await closed_loop(lambda: direct(client), concurrency=warm, total=2 * warm)
+            await closed_loop(lambda: through(client), concurrency=warm, total=2 * warm)
 
     results = []
     for concurrency in levels or args.concurrency:
