@@ -44,7 +44,7 @@ from responses.requests.validation import CreateResponseRequest
 from responses.selectors import chain_items, previous_response_get
 from responses.services import lifecycle
 from responses.services.background import background_job, background_record_create
-from responses.services.generation import Generation, generation_abandon
+from responses.services.generation import Generation, generation_abandon, generation_prestart
 from responses.services.retention import storage_check
 from responses.streaming.builder import StreamBuilder
 from responses.streaming.objects import ResponseEcho
@@ -243,6 +243,9 @@ async def response_prepare(
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         reservation=reservation,
     )
+    if not request.background:
+        # Admitted: the engine request goes out now, alongside the row's INSERT.
+        generation_prestart(generation)
     try:
         if request.store:
             generation.record_pk = await _store_record(
