@@ -783,7 +783,9 @@ def render(
         f"commit `{commit()}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{'SQLite (embedded default)' if args.sqlite else 'PostgreSQL + Redis'}; "
         f"web tier `manage.py serve --server {args.server} --processes {args.processes}`; "
-        f"one token per chunk, {store}; load average at the start {load}.",
+        f"one token per chunk, {store}; load average at the start {load}, at the end "
+        "{:.2f} {:.2f} {:.2f} (other work shares the machine: compare CPU per response, "
+        "not wall-clock ratios, across runs).".format(*os.getloadavg()),
         "",
     ]
     if "fast" in throughput:

@@ -89,6 +89,10 @@ def _uvicorn(*, host: str, port: int, processes: int, backlog: int) -> None:
         # The gateway middleware writes one access line per API request, with its request id.
         access_log=False,
         server_header=False,
+        # Longer than a load balancer's idle timeout (60 s) and than a client's pause between
+        # requests on a kept-alive connection: uvicorn's 5 s closed connections that clients
+        # were about to reuse (a reset before the first event, seen at 256 streams).
+        timeout_keep_alive=75,
         # Streams still open when the process is told to stop are cut after this long (their
         # rows end incomplete, their reservations settle), as daphne does.
         timeout_graceful_shutdown=10,
