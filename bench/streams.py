@@ -196,10 +196,15 @@ def recreate_postgres_database(url: str) -> None:
 
 
 def postgres_connections(url: str) -> int | None:
+    """The database's connections, or None when the server takes no more (a shared server)."""
     import psycopg
 
     name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(with_database(url, "postgres"), autocommit=True)
+    except psycopg.OperationalError:
+        return None
+    with conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
         ).fetchone()
@@ -705,7 +710,7 @@ async def drained(
     while time.perf_counter() < deadline:
         if (
             current["threads"] <= idle["threads"] + 2 + kept
-            and current.get("db_connections", 0) <= idle.get("db_connections", 0) + 2
+            and (current.get("db_connections") or 0) <= (idle.get("db_connections") or 0) + 2
         ):
             break
         await asyncio.sleep(0.5)
