@@ -83,7 +83,9 @@ def _uvicorn(*, host: str, port: int, processes: int, backlog: int) -> None:
         workers=processes if processes > 1 else None,
         loop="uvloop",
         http="httptools",
-        ws="none",  # HTTP only today; WebSocket routes would need websockets or wsproto
+        # WebSocket upgrades go to config.asgi's router (Channels) when a WebSocket library is
+        # installed (websockets, else wsproto); without one uvicorn refuses them.
+        ws="auto",
         lifespan="off",  # Channels' router does not speak the lifespan protocol
         backlog=backlog,
         # The gateway middleware writes one access line per API request, with its request id.
