@@ -144,11 +144,35 @@ def proc_status(pid: int) -> dict[str, int]:
     }
 
 
-def cpu_seconds(pid: int) -> float:
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as handle:
-        parts = handle.read().rsplit(")", 1)[1].split()
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's workers, the daphne processes of ``serve``)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                parents[int(entry)] = int(_stat(int(entry))[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and every process below it (all the web processes)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(parts[11]) + int(parts[12])) / ticks  # utime + stime
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            parts = _stat(member)
+            total += int(parts[11]) + int(parts[12])  # utime + stime
+    return total / ticks
 
 
 # --- the database ------------------------------------------------------------------------------
@@ -172,10 +196,15 @@ def recreate_postgres_database(url: str) -> None:
 
 
 def postgres_connections(url: str) -> int | None:
+    """The database's connections, or None when the server takes no more (a shared server)."""
     import psycopg
 
     name = urlsplit(url).path.lstrip("/")
-    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(with_database(url, "postgres"), autocommit=True)
+    except psycopg.OperationalError:
+        return None
+    with conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
         ).fetchone()
@@ -297,6 +326,15 @@ class Phase:
     def tokens_per_second(self) -> float:
         return sum(s.tokens for s in self.good) / self.wall
 
+    @property
+    def cpu_per_response(self) -> float:
+        """Seconds of CPU of all the web processes together per completed response."""
+        return self.cpu.get("web", 0.0) / max(1, len(self.good))
+
+    @property
+    def tokens_per_response(self) -> float:
+        return sum(s.tokens for s in self.good) / max(1, len(self.good))
+
 
 # --- the run ---------------------------------------------------------------------------------
 
@@ -305,21 +343,42 @@ class Phase:
 class Setup:
     base_url: str
     upstreams: dict[str, str]
-    """Model name → the fake replica's root URL (``fast``, ``paced``, ``hold``)."""
+    """Model name → the fake replica's root URL (``fast``, ``paced``, ``long``, ``hold``)."""
     secret: str
     daphne: Process
+    """The web tier: ``manage.py serve`` (one or several processes; CPU is summed over all)."""
     fakes: list[Process]
     database_url: str | None
-    daphne_argv: list[str] = field(default_factory=list)
+    port: int = 0
+    server: str = "uvicorn"
+    processes: int = 1
     env: dict[str, str] = field(default_factory=dict)
     logs: Path | None = None
 
-    def restart_daphne(self) -> None:
-        """A fresh daphne (same port): memory is measured from a clean start, not on top of
-        the allocator's high-water mark from the throughput phases."""
+    def web_argv(self, processes: int) -> list[str]:
+        return [
+            PYTHON, "manage.py", "serve", "--server", self.server,
+            "--processes", str(processes), "--host", "127.0.0.1", "--port", str(self.port),
+        ]
+
+    def restart_web(self, *, processes: int, name: str) -> None:
+        """A fresh web tier (same port) with ``processes`` processes: memory is measured from a
+        clean start, not on top of the allocator's high-water mark from the throughput phases."""
         self.daphne.stop()
-        self.daphne = Process("daphne-memory", self.daphne_argv, self.env, self.logs)
-        wait_http(f"{self.base_url}/healthz", self.daphne)
+        self.processes = processes
+        self.daphne = Process(name, self.web_argv(processes), self.env, self.logs)
+        wait_web(self)
+
+
+def wait_web(setup: Setup) -> None:
+    """Up when every process answers: with several, each needs its own warm-up request or the
+    first phase measures their start-up."""
+    wait_http(f"{setup.base_url}/healthz", setup.daphne)
+    deadline = time.monotonic() + 60
+    while len(process_tree(setup.daphne.pid)) < setup.processes and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for _ in range(8 * setup.processes):
+        httpx.get(f"{setup.base_url}/healthz", timeout=5)
 
 
 def start_everything(args: argparse.Namespace, workdir: Path) -> Setup:
@@ -358,6 +417,13 @@ def start_everything(args: argparse.Namespace, workdir: Path) -> Setup:
             "--tokens-per-second",
             str(args.paced_rate),
         ],
+        # A long answer at the same rate: the platform's CPU per additional token.
+        "long": [
+            "--output-tokens",
+            str(args.long_tokens),
+            "--tokens-per-second",
+            str(args.paced_rate),
+        ],
         # Headers, then silence: streams that stay open (memory per open stream).
         "hold": ["--ttft", "3600"],
     }
@@ -378,26 +444,25 @@ def start_everything(args: argparse.Namespace, workdir: Path) -> Setup:
     )
     line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH-SETUP "))
     secret = json.loads(line.removeprefix("BENCH-SETUP "))["secret"]
-    # As platform/Procfile runs it (a listen backlog of 1024).
-    daphne_argv = [
-        PYTHON, "-m", "daphne", "-e", f"tcp:port={daphne_port}:interface=127.0.0.1:backlog=1024"
-    ]
-    daphne_argv.append("config.asgi:application")
-    daphne = Process("daphne", daphne_argv, env, logs)
-    for process, name in zip(fakes, flavours, strict=True):
-        wait_http(f"http://127.0.0.1:{ports[name]}/health", process)
-    wait_http(f"http://127.0.0.1:{daphne_port}/healthz", daphne)
-    return Setup(
+    setup = Setup(
         base_url=f"http://127.0.0.1:{daphne_port}",
         upstreams={name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
         secret=secret,
-        daphne=daphne,
+        daphne=None,  # type: ignore[arg-type]
         fakes=fakes,
         database_url=database_url,
-        daphne_argv=daphne_argv,
+        port=daphne_port,
+        server=args.server,
+        processes=args.processes,
         env=env,
         logs=logs,
     )
+    # As platform/Procfile runs it.
+    setup.daphne = Process("web", setup.web_argv(args.processes), env, logs)
+    for process, name in zip(fakes, flavours, strict=True):
+        wait_http(f"http://127.0.0.1:{ports[name]}/health", process)
+    wait_web(setup)
+    return setup
 
 
 PROMPT = "Write a long story about a lighthouse keeper."
@@ -406,7 +471,7 @@ PROMPT = "Write a long story about a lighthouse keeper."
 def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen:
     """py-spy on daphne (not a project dependency: ``pip install py-spy`` to use it)."""
     argv = [args.py_spy_bin, "record", "-p", str(pid), "-o", args.py_spy, "-r", "200"]
-    argv.append("--nonblocking")
+    argv += ["--nonblocking", "--subprocesses"]
     if args.py_spy.endswith(".txt"):
         argv += ["--format", "raw"]  # collapsed stacks, one line per stack (for grep)
     if args.py_spy_idle:
@@ -425,7 +490,7 @@ def new_client() -> httpx.AsyncClient:
 
 
 async def run_throughput(
-    setup: Setup, args: argparse.Namespace, *, model: str
+    setup: Setup, args: argparse.Namespace, *, model: str, levels: list[int] | None = None
 ) -> list[tuple[Phase, Phase]]:
     """Direct vs platform at each concurrency, against the ``model`` fake (fast or paced)."""
     auth = {"Authorization": f"Bearer {setup.secret}"}
@@ -446,22 +511,27 @@ async def run_throughput(
             client, f"{setup.base_url}/v1/responses", platform_body, auth, _is_platform_token
         )
 
-    # Warm up both paths: daphne's engine and replica pool, caches, the fakes.
-    async with new_client() as client:
-        await closed_loop(lambda: direct(client), concurrency=8, total=16)
-        await closed_loop(lambda: through(client), concurrency=8, total=16)
+    # Warm up both paths: the web processes' engine and replica pools, caches, the fakes (the
+    # long answers take 20 s each: by then the other upstreams warmed everything).
+    if model != "long":
+        async with new_client() as client:
+            warm = 8 * setup.processes
+            await closed_loop(lambda: direct(client), concurrency=warm, total=2 * warm)
+            await closed_loop(lambda: through(client), concurrency=warm, total=2 * warm)
 
     results = []
-    for concurrency in args.concurrency:
+    for concurrency in levels or args.concurrency:
         total = max(args.min_requests, concurrency * args.rounds)
+        if model == "long":  # 20 s per response: one round is plenty
+            total = concurrency
         pair = []
         for name, request in (("direct", direct), ("platform", through)):
-            processes = [setup.daphne, *setup.fakes]
-            before = {p.name: cpu_seconds(p.pid) for p in processes}
+            processes = {"web": setup.daphne, **{p.name: p for p in setup.fakes}}
+            before = {key: cpu_seconds(p.pid) for key, p in processes.items()}
             profiler = None
             if (
                 args.py_spy
-                and model == "fast"
+                and model == args.py_spy_upstream
                 and name == "platform"
                 and concurrency == args.py_spy_at
             ):
@@ -474,7 +544,7 @@ async def run_throughput(
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
-            after = {p.name: cpu_seconds(p.pid) for p in processes}
+            after = {key: cpu_seconds(p.pid) for key, p in processes.items()}
             phase = Phase(name, concurrency, samples, wall)
             phase.cpu = {key: after[key] - before[key] for key in after}
             phase.cpu["upstream"] = phase.cpu[f"fake-{model}"]
@@ -485,7 +555,8 @@ async def run_throughput(
                 f"p99={phase.p('first_event', 0.99):8.2f}ms "
                 f"ttft p50={phase.p('first_token', 0.5):8.2f}ms "
                 f"p99={phase.p('first_token', 0.99):8.2f}ms "
-                f"tok/s={phase.tokens_per_second:8.0f} daphne cpu={phase.cpu['daphne']:.1f}s",
+                f"tok/s={phase.tokens_per_second:8.0f} web cpu={phase.cpu['web']:.1f}s "
+                f"({phase.cpu_per_response * 1000:.1f} ms/response)",
                 flush=True,
             )
             bad = [s.error for s in samples if not s.ok][:3]
@@ -577,7 +648,7 @@ async def run_memory(
             status["db_connections"] = postgres_connections(setup.database_url)
         return status
 
-    setup.restart_daphne()
+    setup.restart_web(processes=1, name="web-memory")
     # Warm up the fresh process (imports, engine, connection pools) with a few held streams.
     ready, release, failures = asyncio.Semaphore(0), asyncio.Event(), []
     warm = [
@@ -639,7 +710,7 @@ async def drained(
     while time.perf_counter() < deadline:
         if (
             current["threads"] <= idle["threads"] + 2 + kept
-            and current.get("db_connections", 0) <= idle.get("db_connections", 0) + 2
+            and (current.get("db_connections") or 0) <= (idle.get("db_connections") or 0) + 2
         ):
             break
         await asyncio.sleep(0.5)
@@ -679,8 +750,8 @@ def commit() -> str:
 def _throughput_table(pairs: list[tuple[Phase, Phase]]) -> list[str]:
     lines = [
         "| streams | path | requests | errors | first event p50 | p99 | first token p50 | p99 "
-        "| tokens/s | daphne CPU s | upstream CPU s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tokens/s | web CPU s | web CPU ms per response | upstream CPU s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for direct, through in pairs:
         for phase in (direct, through):
@@ -688,7 +759,8 @@ def _throughput_table(pairs: list[tuple[Phase, Phase]]) -> list[str]:
                 f"| {phase.concurrency} | {phase.name} | {len(phase.samples)} | {phase.errors} "
                 f"| {phase.p('first_event', 0.5):.2f} | {phase.p('first_event', 0.99):.2f} "
                 f"| {phase.p('first_token', 0.5):.2f} | {phase.p('first_token', 0.99):.2f} "
-                f"| {phase.tokens_per_second:,.0f} | {phase.cpu.get('daphne', 0):.1f} "
+                f"| {phase.tokens_per_second:,.0f} | {phase.cpu.get('web', 0):.1f} "
+                f"| {phase.cpu_per_response * 1000:.1f} "
                 f"| {phase.cpu.get('upstream', 0):.1f} |"
             )
         lines.append(
@@ -697,7 +769,7 @@ def _throughput_table(pairs: list[tuple[Phase, Phase]]) -> list[str]:
             f"| **{through.p('first_event', 0.99) - direct.p('first_event', 0.99):+.2f}** "
             f"| **{through.p('first_token', 0.5) - direct.p('first_token', 0.5):+.2f}** "
             f"| **{through.p('first_token', 0.99) - direct.p('first_token', 0.99):+.2f}** "
-            f"| **{through.tokens_per_second / direct.tokens_per_second:.2f}×** | | |"
+            f"| **{through.tokens_per_second / direct.tokens_per_second:.2f}×** | | | |"
         )
     return lines
 
@@ -706,6 +778,7 @@ def render(
     args: argparse.Namespace,
     throughput: dict[str, list[tuple[Phase, Phase]]],
     memory: list[dict[str, float]],
+    scaling: dict[int, list[tuple[Phase, Phase]]],
     *,
     load: str,
 ) -> str:
@@ -714,7 +787,10 @@ def render(
         f"Run `{' '.join(['python -m bench.streams', *sys.argv[1:]])}` on {machine()}; "
         f"commit `{commit()}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
         f"{'SQLite (embedded default)' if args.sqlite else 'PostgreSQL + Redis'}; "
-        f"one token per chunk, {store}; load average at the start {load}.",
+        f"web tier `manage.py serve --server {args.server} --processes {args.processes}`; "
+        f"one token per chunk, {store}; load average at the start {load}, at the end "
+        "{:.2f} {:.2f} {:.2f} (other work shares the machine: compare CPU per response, "
+        "not wall-clock ratios, across runs).".format(*os.getloadavg()),
         "",
     ]
     if "fast" in throughput:
@@ -734,9 +810,71 @@ def render(
             *_throughput_table(throughput["paced"]),
             "",
         ]
-    lines += [
-        "**Memory per open stream** (daphne's RSS with N streams held open on a model whose "
-        "upstream sends nothing; per stream = (RSS − idle RSS) / N):",
+    if "long" in throughput:
+        lines += [
+            f"**Long answers** ({args.long_tokens} tokens per stream at {args.paced_rate:g} "
+            "tokens/s):",
+            "",
+            *_throughput_table(throughput["long"]),
+            "",
+        ]
+        per_token = _cpu_per_token(throughput.get("paced", []), throughput["long"])
+        if per_token:
+            lines += [per_token, ""]
+    if scaling:
+        lines += [
+            f"**Web processes** (`--processes`, {args.server}; fast upstream, {args.tokens} "
+            "tokens per stream; the platform rows only):",
+            "",
+            "| processes | streams | requests | errors | first event p50 | p99 | tokens/s "
+            "| web CPU ms per response | tokens/s ÷ 1 process |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        base = {}
+        for processes, pairs in scaling.items():
+            for _, through in pairs:
+                base.setdefault(through.concurrency, through.tokens_per_second)
+                lines.append(
+                    f"| {processes} | {through.concurrency} | {len(through.samples)} "
+                    f"| {through.errors} | {through.p('first_event', 0.5):.2f} "
+                    f"| {through.p('first_event', 0.99):.2f} "
+                    f"| {through.tokens_per_second:,.0f} "
+                    f"| {through.cpu_per_response * 1000:.1f} "
+                    f"| {through.tokens_per_second / base[through.concurrency]:.2f}× |"
+                )
+        lines.append("")
+    if memory:
+        lines += _memory_table(memory)
+    return "\n".join(lines)
+
+
+def _cpu_per_token(
+    short: list[tuple[Phase, Phase]], long: list[tuple[Phase, Phase]]
+) -> str | None:
+    """CPU per additional token: the long and the short paced rows at the same concurrency."""
+    shorts = {through.concurrency: through for _, through in short}
+    parts = []
+    for _, through in long:
+        other = shorts.get(through.concurrency)
+        if other is None or through.tokens_per_response <= other.tokens_per_response:
+            continue
+        extra = through.tokens_per_response - other.tokens_per_response
+        micros = (through.cpu_per_response - other.cpu_per_response) / extra * 1e6
+        parts.append(
+            f"at {through.concurrency} streams: ({through.cpu_per_response * 1000:.1f} − "
+            f"{other.cpu_per_response * 1000:.1f} ms) / {extra:.0f} tokens = **{micros:.1f} µs**"
+        )
+    if not parts:
+        return None
+    return "Web CPU per additional token (long row − paced row, same concurrency): " + "; ".join(
+        parts
+    ) + "."
+
+
+def _memory_table(memory: list[dict[str, float]]) -> list[str]:
+    lines = [
+        "**Memory per open stream** (one web process's RSS with N streams held open on a model "
+        "whose upstream sends nothing; per stream = (RSS − idle RSS) / N):",
         "",
         "| open streams | RSS MiB | per stream KiB | threads | fds | DB connections "
         "| seconds to open all (after: to drain) | failed |",
@@ -749,7 +887,7 @@ def render(
             f"| {row.get('db_connections', '–')} | {row.get('open_seconds', 0):.1f} "
             f"| {row.get('failures', 0)} |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def write_doc(section: str) -> None:
@@ -776,6 +914,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sqlite", action="store_true", help="the embedded default instead")
     parser.add_argument("--tokens", type=int, default=256, help="tokens per fast stream")
     parser.add_argument("--paced-tokens", type=int, default=64, help="tokens per paced stream")
+    parser.add_argument("--long-tokens", type=int, default=1024, help="tokens per long stream")
+    parser.add_argument(
+        "--long-concurrency", type=int, nargs="+", default=[32], help="streams of the long row"
+    )
+    parser.add_argument(
+        "--server", choices=("uvicorn", "daphne"), default="uvicorn", help="WEB_SERVER"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=len(os.sched_getaffinity(0)), help="WEB_PROCESSES"
+    )
+    parser.add_argument(
+        "--scaling",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="also run the fast upstream with each of these numbers of web processes",
+    )
+    parser.add_argument(
+        "--scaling-at", type=int, nargs="+", default=[32, 256], help="streams of those rows"
+    )
     parser.add_argument(
         "--paced-rate", type=float, default=50.0, help="paced upstream, tokens/s per stream"
     )
@@ -794,7 +952,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
-        "--upstreams", nargs="+", choices=("fast", "paced"), default=["fast", "paced"]
+        "--upstreams",
+        nargs="+",
+        choices=("fast", "paced", "long"),
+        default=["fast", "paced", "long"],
     )
     parser.add_argument(
         "--py-spy",
@@ -803,6 +964,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "OUT.txt = collapsed stacks, else a flame graph SVG",
     )
     parser.add_argument("--py-spy-at", type=int, default=32, help="at this many streams")
+    parser.add_argument(
+        "--py-spy-upstream", default="paced", choices=("fast", "paced", "long"),
+        help="during this upstream's phase",
+    )
     parser.add_argument("--py-spy-idle", action="store_true", help="sample idle threads too")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/performance.md")
@@ -811,6 +976,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.concurrency, args.rounds, args.min_requests = [1, 8], 2, 16
         args.hold, args.settle, args.no_doc = [1, 16], 1.0, True
+        args.long_tokens, args.long_concurrency, args.scaling = 128, [8], []
     args.py_spy_bin = None
     if args.py_spy:
         args.py_spy_bin = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
@@ -821,13 +987,22 @@ async def measure(setup: Setup, args: argparse.Namespace):
     throughput = {}
     for model in () if args.skip_throughput else args.upstreams:
         print(f"throughput ({model} upstream):", flush=True)
-        throughput[model] = await run_throughput(setup, args, model=model)
+        throughput[model] = await run_throughput(
+            setup, args, model=model, levels=args.long_concurrency if model == "long" else None
+        )
+    scaling = {}
+    for processes in () if args.skip_throughput else args.scaling:
+        print(f"scaling ({processes} web processes, fast upstream):", flush=True)
+        setup.restart_web(processes=processes, name=f"web-{processes}")
+        scaling[processes] = await run_throughput(
+            setup, args, model="fast", levels=args.scaling_at
+        )
     memory = []
     if not args.skip_memory:
         print("memory:", flush=True)
         async with new_client() as client:
             memory = await run_memory(setup, client, args)
-    return throughput, memory
+    return throughput, memory, scaling
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -837,10 +1012,10 @@ def main(argv: list[str] | None = None) -> None:
     setup = None
     try:
         setup = start_everything(args, workdir)
-        print(f"daphne pid {setup.daphne.pid} at {setup.base_url}; logs in {workdir}", flush=True)
-        throughput, memory = asyncio.run(measure(setup, args))
+        print(f"web pid {setup.daphne.pid} at {setup.base_url}; logs in {workdir}", flush=True)
+        throughput, memory, scaling = asyncio.run(measure(setup, args))
         setup.daphne.check()
-        section = render(args, throughput, memory, load=load)
+        section = render(args, throughput, memory, scaling, load=load)
         print()
         print(section)
         if not args.no_doc:

@@ -173,9 +173,11 @@ if DATABASE_URL:
             "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1),
         }
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django requires it with a pool
-        # With a pool this is psycopg's check on checkout (one cheap round trip): a connection
-        # broken by a database restart is replaced instead of failing the request that drew it.
+        # With a pool this is a check on checkout: a connection broken by a database restart is
+        # replaced instead of failing the request that drew it. api.postgres asks the socket
+        # first and makes the round trip only when something is waiting on it.
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        DATABASES["default"]["ENGINE"] = "api.postgres"
     else:
         DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0)
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

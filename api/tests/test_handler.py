@@ -1,5 +1,6 @@
 """The ASGI handler borrows request threads from a free list instead of starting one per request
-(api/handler.py), and still gives each request a thread of its own while it runs."""
+(api/handler.py), and still gives each request a thread of its own while it runs; requests to
+async views take none of their own."""
 
 from __future__ import annotations
 
@@ -52,6 +53,24 @@ async def test_concurrent_requests_each_get_a_thread_of_their_own():
     # All four were inside the view at once, so none shared another's thread.
     assert [status for status, _ in answers] == [200] * 4
     assert len({body for _, body in answers}) == 4
+
+
+@pytest.mark.urls("api.tests.urls")
+async def test_open_requests_to_async_views_share_one_thread():
+    import threading
+
+    app = ReusedThreadASGIHandler()
+    before = {t.name for t in threading.enumerate() if t.name.startswith("request")}
+    answers = await asyncio.gather(
+        *(_get(app, "/test-async-thread?meet=6") for _ in range(6))
+    )
+    # Six requests open at once, like six streams: their thread-sensitive work (Django's
+    # bookkeeping included) ran on one shared thread, and no request thread was taken.
+    assert [status for status, _ in answers] == [200] * 6
+    names = {body.decode() for _, body in answers}
+    assert len(names) == 1 and names.pop().startswith("async-views"), answers
+    during = {t.name for t in threading.enumerate() if t.name.startswith("request")}
+    assert during <= before
 
 
 def test_the_served_application_uses_it():

@@ -35,8 +35,32 @@ _barriers: dict = {}
 _barriers_lock = threading.Lock()
 
 
+async def async_thread_name(request):
+    """The thread that runs this async view's thread-sensitive work; with ``?meet=N`` only once
+    N requests are inside at once (all of them open, like streams)."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.http import HttpResponse
+
+    meet = int(request.GET.get("meet", "0"))
+    if meet:
+        inside = _async_meetings.setdefault(meet, [0, asyncio.Event()])
+        inside[0] += 1
+        if inside[0] >= meet:
+            inside[1].set()
+        async with asyncio.timeout(5):
+            await inside[1].wait()
+    name = await sync_to_async(lambda: threading.current_thread().name)()
+    return HttpResponse(name)
+
+
+_async_meetings: dict = {}
+
+
 urlpatterns = [
     path("test-thread", thread_id),
+    path("test-async-thread", async_thread_name),
     path("v1/test-boom", boom),
     path("v1/test-async-boom", async_boom),
     *real_patterns,

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from engines.runtime.network import engine_transport
 from engines.runtime.types import EngineUnavailable
 
 logger = logging.getLogger(__name__)
@@ -148,10 +149,13 @@ class ReplicaPool:
                 # Reading a stream may legitimately pause for long (queueing, long prefill), but
                 # a replica that does not accept a connection quickly is treated as down.
                 timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
-                limits=httpx.Limits(
-                    max_connections=self.max_connections,
-                    max_keepalive_connections=min(self.max_connections, 128),
-                    keepalive_expiry=30.0,
+                # Plain asyncio sockets under httpx's pool (engines.runtime.network).
+                transport=engine_transport(
+                    limits=httpx.Limits(
+                        max_connections=self.max_connections,
+                        max_keepalive_connections=min(self.max_connections, 128),
+                        keepalive_expiry=30.0,
+                    )
                 ),
                 headers=headers,
                 # Replicas are internal addresses: proxy variables meant for the outside world

@@ -30,10 +30,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
 from api.db import db_async
@@ -79,6 +81,30 @@ class _Entry:
 # thread-sensitive executor, which ORM calls of the request share.
 _get_many = sync_to_async(cache.get_many, thread_sensitive=False)
 
+# With Redis, the flags are read from the loop itself (an asyncio client per event loop): a
+# tick then costs one MGET, not a hand-off to a thread and back as well, which made an open
+# stream cost its process ~4 ms of CPU per second of doing nothing (docs/performance.md).
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _raised(keys: list[str]) -> list[bool]:
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        flags = await _get_many(keys)
+        return [bool(flags.get(key)) for key in keys]
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None:
+        client = _loop_clients[loop] = redis.asyncio.Redis.from_url(
+            backend._servers[0], socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+    values = await client.mget([backend.make_and_validate_key(key) for key in keys])
+    return [value is not None for value in values]
+
 
 class _Watcher:
     def __init__(self) -> None:
@@ -119,9 +145,9 @@ class _Watcher:
         ids = list(self.entries)
         if not ids:
             return
-        flags = await _get_many([_flag_key(response_id) for response_id in ids])
-        for response_id in ids:
-            if flags.get(_flag_key(response_id)):
+        raised = await _raised([_flag_key(response_id) for response_id in ids])
+        for response_id, flag in zip(ids, raised, strict=True):
+            if flag:
                 self.fire(response_id)
 
     async def _check_rows(self) -> None:

@@ -54,7 +54,7 @@ from responses.services.encrypted_reasoning import (
     reasoning_encrypt,
     reasoning_include_check,
 )
-from responses.services.generation import Generation, generation_abandon
+from responses.services.generation import Generation, generation_abandon, generation_prestart
 from responses.services.retention import storage_check
 from responses.streaming.builder import ReasoningEncryptor, StreamBuilder
 from responses.streaming.objects import ResponseEcho
@@ -479,6 +479,9 @@ async def response_prepare(
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         reservation=reservation,
     )
+    if not request.background:
+        # Admitted: the engine request goes out now, alongside the row's INSERT.
+        generation_prestart(generation)
     try:
         if request.store:
             generation.record_pk = await _store_record(

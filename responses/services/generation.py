@@ -130,6 +130,9 @@ class Generation:
     """Set by the cancel watcher (responses.services.cancellation); the loop stops at once."""
     wake: Callable[[], None] | None = None
     """Wakes the delta loop that is waiting on the engine, so it sees ``cancelled``."""
+    upstream: tuple[asyncio.Queue, asyncio.Task] | None = None
+    """The engine request, already under way (:func:`generation_prestart`): its queue and the
+    producer task that fills it."""
 
     def request_cancel(self) -> None:
         self.cancelled = True
@@ -155,15 +158,37 @@ async def _produce(
         await queue.put(exc)
 
 
+def generation_prestart(generation: Generation) -> None:
+    """Send the engine request now, before the rows written ahead of the first event are
+    committed: the engine's time to first token then overlaps with those writes instead of
+    following them. What it streams waits in the bounded queue (backpressure into the engine)
+    until :func:`generate_events` reads it; a generation that never runs is closed by
+    :func:`generation_abandon`, which cancels the request."""
+    if generation.upstream is None:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+        producer = asyncio.create_task(
+            _produce(generation.engine, generation.engine_request, queue)
+        )
+        generation.upstream = (queue, producer)
+
+
+def _upstream_stop(generation: Generation) -> None:
+    if generation.upstream is not None:
+        generation.upstream[1].cancel()
+
+
 async def _deltas(
     generation: Generation, request: GenerationRequest
 ) -> AsyncIterator[list[object] | object]:
     """Batches (lists) of the deltas of one engine call — everything the engine produced since
     the last batch, so that one batch becomes one write to the client — interleaved with
     KEEPALIVE; raises _Cancelled or the producer's exception."""
-    queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+    if request is generation.engine_request and generation.upstream is not None:
+        queue, producer = generation.upstream
+    else:
+        queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+        producer = asyncio.create_task(_produce(generation.engine, request, queue))
     generation.wake = functools.partial(_wake, queue)
-    producer = asyncio.create_task(_produce(generation.engine, request, queue))
     loop = asyncio.get_running_loop()
     last_activity = loop.time()
     try:
@@ -405,6 +430,7 @@ async def generation_abandon(generation: Generation) -> None:
     if generation.started:
         return
     generation.started = True
+    _upstream_stop(generation)
     settling = quota_settle_start(reservation=generation.reservation, builder=generation.builder)
     if settling is not None:
         with contextlib.suppress(Exception):
