@@ -253,6 +253,7 @@ class ResponsesWebSocketConsumer(AsyncWebsocketConsumer):
             request_id=request_id,
             body=body,
             local_previous=self.previous,
+            prestart=generate,  # a warm-up's engine is swapped below: nothing may go out first
         )
         generation = prepared.generation
         if not generate:

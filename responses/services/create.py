@@ -357,10 +357,12 @@ async def response_prepare(
     body: Any,
     dialect: str = "openai",
     local_previous: LocalPrevious | None = None,
+    prestart: bool = True,
 ) -> PreparedResponse:
     """``dialect`` is the stream dialect of the creating request; it only decides whether the
     legacy-only announcement ``response.additional_context`` is generated. ``local_previous``: a
-    WebSocket connection's last response (see :class:`LocalPrevious`)."""
+    WebSocket connection's last response (see :class:`LocalPrevious`). ``prestart=False`` keeps
+    the engine request from going out here (a caller that swaps the engine first)."""
     request = parse_create_request(body)
     if request.include_encrypted_reasoning:
         reasoning_include_check()
@@ -479,7 +481,7 @@ async def response_prepare(
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         reservation=reservation,
     )
-    if not request.background:
+    if prestart and not request.background:
         # Admitted: the engine request goes out now, alongside the row's INSERT.
         generation_prestart(generation)
     try:
