@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from api.health import healthz, readyz
+from api.openapi.views import docs_page, openapi_json
 from engines.views import ModelListApi, ModelRetrieveApi
 from responses.views import (
     InputTokensApi,
@@ -38,8 +39,14 @@ v1_patterns = [
 urlpatterns = [
     path("healthz", healthz),
     path("readyz", readyz),
+    path("openapi.json", openapi_json),
+    path("docs/", docs_page),
     path("admin/", admin.site.urls),
     # The API: /v1/ (OpenAI) and /openai/v1/ (Azure's v1 form).
     path("v1/", include(v1_patterns)),
     path("openai/v1/", include(v1_patterns)),
 ]
+
+# Unknown non-API paths answer JSON, with a hint when the path exists under /v1 (a base_url
+# missing /v1).
+handler404 = "api.not_found.not_found"
