@@ -118,8 +118,9 @@ ERROR_RESPONSES: dict[str, tuple[str, dict[str, Schema]]] = {
     "429": ("A rate limit or budget of the caller's organization, project or key.", RETRY_HEADERS),
     "500": ("An unexpected error; the message names the request id.", {}),
     "503": ("The database or every engine replica is unreachable; retry.", RETRY_HEADERS),
+    "504": ("The engine stopped answering (`engine_timeout`).", {}),
 }
-STANDARD_ERRORS = ("400", "401", "403", "404", "405", "413", "415", "429", "500", "503")
+STANDARD_ERRORS = ("400", "401", "403", "404", "405", "413", "415", "429", "500", "503", "504")
 
 
 def error_response(status: str) -> Schema:
