@@ -419,6 +419,13 @@ PATHS: dict[str, Any] = {
                     "description": "With `stream=true`: resume after this `sequence_number`.",
                     "schema": {"type": "integer"},
                 },
+                {
+                    "name": "include_obfuscation",
+                    "in": "query",
+                    "required": False,
+                    "description": "Accepted for the SDK's sake; no effect on a replay.",
+                    "schema": _BOOLEAN_QUERY,
+                },
             ],
             "responses": {"200": _response_answer("The response or its events."), **errors()},
         },

@@ -12,8 +12,15 @@ APPS = ("api", "tenants", "engines", "quotas", "responses")
 
 
 def _strings(node: ast.AST) -> set[str]:
-    """String constants of an expression (``"a" if x else "b"`` gives both)."""
-    return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    """The string values an expression can take: a literal, both branches of ``"a" if x else
+    "b"``, the operands of ``x or "b"`` (not the arguments of calls: ``event.get("code")``)."""
+    if isinstance(node, ast.Constant):
+        return {node.value} if isinstance(node.value, str) else set()
+    if isinstance(node, ast.IfExp):
+        return _strings(node.body) | _strings(node.orelse)
+    if isinstance(node, ast.BoolOp):
+        return set().union(*(_strings(value) for value in node.values))
+    return set()
 
 
 def emitted_codes() -> dict[str, str]:
