@@ -32,13 +32,23 @@ def marked_tests() -> dict[str, list[str]]:
     for root in TEST_ROOTS:
         for path in sorted((REPO_ROOT / root).rglob("test_*.py")):
             tree = ast.parse(path.read_text())
+            module_ids = [
+                fid
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and any(getattr(target, "id", None) == "pytestmark" for target in node.targets)
+                for mark in ast.walk(node.value)
+                for fid in _mark_ids(mark)
+            ]
             for node in ast.walk(tree):
                 if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
-                for decorator in node.decorator_list:
-                    for fid in _mark_ids(decorator):
-                        nodeid = f"{path.relative_to(REPO_ROOT)}::{node.name}"
-                        found.setdefault(fid, []).append(nodeid)
+                if not node.name.startswith("test_"):
+                    continue
+                ids = [fid for d in node.decorator_list for fid in _mark_ids(d)] + module_ids
+                for fid in ids:
+                    nodeid = f"{path.relative_to(REPO_ROOT)}::{node.name}"
+                    found.setdefault(fid, []).append(nodeid)
     return found
 
 
@@ -84,3 +94,23 @@ def test_the_generated_matrix_matches_the_marks():
         assert {name.split("[")[0] for name in listed} == expected, (
             f"{fid}: the table lists other tests than the marks; run `make compliance`"
         )
+
+
+@pytest.mark.compliance("D3")
+def test_the_matrix_lists_every_parameter_include_value_tool_type_and_event():
+    from responses.openapi import STREAM_EVENTS
+    from responses.requests.tools import UNSUPPORTED_TOOL_TYPES
+    from responses.requests.validation import CREATE_PARAMS, INCLUDABLE
+
+    text = (REPO_ROOT / "docs" / "compatibility.md").read_text()
+    expected = {
+        "parameter": CREATE_PARAMS,
+        "include value": set(INCLUDABLE),
+        "tool type": {"function", *UNSUPPORTED_TOOL_TYPES},
+        "event": set(STREAM_EVENTS),
+    }
+    missing = {
+        kind: sorted(name for name in names if f"`{name}`" not in text)
+        for kind, names in expected.items()
+    }
+    assert not any(missing.values()), f"missing from docs/compatibility.md: {missing}"
