@@ -99,7 +99,10 @@ def _manifests() -> list[tuple[str, dict]]:
 def test_kubernetes_manifests_validate_against_the_api_schemas():
     version = latest_version()
     for name, document in _manifests():
-        kubernetes_validate.validate(document, version, strict=True)
+        try:
+            kubernetes_validate.validate(document, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            raise AssertionError(f"{name}: {document['kind']}: {error}") from error
     # The validator is strict: a misspelt field fails (so passing above means something).
     broken = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
               "spec": {"selectr": {}}}  # fmt: skip
