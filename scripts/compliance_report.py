@@ -28,6 +28,8 @@ def verdict(runs: list[dict[str, str]], status: str) -> str:
     if not runs:
         return "not supported yet" if status == NOT_YET else "NO TEST"
     outcomes = {run["outcome"] for run in runs}
+    if outcomes == {"not run"}:
+        return "not run"
     if "failed" in outcomes:
         return "FAIL"
     if "passed" in outcomes:
