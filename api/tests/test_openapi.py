@@ -118,3 +118,16 @@ def test_any_other_unknown_path_is_a_json_404_without_a_hint(client):
     assert answer.status_code == 404
     assert answer["Content-Type"].startswith("application/json")
     assert "Did you mean" not in answer.json()["error"]["message"]
+
+
+def test_the_openapi_command_prints_the_served_document(tmp_path):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("openapi", stdout=out)
+    assert json.loads(out.getvalue()) == json.loads(json.dumps(openapi_document()))
+    call_command("openapi", "--output", str(tmp_path / "openapi.json"), stdout=StringIO())
+    assert json.loads((tmp_path / "openapi.json").read_text())["openapi"] == "3.1.0"
