@@ -37,6 +37,11 @@ def verdict(runs: list[dict[str, str]], status: str) -> str:
     return "skipped"
 
 
+def status_cell(fid: str) -> str:
+    feature = FEATURES[fid]
+    return f"{feature.status}: {feature.note}" if feature.note else feature.status
+
+
 def short(nodeid: str) -> str:
     path, _, name = nodeid.partition("::")
     return f"{path.rsplit('/', 1)[-1].removesuffix('.py')}::{name}"
@@ -47,7 +52,7 @@ def table_rows(results: dict[str, list[dict[str, str]]]) -> list[tuple[str, str,
     for fid, feature in FEATURES.items():
         runs = sorted(results.get(fid, []), key=lambda run: run["test"])
         tests = "<br>".join(f"`{short(run['test'])}`" for run in runs) or "—"
-        rows.append((fid, feature.title, feature.status, tests, verdict(runs, feature.status)))
+        rows.append((fid, feature.title, status_cell(fid), tests, verdict(runs, feature.status)))
     return rows
 
 
@@ -80,13 +85,13 @@ def main() -> int:
     results = json.loads(Path(args.report).read_text())["results"]
     rows = table_rows(results)
     width = max(len(title) for _, title, *_ in rows)
-    for fid, title, status, _, result in rows:
+    for fid, title, _, _, result in rows:
         runs = results.get(fid, [])
         print(f"{fid:<3} {title[:width]:<{width}}  {result}")
         for run in sorted(runs, key=lambda r: r["test"]):
             print(f"      {run['outcome']:<8} {run['test']}")
-        if status != "supported" and FEATURES[fid].note:
-            print(f"      ({status}: {FEATURES[fid].note})")
+        if FEATURES[fid].note:
+            print(f"      ({status_cell(fid)})")
     failing = [fid for fid, *_, result in rows if result in ("FAIL", "NO TEST")]
     if args.write:
         when = datetime.now(UTC).strftime("%Y-%m-%d")
