@@ -64,8 +64,9 @@ def markdown_table(rows, *, when: str) -> str:
         "| ID | feature | status | tests | result |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {fid} | {title} | {status} | {tests} | {result} |"
-              for fid, title, status, tests, result in rows]
+    lines += [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
+    ]
     lines.append(END)
     return "\n".join(lines)
 
