@@ -215,16 +215,73 @@ INPUT_TOKENS_PROPERTIES: dict[str, Any] = {
     },
 }
 
+_STATUS = {"type": "string", "enum": ["in_progress", "completed", "incomplete"]}
 _OUTPUT_ITEM = {
-    "type": "object",
-    "required": ["type", "id"],
-    "description": "`message`, `function_call` or `reasoning`.",
-    "properties": {
-        "type": {"type": "string", "enum": ["message", "function_call", "reasoning"]},
-        "id": {"type": "string"},
-        "status": {"type": "string"},
-    },
+    "description": "An output item: `message`, `function_call` or `reasoning`.",
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["type", "id", "status", "role", "content"],
+            "properties": {
+                "type": {"const": "message"},
+                "id": {"type": "string", "pattern": "^msg_"},
+                "status": _STATUS,
+                "role": {"const": "assistant"},
+                "content": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {"type": {"enum": ["output_text", "refusal"]}},
+                    },
+                },
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type", "id", "call_id", "name", "arguments", "status"],
+            "properties": {
+                "type": {"const": "function_call"},
+                "id": {"type": "string", "pattern": "^fc_"},
+                "call_id": {"type": "string"},
+                "name": {"type": "string"},
+                "arguments": {"type": "string"},
+                "status": _STATUS,
+            },
+        },
+        {
+            "type": "object",
+            "required": ["type", "id", "summary"],
+            "properties": {
+                "type": {"const": "reasoning"},
+                "id": {"type": "string", "pattern": "^rs_"},
+                "summary": {"type": "array"},
+                "content": {"type": "array"},
+                "encrypted_content": _STRING_OR_NULL,
+            },
+        },
+    ],
 }
+_USAGE = {
+    "type": ["object", "null"],
+    "required": ["input_tokens", "input_tokens_details", "output_tokens",
+                 "output_tokens_details", "total_tokens"],
+    "properties": {
+        "input_tokens": {"type": "integer", "minimum": 0},
+        "input_tokens_details": {
+            "type": "object",
+            "required": ["cached_tokens"],
+            "properties": {"cached_tokens": {"type": "integer", "minimum": 0}},
+        },
+        "output_tokens": {"type": "integer", "minimum": 0},
+        "output_tokens_details": {
+            "type": "object",
+            "required": ["reasoning_tokens"],
+            "properties": {"reasoning_tokens": {"type": "integer", "minimum": 0}},
+        },
+        "total_tokens": {"type": "integer", "minimum": 0},
+    },
+}  # fmt: skip
 
 SCHEMAS: dict[str, Any] = {
     "CreateResponse": {
@@ -241,7 +298,9 @@ SCHEMAS: dict[str, Any] = {
     },
     "Response": {
         "type": "object",
-        "required": ["id", "object", "created_at", "status", "model", "output", "error"],
+        "required": ["id", "object", "created_at", "status", "model", "output", "error",
+                     "incomplete_details", "instructions", "tools", "tool_choice",
+                     "parallel_tool_calls", "text", "truncation", "store", "metadata", "usage"],
         "properties": {
             "id": {"type": "string", "pattern": "^resp_"},
             "object": {"const": "response"},
@@ -260,9 +319,17 @@ SCHEMAS: dict[str, Any] = {
             "model": {"type": "string"},
             "previous_response_id": _STRING_OR_NULL,
             "output": {"type": "array", "items": _OUTPUT_ITEM},
-            "usage": {"type": ["object", "null"]},
+            "usage": _USAGE,
             "store": {"type": "boolean"},
             "background": {"type": ["boolean", "null"]},
+            "instructions": {"type": ["string", "array", "null"]},
+            "tools": {"type": "array"},
+            "tool_choice": {"type": ["string", "object"]},
+            "parallel_tool_calls": {"type": "boolean"},
+            "text": {"type": "object"},
+            "truncation": {"type": "string", "enum": list(v.TRUNCATIONS)},
+            "reasoning": {"type": ["object", "null"]},
+            "prompt_cache_key": _STRING_OR_NULL,
             "service_tier": _STRING_OR_NULL,
             "temperature": _NUMBER_OR_NULL,
             "top_p": _NUMBER_OR_NULL,

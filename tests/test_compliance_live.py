@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import openai
 import pytest
+from jsonschema import Draft202012Validator
 
+from api.openapi.document import openapi_document
 from engines.models import EngineReplica, ServedModel
 from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm
 from responses.requests.validation import INCLUDABLE
@@ -40,6 +42,18 @@ def _behavior(body) -> FakeBehavior | None:
             ],
         )
     return FakeBehavior(text=TEXT)
+
+
+def assert_documented(answer, schema: str = "Response") -> None:
+    """The wire body (the SDK keeps exactly the keys that were sent) matches the OpenAPI
+    document's schema: bodies with function calls and reasoning, which fuzzing never makes."""
+    document = openapi_document()
+    validator = Draft202012Validator(
+        {"components": document["components"], "$ref": f"#/components/schemas/{schema}"}
+    )
+    body = answer if isinstance(answer, dict) else answer.to_dict()
+    errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(body)]
+    assert not errors, errors
 
 
 @dataclass
@@ -131,6 +145,7 @@ def test_reasoning_and_a_generated_summary_stream_through_the_sdk(live):
     assert reasoning.id.startswith("rs_")
     assert [part.text for part in reasoning.summary] == [SUMMARY]
     assert final.output_text == "4"
+    assert_documented(live.alice.responses.retrieve(final.id))
 
 
 @pytest.mark.compliance("H5")
@@ -227,8 +242,10 @@ def test_tool_outputs_duplicates_idempotency_and_invalid_arguments(live):
     calls = [item for item in waiting.output if item.type == "function_call"]
     # E7: the model's invalid JSON arguments arrive as they are, in a well-formed item.
     assert [call.arguments for call in calls] == ['{"q": "a"}', '{"q": "b"']
+    assert_documented(waiting)
     first = _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c1", "output": "A"}], key="k1")
     assert first["status"] == "awaiting_tool_outputs" and first["pending_call_ids"] == ["call_c2"]
+    assert_documented(first, "ResponseSession")
     # The same key again: the first answer, not a duplicate.
     assert _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c1", "output": "A"}], "k1") == first
     with pytest.raises(openai.ConflictError) as duplicate:
@@ -236,6 +253,7 @@ def test_tool_outputs_duplicates_idempotency_and_invalid_arguments(live):
     assert duplicate.value.code == "duplicate_tool_output"
     done = _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c2", "output": "B"}], key="k2")
     assert done["previous_response_id"] == waiting.id and done["status"] == "completed"
+    assert_documented(done)
     assert _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c2", "output": "B"}], "k2")[
         "id"
     ] == done["id"]
