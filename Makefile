@@ -17,7 +17,7 @@ TEST_ENV := \
 	SECURE_SSL_REDIRECT=false \
 	PLATFORM_DATA_DIR=$${PLATFORM_DATA_DIR:-$(CURDIR)/.data}
 
-.PHONY: run test install engine lint
+.PHONY: run test install engine lint compliance
 
 install: $(INSTALLED)
 
@@ -43,3 +43,15 @@ lint: install
 test: install engine lint
 	$(TEST_ENV) $(PY) manage.py prepare_model
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# The compliance suite (T1): every test marked @pytest.mark.compliance("ID"), then the table
+# feature ID → tests → pass/fail; the same table is written into docs/compatibility.md (D3).
+# The table's test list is written first (from collection), so the run checks an up-to-date one.
+COMPLIANCE_REPORT := .data/compliance.json
+compliance: install
+	$(TEST_ENV) $(PY) -m pytest -m compliance -q --collect-only --compliance-report=$(COMPLIANCE_REPORT) >/dev/null
+	$(PY) scripts/compliance_report.py $(COMPLIANCE_REPORT) --write docs/compatibility.md >/dev/null || true
+	$(TEST_ENV) $(PY) -m pytest -m compliance -q --compliance-report=$(COMPLIANCE_REPORT) $(PYTEST_ARGS); \
+	status=$$?; \
+	$(PY) scripts/compliance_report.py $(COMPLIANCE_REPORT) --write docs/compatibility.md || status=1; \
+	exit $$status

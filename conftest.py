@@ -21,7 +21,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent
 
-pytest_plugins = ["engines.testing.fixtures"]
+pytest_plugins = ["engines.testing.fixtures", "tests.compliance_plugin"]
 
 
 @dataclass

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from api.azure import azure_route
 from api.health import healthz, readyz
 from api.metrics import metrics
+from api.openapi.views import docs_page, openapi_json
 from conversations.views import (
     ConversationCreateApi,
     ConversationDetailApi,
@@ -79,6 +80,8 @@ urlpatterns = [
     path("readyz", readyz),
     path("metrics", metrics),
     path("admin/engines/health/", engine_health, name="engine_health"),
+    path("openapi.json", openapi_json),
+    path("docs/", docs_page),
     path("admin/", admin.site.urls),
     path("console/", include("console.urls")),
     # The Administration API (admin keys only), before the rest of /v1/.
@@ -93,3 +96,7 @@ urlpatterns = [
     ),
     path("openai/", include(api_patterns(functools.partial(azure_route, dated=True)))),
 ]
+
+# Unknown non-API paths answer JSON, with a hint when the path exists under /v1 (a base_url
+# missing /v1).
+handler404 = "api.not_found.not_found"

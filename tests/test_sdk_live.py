@@ -25,6 +25,7 @@ def test_the_sdk_lists_and_retrieves_models(sdk):
     assert sdk.models.retrieve("smollm2-test").object == "model"
 
 
+@pytest.mark.compliance("M2")
 def test_the_sdk_raises_the_right_exceptions(sdk, live_daphne):
     with pytest.raises(openai.NotFoundError) as not_found:
         sdk.models.retrieve("nope")
@@ -36,6 +37,7 @@ def test_the_sdk_raises_the_right_exceptions(sdk, live_daphne):
     assert unauthorized.value.code == "invalid_api_key"
 
 
+@pytest.mark.compliance("M5")
 def test_headers_on_the_wire(live_daphne, transactional_cast):
     ServedModel.objects.create(name="m", upstream_model="m")
     response = httpx.get(f"{live_daphne}/v1/models", headers=transactional_cast.alice.headers)

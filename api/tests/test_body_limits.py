@@ -64,6 +64,7 @@ async def test_declared_length_around_the_limit(small_limit, size, status):
 
 
 @pytest.mark.parametrize("size,status", [(2048, 200), (2049, 413)])
+@pytest.mark.compliance("E4")
 async def test_chunked_bodies_are_counted(small_limit, size, status):
     chunks = [b"x" * 500] * (size // 500) + [b"x" * (size % 500)]
     sent = await _call(BodyLimitMiddleware(EchoApp()), body_chunks=chunks, headers=[])
@@ -73,6 +74,7 @@ async def test_chunked_bodies_are_counted(small_limit, size, status):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.compliance("E4")
 def test_over_one_megabyte_works_and_past_the_limit_is_413(live_daphne, transactional_cast):
     import httpx
 

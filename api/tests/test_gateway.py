@@ -67,6 +67,7 @@ def test_it_rejects_an_expired_key(client: Client, cast):
     assert client.get("/v1/models", **cast.alice.auth).status_code == 401
 
 
+@pytest.mark.compliance("M1")
 def test_it_accepts_the_azure_api_key_header(client: Client, cast):
     response = client.get("/openai/v1/models", HTTP_API_KEY=cast.alice.secret)
     assert response.status_code == 200
@@ -178,6 +179,7 @@ async def test_unhandled_exception_under_asgi_is_a_500_envelope(transactional_ca
     assert response.json()["error"]["type"] == "server_error"
 
 
+@pytest.mark.compliance("M5")
 def test_every_answer_carries_the_openai_headers(client: Client, cast):
     response = client.get("/v1/models", **cast.bob.auth)
     assert response.status_code == 200
@@ -190,6 +192,7 @@ def test_every_answer_carries_the_openai_headers(client: Client, cast):
     assert "openai-project" not in client.get("/v1/models", **cast.alice.auth)
 
 
+@pytest.mark.compliance("L7")
 def test_a_well_formed_client_request_id_is_honoured(client: Client, cast):
     response = client.get("/v1/models", **cast.alice.auth, HTTP_X_CLIENT_REQUEST_ID="trace-123")
     assert response["x-request-id"] == "trace-123"
@@ -209,6 +212,7 @@ def test_errors_carry_the_headers_too(client: Client):
     assert "openai-processing-ms" in response
 
 
+@pytest.mark.compliance("M2", "M5")
 def test_organization_header_must_match_the_key(client: Client, cast):
     ok = client.get(
         "/v1/models", **cast.alice.auth, HTTP_OPENAI_ORGANIZATION=cast.alice.organization.public_id
@@ -226,6 +230,7 @@ def test_organization_header_must_match_the_key(client: Client, cast):
     )
 
 
+@pytest.mark.compliance("M5")
 def test_project_header_is_honoured_within_the_organization(client: Client, cast):
     mobile = cast.bob.api_key.project
     response = client.get("/v1/models", **cast.alice.auth, HTTP_OPENAI_PROJECT=mobile.public_id)
@@ -317,6 +322,7 @@ def test_readyz_reports_a_dead_engine(client: Client):
     assert response.json()["checks"]["engines"]["models"]["dead"]["healthy_replicas"] == 0
 
 
+@pytest.mark.compliance("M3")
 def test_an_unreachable_database_is_a_503_envelope_not_an_html_page():
     """A real daphne whose database refuses connections (nothing listens on its port): the key
     lookup fails inside the gateway, and the client gets OpenAI's envelope with a 503 (which

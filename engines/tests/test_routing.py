@@ -91,6 +91,7 @@ async def eventually(predicate: Callable[[], bool], within: float = 3.0) -> bool
     return predicate()
 
 
+@pytest.mark.compliance("H1")
 async def test_same_org_and_key_always_land_on_the_same_replica(
     engine: VllmEngine, replicas: list[FakeVllm]
 ) -> None:
@@ -104,6 +105,7 @@ async def test_same_org_and_key_always_land_on_the_same_replica(
     assert counts[replicas.index(expected)] == 100
 
 
+@pytest.mark.compliance("H1")
 async def test_sticky_routing_makes_prefix_cache_hits(
     engine: VllmEngine, replicas: list[FakeVllm]
 ) -> None:

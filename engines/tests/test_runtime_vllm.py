@@ -97,6 +97,7 @@ async def test_streams_text_then_finish_then_usage(engine: VllmEngine, upstream:
     assert all(isinstance(d, TextDelta) for d in deltas[:-2])
 
 
+@pytest.mark.compliance("H1")
 async def test_cached_tokens_come_from_the_prefix_cache_per_organization(
     engine: VllmEngine,
     upstream: FakeVllm,
@@ -265,6 +266,7 @@ async def test_extra_body_cannot_override_priority_or_cache_salt(
     assert body["cache_salt"] == organization_cache_salt(secret=SECRET, organization_id="org_a")
 
 
+@pytest.mark.compliance("H1")
 def test_cache_salts_differ_per_organization_and_secret() -> None:
     salt = cache_salt_factory("one")
     assert salt("org_a") != salt("org_b")
@@ -291,6 +293,7 @@ async def test_connections_are_pooled(engine: VllmEngine, upstream: FakeVllm) ->
         ("error_event_after_chunks", EngineError, "fake engine error"),
     ],
 )
+@pytest.mark.compliance("E1")
 async def test_broken_streams_raise_engine_errors_after_partial_output(
     engine: VllmEngine,
     upstream: FakeVllm,
@@ -309,6 +312,7 @@ async def test_broken_streams_raise_engine_errors_after_partial_output(
     assert len(upstream.chat_requests()) == 1  # never retried after output was streamed
 
 
+@pytest.mark.compliance("E1")
 async def test_upstream_killed_mid_stream(upstream: FakeVllm) -> None:
     upstream.behavior = FakeBehavior(text="word " * 200, delay=0.01)
     engine = make_engine(upstream.base_url, health_interval=60)

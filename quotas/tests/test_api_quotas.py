@@ -74,6 +74,7 @@ async def set_limits(persona, **values):
 # --- requests per minute --------------------------------------------------------------------
 
 
+@pytest.mark.compliance("M3", "M5")
 async def test_five_per_minute_gives_five_answers_then_429s(
     client, transactional_cast, engine, any_frozen_limiter
 ):
@@ -397,6 +398,7 @@ async def test_expired_reservations_are_settled_by_the_sweeper(client, transacti
 # --- H5 -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.compliance("H5")
 async def test_rate_limit_events_only_for_clients_that_opt_in(
     client, transactional_cast, engine, frozen_limiter
 ):
@@ -430,6 +432,7 @@ async def test_rate_limit_events_only_for_clients_that_opt_in(
 # --- headers on every authenticated answer (M5) ---------------------------------------------
 
 
+@pytest.mark.compliance("M5")
 async def test_other_endpoints_carry_the_current_state(
     client, transactional_cast, engine, frozen_limiter
 ):

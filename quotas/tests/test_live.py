@@ -169,6 +169,7 @@ def _assert_rate_headers(headers: dict[str, str]) -> None:
         assert GO_DURATION.match(headers[f"x-ratelimit-reset-{kind}"])
 
 
+@pytest.mark.compliance("M3")
 def test_the_sdk_retries_after_our_retry_after_and_then_succeeds(platform, models, transactional_cast):
     alice = transactional_cast.alice
     limits_set(organization=alice.organization, requests_per_minute=1, tokens_per_minute=100_000)
@@ -193,6 +194,7 @@ def test_the_sdk_retries_after_our_retry_after_and_then_succeeds(platform, model
     assert UsageRecord.objects.filter(organization=alice.organization).count() == 2
 
 
+@pytest.mark.compliance("M2", "M3")
 def test_insufficient_quota_is_not_retried(platform, models, transactional_cast):
     alice = transactional_cast.alice
     limits_set(organization=alice.organization, monthly_token_budget=10)

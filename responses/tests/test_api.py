@@ -136,6 +136,7 @@ async def test_instructions_are_not_carried_along_a_chain(client, transactional_
     assert all(m["role"] != "system" for m in engine.last_request.messages)
 
 
+@pytest.mark.compliance("M6")
 async def test_store_false_is_never_retrievable_or_chainable(client, transactional_cast, engine):
     body = (await create(client, transactional_cast.alice, input="hi", store=False)).json()
     assert body["store"] is False
@@ -198,6 +199,7 @@ async def test_invalid_requests_are_400_naming_the_param(
     assert not await StoredResponse.objects.aexists()  # nothing half-written
 
 
+@pytest.mark.compliance("L8")
 async def test_a_tier_the_organization_may_not_use_is_refused(client, transactional_cast, engine):
     organization = transactional_cast.alice.organization
     organization.allowed_service_tiers = ["auto", "default", "flex"]

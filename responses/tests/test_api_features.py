@@ -62,6 +62,7 @@ async def test_json_object_format(transactional_cast, engine):
     assert engine.last_request.response_format == {"type": "json_object"}
 
 
+@pytest.mark.compliance("H2", "H3")
 async def test_reasoning_with_a_generated_summary(transactional_cast, engine):
     calls = []
 
@@ -101,6 +102,7 @@ async def test_reasoning_with_a_generated_summary(transactional_cast, engine):
     assert billed.total_tokens == final["usage"]["total_tokens"]
 
 
+@pytest.mark.compliance("H2")
 async def test_reasoning_without_summary_makes_one_call(transactional_cast, engine):
     engine.script = build_script(reasoning="think", text="done")
     body = (await post(transactional_cast.alice, input="x", reasoning={"effort": "high"})).json()
@@ -110,6 +112,7 @@ async def test_reasoning_without_summary_makes_one_call(transactional_cast, engi
     assert body["output"][0]["summary"] == []
 
 
+@pytest.mark.compliance("M4")
 async def test_logprobs_when_included(transactional_cast, engine):
     logprob = TokenLogprob(token="Hi", logprob=-0.1, top_logprobs=[TopLogprob("Hi", -0.1)])
     engine.script = [TextDelta("Hi", logprobs=[logprob]), Finish("stop"), Usage(3, 1)]
@@ -130,6 +133,7 @@ async def test_logprobs_when_included(transactional_cast, engine):
     assert engine.last_request.logprobs is False
 
 
+@pytest.mark.compliance("E3")
 async def test_parallel_tool_calls_stream_as_separate_items(transactional_cast, engine):
     tools = [
         {"type": "function", "name": n, "parameters": {"type": "object"}, "strict": False}
@@ -147,6 +151,7 @@ async def test_parallel_tool_calls_stream_as_separate_items(transactional_cast, 
     assert [e["arguments"] for e in done] == ['{"x": 1}', '{"y": 2}']
 
 
+@pytest.mark.compliance("E7")
 async def test_invalid_tool_arguments_from_the_model_are_kept_well_formed(transactional_cast, engine):
     tools = [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}]
     engine.script = build_script(tool_calls=[("f", '"just a string')])
@@ -183,6 +188,7 @@ async def test_tool_choice_forms_reach_the_engine(transactional_cast, engine):
     assert engine.last_request.tool_choice == "none"
 
 
+@pytest.mark.compliance("E8")
 async def test_truncation_disabled_refuses_an_oversized_prompt(transactional_cast, engine, scripted_model):
     scripted_model.context_length = 256
     await scripted_model.asave()
@@ -193,6 +199,7 @@ async def test_truncation_disabled_refuses_an_oversized_prompt(transactional_cas
     assert engine.started == 0
 
 
+@pytest.mark.compliance("E8")
 async def test_truncation_auto_drops_the_oldest_turns(transactional_cast, engine, scripted_model):
     scripted_model.context_length = 300
     scripted_model.default_max_output_tokens = 50
@@ -210,6 +217,7 @@ async def test_truncation_auto_drops_the_oldest_turns(transactional_cast, engine
     assert sent[0]["content"].startswith("question ")  # a whole turn was dropped, not half
 
 
+@pytest.mark.compliance("L4")
 async def test_keepalive_comments_while_the_engine_is_silent(transactional_cast, engine, settings):
     settings.SSE_KEEPALIVE_SECONDS = 0.1
     engine.first_delay = 0.6
@@ -220,6 +228,7 @@ async def test_keepalive_comments_while_the_engine_is_silent(transactional_cast,
     check_stream(parse_sse(raw))
 
 
+@pytest.mark.compliance("L8")
 async def test_service_tier_actually_used_is_reported(transactional_cast, engine):
     body = (await post(transactional_cast.alice, input="x", service_tier="flex")).json()
     assert body["service_tier"] == "flex"

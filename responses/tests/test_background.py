@@ -122,6 +122,7 @@ async def test_a_background_response_runs_in_the_worker_and_replays_from_any_poi
     assert tail == events[5:]
 
 
+@pytest.mark.compliance("L6")
 async def test_a_reader_that_disconnects_resumes_without_gap_or_duplicate_in_another_process(
     models, transactional_cast, live_daphne
 ):
@@ -219,6 +220,7 @@ def test_periodic_upkeep_never_queues_in_front_of_background_runs() -> None:
     assert all(entry["options"]["expires"] >= 60 for entry in schedule.values() if "options" in entry)
 
 
+@pytest.mark.compliance("E2")
 async def test_a_tool_output_deadline_fires_in_the_worker(models, transactional_cast, engine):
     from engines.runtime.scripted import build_script
     from responses.models import ResponseSession

@@ -103,6 +103,7 @@ def test_a_background_response_completes_and_is_polled(embedded):
     assert done.output_text == QUICK_TEXT
 
 
+@pytest.mark.compliance("L6")
 def test_a_reader_resumes_a_running_background_stream_with_starting_after(embedded):
     client, _ = embedded
     queued = client.responses.create(model="emb-slow", input="Tell me.", background=True)

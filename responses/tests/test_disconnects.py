@@ -160,6 +160,7 @@ def deltas_text(events: list[dict[str, Any] | None]) -> str:
 # --- E5: one disconnect -------------------------------------------------------------------------
 
 
+@pytest.mark.compliance("E5")
 async def test_a_client_that_leaves_aborts_the_engine_and_keeps_the_partial_output(
     live_daphne, transactional_cast, upstream, model_for
 ):
@@ -208,6 +209,7 @@ async def test_a_client_that_leaves_aborts_the_engine_and_keeps_the_partial_outp
     assert (row.input_tokens, row.output_tokens) == (usage["input_tokens"], usage["output_tokens"])
 
 
+@pytest.mark.compliance("E5")
 async def test_a_client_that_leaves_during_prefill_aborts_the_engine(
     live_daphne, transactional_cast, upstream, model_for
 ):
@@ -532,6 +534,7 @@ def test_a_thousand_disconnects_leave_nothing_behind(
         ("error-event", "error_event"),
     ],
 )
+@pytest.mark.compliance("C4", "E1")
 async def test_an_engine_failure_mid_stream_ends_in_response_failed(
     live_daphne, transactional_cast, upstream, model_for, kind, outcome
 ):
@@ -643,6 +646,7 @@ def test_responses_are_still_stored_after_the_database_drops_every_connection(
 # --- L4: keep-alives while the engine is silent ------------------------------------------------
 
 
+@pytest.mark.compliance("L4")
 async def test_keep_alive_comments_while_the_engine_is_silent(
     transactional_cast, scripted_model, settings
 ):

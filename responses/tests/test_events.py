@@ -26,6 +26,7 @@ from responses.streaming.objects import ResponseEcho
         (ids.call_id, "call_", 24),
     ],
 )
+@pytest.mark.compliance("L7")
 def test_ids_have_openai_prefixes_and_lengths(make, prefix, length):
     generated = {make() for _ in range(200)}
     assert len(generated) == 200

@@ -94,12 +94,14 @@ def test_keepalive_is_a_comment_the_sdk_ignores():
     assert [sse.json() for sse in _decode(body)] == events
 
 
+@pytest.mark.compliance("L5")
 def test_done_is_the_data_only_sentinel():
     assert DONE == b"data: [DONE]\n\n"
     (sse,) = _decode(DONE)
     assert sse.event is None and sse.data == "[DONE]"
 
 
+@pytest.mark.compliance("L5")
 def test_the_openai_dialect_changes_nothing_and_sends_no_done():
     dialect = get_dialect("openai")
     event = {"type": "error", "sequence_number": 1, "code": "x", "message": "m", "param": None}

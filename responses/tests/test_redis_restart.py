@@ -195,6 +195,7 @@ async def follow(http: httpx.AsyncClient, response_id: str, seen: list[dict]) ->
             seen.extend(parse_sse(b"\n\n".join(frames) + b"\n\n") if frames else [])
 
 
+@pytest.mark.compliance("E2")
 async def test_tasks_redis_lost_are_caught_by_the_sweepers(models, transactional_cast, stack):
     alice = transactional_cast.alice
     org = alice.organization

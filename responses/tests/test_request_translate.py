@@ -268,6 +268,7 @@ def test_text_after_tool_calls_starts_a_new_assistant_message():
     assert messages[2] == {"role": "assistant", "content": "separate"}
 
 
+@pytest.mark.compliance("E7")
 def test_invalid_json_arguments_reach_the_engine_as_an_empty_object():
     items = parsed_input(
         {"role": "user", "content": "a"},

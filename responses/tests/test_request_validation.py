@@ -531,11 +531,13 @@ def dataclasses_frozen_error() -> type[Exception]:
     [("auto", "auto"), ("default", "default"), ("flex", "flex"), ("priority", "priority"),
      ("scale", "default"), ("fast", "priority"), ("ultrafast", "priority")],
 )  # fmt: skip
+@pytest.mark.compliance("L8")
 def test_every_documented_service_tier_is_accepted_and_mapped(requested, mapped):
     request = parse_create_request(body(service_tier=requested))
     assert (request.service_tier, request.requested_service_tier) == (mapped, requested)
 
 
+@pytest.mark.compliance("M4")
 def test_every_documented_include_value_is_accepted():
     values = [
         "file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
@@ -546,6 +548,7 @@ def test_every_documented_include_value_is_accepted():
     assert parse_create_request(body(include=values)).include == tuple(values)
 
 
+@pytest.mark.compliance("M6")
 def test_store_and_background():
     assert parse_create_request(body(store=False)).store is False
     request = parse_create_request(body(background=True))
@@ -658,6 +661,7 @@ def test_message_forms_normalize_content():
     )  # fmt: skip
 
 
+@pytest.mark.compliance("E7")
 def test_invalid_json_arguments_are_history_and_are_recorded():
     request = parse_create_request(
         items(

@@ -238,6 +238,7 @@ def fake_record(upstream: FakeVllm, request_id: str):
 # --- create -------------------------------------------------------------------------------------
 
 
+@pytest.mark.compliance("L7")
 def test_a_text_turn(clients, models, upstream):
     raw = clients.alice.responses.with_raw_response.create(model=models.text, input="Say hello")
     response = raw.parse()
@@ -256,6 +257,7 @@ def test_a_text_turn(clients, models, upstream):
     assert upstream.wait_until(lambda _: record.outcome == "completed"), record.outcome
 
 
+@pytest.mark.compliance("L1")
 def test_a_streamed_create(clients, models):
     stream = clients.alice.responses.create(model=models.text, input="Say hello", stream=True)
     with stream:
@@ -279,6 +281,7 @@ def test_the_stream_helper_gives_the_final_response(clients, models):
     assert final.id == events[0]["response"]["id"]
 
 
+@pytest.mark.compliance("L1")
 async def test_the_async_client_creates_and_streams(async_alice, models):
     client, wire = async_alice.client, async_alice.wire
     async with client:
@@ -300,6 +303,7 @@ async def test_the_async_client_creates_and_streams(async_alice, models):
 # --- tools -------------------------------------------------------------------------------------
 
 
+@pytest.mark.compliance("C1")
 def test_a_tool_round_trip_through_previous_response_id(clients, models, upstream):
     first = clients.alice.responses.create(
         model=models.tools, input="What is the weather in Paris?", tools=[WEATHER_TOOL]
@@ -334,6 +338,7 @@ def test_a_tool_round_trip_through_previous_response_id(clients, models, upstrea
     assert messages[2]["content"] == "sunny, 24C"
 
 
+@pytest.mark.compliance("L1")
 def test_a_streamed_tool_call(clients, models):
     with clients.alice.responses.stream(
         model=models.tools, input="Weather in Paris?", tools=[WEATHER_TOOL]
@@ -408,6 +413,7 @@ def test_delete_then_everything_is_not_found(clients, models):
     assert chained.value.code == "previous_response_not_found"
 
 
+@pytest.mark.compliance("L6")
 def test_replay_of_a_stored_stream(clients, models):
     with clients.alice.responses.create(model=models.text, input="hi", stream=True) as stream:
         events = [as_dict(event) for event in stream]
@@ -501,6 +507,7 @@ def test_cancel_of_a_finished_foreground_response_is_refused(clients, models):
 # --- errors ------------------------------------------------------------------------------------
 
 
+@pytest.mark.compliance("M2")
 def test_unknown_model(clients, models):
     with pytest.raises(openai.NotFoundError) as missing:
         clients.alice.responses.create(model="no-such-model", input="hi")
@@ -513,6 +520,7 @@ def test_unknown_model(clients, models):
     assert streamed.value.code == "model_not_found"
 
 
+@pytest.mark.compliance("M2")
 def test_bad_parameters_name_the_parameter(clients, models):
     with pytest.raises(openai.BadRequestError) as out_of_range:
         clients.alice.responses.create(model=models.text, input="hi", temperature=5)

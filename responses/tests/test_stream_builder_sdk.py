@@ -124,6 +124,7 @@ def test_responses_stream_parses_json_schema_text():
     assert final.output_parsed == Weather(city="Paris", temp_c=21.5)
 
 
+@pytest.mark.compliance("H2", "H3")
 def test_responses_stream_takes_a_summary_on_a_reasoning_item_kept_open():
     builder = make_builder(reasoning_summary=True)
     events = run(builder, [ReasoningDelta("why"), TextDelta("Hi")], finish=False)
@@ -155,6 +156,7 @@ def test_an_incomplete_stream_is_read_to_the_end_but_has_no_final_response():
             stream.get_final_response()
 
 
+@pytest.mark.compliance("C4", "E1")
 def test_a_failure_reaches_the_sdk_as_an_error_event_then_response_failed():
     builder = make_builder()
     events = run(builder, [TextDelta("Hal")], finish=False)

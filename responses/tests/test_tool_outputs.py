@@ -70,6 +70,7 @@ def out(call_id: str, output: str = "ok") -> dict:
     return {"call_id": call_id, "output": output}
 
 
+@pytest.mark.compliance("C1", "C3")
 async def test_partial_submissions_then_the_completing_one_gets_the_continuation(
     transactional_cast, engine
 ):
@@ -100,6 +101,7 @@ async def test_partial_submissions_then_the_completing_one_gets_the_continuation
     assert session.token_footprint > 0
 
 
+@pytest.mark.compliance("C1")
 async def test_the_continuation_can_stream(transactional_cast, engine):
     alice = transactional_cast.alice
     first = await two_calls(engine, alice)
@@ -110,6 +112,7 @@ async def test_the_continuation_can_stream(transactional_cast, engine):
     assert events[-1]["response"]["previous_response_id"] == first["id"]
 
 
+@pytest.mark.compliance("C1", "E6")
 async def test_unknown_duplicate_and_idempotent_retry(transactional_cast, engine):
     alice = transactional_cast.alice
     first = await two_calls(engine, alice)
@@ -133,6 +136,7 @@ async def test_unknown_duplicate_and_idempotent_retry(transactional_cast, engine
     assert count == 1  # the retry did not run a second continuation
 
 
+@pytest.mark.compliance("E3", "C3")
 async def test_concurrent_submitters_are_both_recorded_and_one_continuation_runs(
     transactional_cast, engine
 ):
@@ -151,6 +155,7 @@ async def test_concurrent_submitters_are_both_recorded_and_one_continuation_runs
     assert {m["tool_call_id"] for m in tool_messages} == {"call_paris", "call_oslo"}
 
 
+@pytest.mark.compliance("E2", "C3")
 async def test_after_the_deadline_submissions_are_gone_and_the_chain_stays_readable(
     transactional_cast, engine
 ):
@@ -172,6 +177,7 @@ async def test_another_organization_cannot_submit(transactional_cast, engine):
     assert response.status_code == 404
 
 
+@pytest.mark.compliance("E8")
 async def test_chain_length_cap_is_a_clear_400(transactional_cast, engine):
     alice = transactional_cast.alice
     org = alice.organization
@@ -184,6 +190,7 @@ async def test_chain_length_cap_is_a_clear_400(transactional_cast, engine):
     assert third.json()["error"]["code"] == "chain_length_exceeded"
 
 
+@pytest.mark.compliance("E8")
 async def test_stored_bytes_cap_is_a_clear_400(transactional_cast, engine):
     import json
 
@@ -223,6 +230,7 @@ def test_purge_responses_honours_retention_and_dry_run(transactional_cast, capsy
     assert set(Row.objects.values_list("public_id", flat=True)) == {"resp_new", "resp_running"}
 
 
+@pytest.mark.compliance("E6")
 async def test_an_idempotent_retry_of_a_streamed_completion_replays_the_stream(
     transactional_cast, engine
 ):

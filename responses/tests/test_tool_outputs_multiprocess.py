@@ -95,6 +95,7 @@ def _submit_together(requests: list[tuple[str, str, dict]], headers: dict) -> li
     return answers
 
 
+@pytest.mark.compliance("C1", "C3", "E3")
 def test_two_processes_submit_different_call_ids_and_one_continuation_runs(
     transactional_cast, model, fake_vllm, live_daphne, second_daphne
 ):
@@ -139,6 +140,7 @@ def test_two_processes_submit_different_call_ids_and_one_continuation_runs(
         assert session.head_response.public_id == continued["id"]
 
 
+@pytest.mark.compliance("C3")
 def test_a_continuation_lost_with_its_web_process_reopens_the_session(
     transactional_cast, fake_vllm, live_daphne
 ):

@@ -177,6 +177,7 @@ async def test_logprobs_come_with_every_token(engine):
         assert token.top_logprobs[0].logprob >= token.top_logprobs[-1].logprob
 
 
+@pytest.mark.compliance("H1")
 async def test_a_repeated_long_prefix_hits_the_prefix_cache_of_its_organization_only(engine):
     # A fresh nonce first, so no block can match anything cached before this test.
     prefix = f"Session {uuid.uuid4().hex}. " + " ".join(
@@ -196,6 +197,7 @@ async def test_a_repeated_long_prefix_hits_the_prefix_cache_of_its_organization_
 
 
 @pytest.mark.parametrize("tier", ["priority", "default", "flex"])
+@pytest.mark.compliance("L8")
 async def test_every_service_tier_is_accepted(engine, tier):
     deltas = await collect(engine, generation("Say hi.", max_tokens=4, service_tier=tier))
 
