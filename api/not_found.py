@@ -1,4 +1,5 @@
-"""404 for paths outside the API prefixes: JSON, never Django's HTML page.
+"""404 for paths outside the API prefixes: JSON, never Django's HTML page — except in the tenant
+console, where a person gets a console page (with the way back and the sign-out button).
 
 The commonest mistake with the SDK is a ``base_url`` without ``/v1`` (``http://host:8000``):
 the SDK then calls ``/responses`` or ``/models``. When the same path under ``/v1`` exists, the
@@ -7,7 +8,8 @@ answer says so.
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import Resolver404, resolve
 
 from api.errors import NotFound, error_response
@@ -21,7 +23,11 @@ def _exists_under_v1(path: str) -> bool:
     return True
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def not_found(
+    request: HttpRequest, exception: Exception | None = None
+) -> JsonResponse | HttpResponse:
+    if request.path.startswith("/console/"):
+        return render(request, "console/not_found.html", status=404)
     message = f"Invalid URL ({request.method} {request.path})"
     if _exists_under_v1(request.path):
         message += (
