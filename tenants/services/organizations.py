@@ -41,6 +41,8 @@ def project_archive(*, project: Project) -> Project:
             project.save(update_fields=["archived_at"])
         ApiKey.objects.filter(project=project, revoked_at__isnull=True).update(revoked_at=now)
     return project
+
+
 def organization_set_dialect(*, organization: Organization, dialect: str) -> Organization:
     """The organization's default stream dialect; ``""`` falls back to the server setting."""
     if dialect and dialect not in STREAM_DIALECTS:
