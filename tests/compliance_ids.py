@@ -84,11 +84,12 @@ FEATURES: dict[str, Feature] = {
 }
 
 # Compliance marks may also name an endpoint of the wire reference (responses-api.md: R7
-# compact, R8 WebSocket mode) or a whole API that has no feature ID; these are not rows of the
-# 37-ID table, but each must have a test.
+# compact, R8 WebSocket mode) or a whole feature that has no ID (conversations, prompt
+# templates); these are not rows of the 37-ID table, but each must have a test.
 ENDPOINTS: dict[str, str] = {
     "R7": "POST /v1/responses/compact",
     "R8": "WebSocket mode (wss://…/v1/responses)",
     "conversations": "Conversations API (/v1/conversations…)",
+    "prompt": "Prompt templates (prompt: {id, version, variables})",
 }
 KNOWN_IDS = frozenset(FEATURES) | frozenset(ENDPOINTS)
