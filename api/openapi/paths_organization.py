@@ -131,11 +131,12 @@ def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict
 _PAGE = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
     _query("after", {"type": "string"}),
-    _query("order", {"type": "string", "enum": ["asc", "desc"]}),
+    _query("order", {"type": "string", "description": "`desc` reverses the order (newest "
+                     "first); any other value is the default, oldest first."}),
 ]
 _USAGE = [
-    _query("start_time", {"type": "integer", "minimum": 0}, required=True),
-    _query("end_time", {"type": "integer", "minimum": 0}),
+    _query("start_time", {"type": "integer", "description": "Unix seconds."}, required=True),
+    _query("end_time", {"type": "integer", "description": "Unix seconds; default now."}),
     _query("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
     _query("limit", {"type": "integer", "minimum": 1}),
     _query("page", {"type": "string", "pattern": "^page_[0-9]+$"}),
@@ -176,7 +177,8 @@ PATHS: dict[str, Any] = {
     f"{_BASE}/projects": {
         "get": _op("adminListProjects", "List projects", "AdminProjectList",
                    parameters=[*_PAGE, _query("include_archived",
-                                              {"type": "string", "enum": ["true", "false"]})]),
+                                              {"type": "string",
+                                               "description": "`true` or `1` includes them."})]),
         "post": _op("adminCreateProject", "Create a project", "AdminProject",
                     body="AdminProjectWrite"),
     },
