@@ -251,6 +251,12 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "description": "`Authorization: Bearer sk-adm-…`: an admin key, accepted only under "
         "`/v1/organization/` (and ordinary keys are refused there).",
     },
+    "adminKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "api-key",
+        "description": "The same admin key in the `api-key` header.",
+    },
 }
-ADMIN_SECURITY: list[Schema] = [{"adminKey": []}]
+ADMIN_SECURITY: list[Schema] = [{"adminKey": []}, {"adminKeyHeader": []}]
 SECURITY: list[Schema] = [{"bearer": []}, {"azureApiKey": []}]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.openapi.components import ADMIN_SECURITY, errors, json_answer, ref
+from api.organization.serializers import MAX_EXPIRES_IN_SECONDS
 
 TAG = {
     "name": "Administration",
@@ -52,7 +53,7 @@ def _deleted(kind: str) -> dict[str, Any]:
     }
 
 
-_EXPIRES = {"type": ["integer", "null"], "minimum": 1}
+_EXPIRES = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_EXPIRES_IN_SECONDS}
 SCHEMAS: dict[str, Any] = {
     "AdminProject": _object("organization.project", "id", "name", "status"),
     "AdminProjectApiKey": _object("organization.project.api_key", "id", "name"),
