@@ -18,6 +18,10 @@ def model_list(*, organization: Organization) -> QuerySet[ServedModel]:
 
 
 def model_get(*, organization: Organization, name: str) -> ServedModel | None:
+    if "\x00" in name:
+        # PostgreSQL text cannot hold NUL, so no model has such a name; asking the database
+        # would fail the whole request instead of answering "not found".
+        return None
     # On every POST /v1/responses: the name is unique, so no DISTINCT or ORDER BY is needed,
     # and EXISTS keeps the organization check from joining (and multiplying) rows.
     granted = ServedModel.organizations.through.objects.filter(
@@ -32,6 +36,8 @@ def model_get(*, organization: Organization, name: str) -> ServedModel | None:
 
 def deployment_get(*, organization: Organization, name: str) -> Deployment | None:
     """The organization's deployment of that name (never another organization's)."""
+    if "\x00" in name:
+        return None  # as in model_get: no name can hold NUL
     return (
         Deployment.objects.select_related("model")
         .filter(organization=organization, name=name)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.openapi.components import errors, json_answer, ref
+from api.openapi.components import DIALECT_HEADER_PARAMETERS, errors, json_answer, ref
 from responses.requests import validation as v
 from responses.requests.input_items import ROLES
 from responses.requests.tools import TOOL_CHOICE_OPTIONS
+from responses.services.compaction import COMPACT_PARAMS
 
 TAG = {
     "name": "Responses",
@@ -133,8 +134,9 @@ CREATE_PROPERTIES: dict[str, Any] = {
         "description": "Continue from a stored response of your organization (`resp_…`).",
     },
     "conversation": {
-        "description": "Not served yet: any value other than null → 400 "
-        "`unsupported_parameter`.",
+        "description": "A conversation (`conv_…` or `{\"id\": \"conv_…\"}`) of your "
+        "organization: its items are the context, this turn's input and output are appended. "
+        "Not with `previous_response_id`.",
         "type": ["string", "object", "null"],
     },
     "tools": {"type": ["array", "null"], "items": _FUNCTION_TOOL},
@@ -190,8 +192,16 @@ CREATE_PROPERTIES: dict[str, Any] = {
         "description": "Mapped to the engine's request priority; tiers not allowed for your "
         "organization → 400. The tier used is echoed.",
     },
-    "prompt": {"type": ["object", "null"], "description": "Not served: → 400."},
-    "context_management": {"type": ["array", "null"], "description": "Not served: → 400."},
+    "prompt": {
+        "type": ["object", "null"],
+        "description": "A stored prompt template: `{id, version?, variables?}` "
+        "(docs/conversation-state.md).",
+    },
+    "context_management": {
+        "type": ["array", "null"],
+        "description": "`[{type: compaction, compact_threshold}]`: compact the context "
+        "server-side when it grows past the threshold.",
+    },
     "moderation": {"type": ["object", "null"], "description": "Not served: → 400."},
     "access_programs": _NULLABLE_OBJECT,
     "image": _NULLABLE_OBJECT,
@@ -213,6 +223,10 @@ INPUT_TOKENS_PROPERTIES: dict[str, Any] = {
     "input": {
         "oneOf": [{"type": "string"}, {"type": "array", "items": _INPUT_ITEM}, {"type": "null"}]
     },
+}
+
+COMPACT_PROPERTIES: dict[str, Any] = {
+    name: CREATE_PROPERTIES[name] for name in sorted(COMPACT_PARAMS)
 }
 
 _STATUS = {"type": "string", "enum": ["in_progress", "completed", "incomplete"]}
@@ -380,6 +394,28 @@ SCHEMAS: dict[str, Any] = {
             "stream": {"type": ["boolean", "null"]},
         },
     },
+    "CompactRequest": {
+        "type": "object",
+        "required": ["model"],
+        "additionalProperties": False,
+        "properties": COMPACT_PROPERTIES,
+    },
+    "Compaction": {
+        "type": "object",
+        "required": ["id", "object", "created_at", "output", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "response.compaction"},
+            "created_at": {"type": "integer"},
+            "output": {
+                "type": "array",
+                "description": "The context's user messages, then one `compaction` item "
+                "(its `encrypted_content` is opaque; send it back as input).",
+                "items": {"type": "object", "required": ["type"]},
+            },
+            "usage": _USAGE,
+        },
+    },
     "ResponseSession": {
         "type": "object",
         "description": "The state of a response waiting for tool outputs.",
@@ -424,6 +460,15 @@ _INCLUDE_QUERY = {
     "style": "form",
     "explode": True,
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A retry with the same key (per organization, for 24 hours) gets the first "
+    "answer back, and exactly one generation runs; the same key with another body → 422 "
+    "`idempotency_key_reused`; while the first is still running a retry waits for it.",
+    "schema": {"type": "string"},
+}
 _BOOLEAN_QUERY = {"type": "string", "enum": ["true", "false", "1", "0"]}
 
 
@@ -439,6 +484,7 @@ PATHS: dict[str, Any] = {
             "operationId": "createResponse",
             "tags": ["Responses"],
             "summary": "Create a response (JSON, or SSE with `stream: true`)",
+            "parameters": [_IDEMPOTENCY_KEY, *DIALECT_HEADER_PARAMETERS],
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": ref("CreateResponse")}},
@@ -448,8 +494,24 @@ PATHS: dict[str, Any] = {
                     "The finished response, the queued one (`background: true`), or the "
                     "event stream."
                 ),
-                **errors(),
+                **errors("422"),
             },
+        }
+    },
+    "/v1/responses/compact": {
+        "post": {
+            "operationId": "compactResponse",
+            "tags": ["Responses"],
+            "summary": "Compact a context (input and/or `previous_response_id`) into a summary",
+            "description": "The engine summarizes the context; the answer keeps the user "
+            "messages and adds one encrypted `compaction` item to send as input next time. "
+            "Nothing is stored.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref("CompactRequest")}},
+            },
+            "responses": {"200": json_answer("The compacted context.", ref("Compaction")),
+                          **errors()},
         }
     },
     "/v1/responses/input_tokens": {
@@ -493,6 +555,7 @@ PATHS: dict[str, Any] = {
                     "description": "Accepted for the SDK's sake; no effect on a replay.",
                     "schema": _BOOLEAN_QUERY,
                 },
+                *DIALECT_HEADER_PARAMETERS,
             ],
             "responses": {"200": _response_answer("The response or its events."), **errors()},
         },
@@ -529,16 +592,7 @@ PATHS: dict[str, Any] = {
             "as a new response chained with `previous_response_id = {response_id}` (JSON or "
             "SSE, like create); earlier partial submissions get 202 with the session state. "
             "Unknown `call_id` → 400; already submitted → 409; after the deadline → 410.",
-            "parameters": [
-                _RESPONSE_ID,
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "description": "A retry with the same key gets the first answer back.",
-                    "schema": {"type": "string"},
-                },
-            ],
+            "parameters": [_RESPONSE_ID, _IDEMPOTENCY_KEY, *DIALECT_HEADER_PARAMETERS],
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": ref("ToolOutputsRequest")}},
@@ -547,7 +601,7 @@ PATHS: dict[str, Any] = {
                 "200": _response_answer("The continuation."),
                 "202": json_answer("Accepted; other calls are still pending.",
                                    ref("ResponseSession")),
-                **errors("409", "410"),
+                **errors("409", "410", "422"),
             },
         }
     },

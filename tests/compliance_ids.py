@@ -25,47 +25,25 @@ FEATURES: dict[str, Feature] = {
     "C1": Feature("POST /v1/responses/{id}/tool_outputs"),
     "C2": Feature(
         "response.tool_call.delta (legacy dialect)",
-        NOT_YET,
-        "The legacy dialect is not served yet; the default stream sends OpenAI's "
-        "response.function_call_arguments.delta.",
+        SUPPORTED,
+        "Legacy dialect only (X-Responses-Dialect: legacy or the organization's default); the "
+        "openai dialect sends response.function_call_arguments.delta.",
     ),
     "C3": Feature("Stateful response sessions in the database"),
-    "C4": Feature(
-        "response.error (legacy name); error event then response.failed",
-        PARTIAL,
-        "Default dialect: error then response.failed, stored as failed. The legacy name "
-        "response.error waits for the legacy dialect.",
-    ),
+    "C4": Feature("response.error (legacy name); error event then response.failed"),
     "H1": Feature("prompt_cache_key: sticky replica routing, per-organization cache salt"),
-    "H2": Feature(
-        "Reasoning events",
-        PARTIAL,
-        "response.reasoning_text.delta|done (OpenAI dialect). The Open Responses / legacy names "
-        "wait for those dialects.",
-    ),
-    "H3": Feature(
-        "Reasoning summaries (generated)",
-        PARTIAL,
-        "OpenAI's reasoning_summary_* events; the legacy names wait for the legacy dialect.",
-    ),
+    "H2": Feature("Reasoning events"),
+    "H3": Feature("Reasoning summaries (generated)"),
     "H4": Feature(
-        "Encrypted reasoning (reasoning.encrypted_content), response.additional_context",
-        NOT_YET,
-        "The include value is accepted but no encrypted_content is produced; reasoning items "
-        "carrying encrypted_content as input are refused with 400.",
+        "Encrypted reasoning (reasoning.encrypted_content), response.additional_context"
     ),
     "H5": Feature(
         "response.rate_limits.updated",
-        PARTIAL,
-        "Sent on opt-in (X-Rate-Limit-Events: true); the legacy dialect that sends it by "
-        "default is not served yet.",
+        SUPPORTED,
+        "On opt-in (X-Rate-Limit-Events: true) in the openai and open-responses dialects; "
+        "always in the legacy dialect.",
     ),
-    "M1": Feature(
-        "Azure route forms and api-key header",
-        PARTIAL,
-        "/openai/v1/… and the api-key header work. /openai/responses?api-version=… and "
-        "/openai/deployments/{deployment}/responses are not served yet.",
-    ),
+    "M1": Feature("Azure route forms and api-key header"),
     "M2": Feature("OpenAI error types and codes"),
     "M3": Feature("Retry-After on 429 and 503"),
     "M4": Feature("Every include value"),
@@ -78,17 +56,13 @@ FEATURES: dict[str, Feature] = {
         "Measured by the benchmark harness (bench/streams.py, docs/performance.md); the test "
         "checks that the harness runs and reports, never timings.",
     ),
-    "L3": Feature(
-        "Compatibility mode (dialects openai, open-responses, legacy)",
-        NOT_YET,
-        "Only the openai dialect is registered; there is no per-organization or per-request "
-        "selection yet.",
-    ),
+    "L3": Feature("Compatibility mode (dialects openai, open-responses, legacy)"),
     "L4": Feature("Keep-alive comment frames"),
     "L5": Feature(
         "[DONE] after the terminal event",
-        PARTIAL,
-        "Never sent by default (tested); the dialects that send it are not served yet.",
+        SUPPORTED,
+        "Sent by the open-responses and legacy dialects, and by openai with "
+        "X-Responses-Done: true; never otherwise.",
     ),
     "L6": Feature("sequence_number from 0, identical on replay and resume"),
     "L7": Feature("One request id everywhere; consistent object ids"),
@@ -108,3 +82,14 @@ FEATURES: dict[str, Feature] = {
     "D5": Feature("Troubleshooting guide from the real error codes"),
     "T1": Feature("Compliance suite (pytest -m compliance, make compliance)"),
 }
+
+# Compliance marks may also name an endpoint of the wire reference (responses-api.md: R7
+# compact, R8 WebSocket mode) or a whole feature that has no ID (conversations, prompt
+# templates); these are not rows of the 37-ID table, but each must have a test.
+ENDPOINTS: dict[str, str] = {
+    "R7": "POST /v1/responses/compact",
+    "R8": "WebSocket mode (wss://…/v1/responses)",
+    "conversations": "Conversations API (/v1/conversations…)",
+    "prompt": "Prompt templates (prompt: {id, version, variables})",
+}
+KNOWN_IDS = frozenset(FEATURES) | frozenset(ENDPOINTS)

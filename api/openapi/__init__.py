@@ -14,4 +14,6 @@ GROUP_MODULES = (
     "api.openapi.paths_service",
     "engines.openapi",
     "responses.openapi",
+    "conversations.openapi",
+    "api.openapi.paths_organization",
 )

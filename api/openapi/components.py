@@ -115,6 +115,7 @@ ERROR_RESPONSES: dict[str, tuple[str, dict[str, Schema]]] = {
     "410": ("The object expired (a tool-output deadline passed).", {}),
     "413": ("The body is larger than `MAX_REQUEST_BODY_BYTES`.", {}),
     "415": ("The body is not JSON.", {}),
+    "422": ("An `Idempotency-Key` reused with another body (`idempotency_key_reused`).", {}),
     "429": ("A rate limit or budget of the caller's organization, project or key.", RETRY_HEADERS),
     "500": ("An unexpected error; the message names the request id.", {}),
     "503": ("The database or every engine replica is unreachable; retry.", RETRY_HEADERS),
@@ -148,6 +149,54 @@ def json_answer(description: str, schema: Schema) -> Schema:
         "content": {"application/json": {"schema": schema}},
     }
 
+
+DIALECT_HEADER_PARAMETERS: list[Schema] = [
+    {
+        "name": "X-Responses-Dialect",
+        "in": "header",
+        "required": False,
+        "description": "The stream's event vocabulary: `openai` (default), `open-responses` "
+        "or `legacy` (docs/dialects.md); else the organization's default. Another value → "
+        "400 `invalid_value`. JSON answers are the same in every dialect.",
+        "schema": {"type": "string", "enum": ["openai", "open-responses", "legacy"]},
+    },
+    {
+        "name": "X-Responses-Done",
+        "in": "header",
+        "required": False,
+        "description": "`true` (or `1`, `yes`): `data: [DONE]` after the last event in the "
+        "`openai` dialect too; any other value is off.",
+        "schema": {"type": "string"},
+    },
+]
+
+# Azure's dated and deployment forms (api.azure): `api-version` is required there, optional
+# under /openai/v1/.
+AZURE_VERSION_PATTERN = r"^(preview|latest|v1|[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?)$"
+
+
+def api_version_parameter(*, required: bool) -> Schema:
+    return {
+        "name": "api-version",
+        "in": "query",
+        "required": required,
+        "description": "Azure's API version: `preview`, `latest`, `v1`, or a dated version "
+        "from `2025-03-01-preview` on. Missing (where required), older or unknown → 400 "
+        "`BadRequest`.",
+        "schema": {"type": "string", "pattern": AZURE_VERSION_PATTERN},
+    }
+
+
+AZURE_RESPONSE_HEADERS: dict[str, Schema] = {
+    "apim-request-id": {
+        "description": "Azure's correlation id (the request id).",
+        "schema": {"type": "string"},
+    },
+    "x-ms-client-request-id": {
+        "description": "The client's `x-ms-client-request-id`, echoed.",
+        "schema": {"type": "string"},
+    },
+}
 
 REQUEST_HEADER_PARAMETERS: list[Schema] = [
     {
@@ -196,5 +245,18 @@ SECURITY_SCHEMES: dict[str, Schema] = {
         "name": "api-key",
         "description": "Azure's header form, accepted on every API route.",
     },
+    "adminKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer sk-adm-…`: an admin key, accepted only under "
+        "`/v1/organization/` (and ordinary keys are refused there).",
+    },
+    "adminKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "api-key",
+        "description": "The same admin key in the `api-key` header.",
+    },
 }
+ADMIN_SECURITY: list[Schema] = [{"adminKey": []}, {"adminKeyHeader": []}]
 SECURITY: list[Schema] = [{"bearer": []}, {"azureApiKey": []}]

@@ -182,14 +182,23 @@ class ProjectApiKeySerializer(serializers.ModelSerializer):
         return scopes_of(key)
 
 
+# A key's lifetime is added to the current time: past about 8,000 years that is no date at all
+# (an OverflowError, a 500), so the wire bound is a century.
+MAX_EXPIRES_IN_SECONDS = 100 * 365 * 24 * 3600
+
+
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = StrictCharField(max_length=200)
-    expires_in_seconds = serializers.IntegerField(min_value=1, required=False)
+    expires_in_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_EXPIRES_IN_SECONDS, required=False
+    )
     scopes = serializers.ListField(child=StrictCharField(), required=False)
 
 
 class ApiKeyUpdateSerializer(serializers.Serializer):
-    expires_in_seconds = serializers.IntegerField(min_value=1, required=False)
+    expires_in_seconds = serializers.IntegerField(
+        min_value=1, max_value=MAX_EXPIRES_IN_SECONDS, required=False
+    )
     scopes = serializers.ListField(child=StrictCharField(), required=False)
 
     def validate(self, attrs):

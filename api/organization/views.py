@@ -59,6 +59,19 @@ class AdminViewSet(viewsets.ViewSet):
     def organization(self) -> Organization:
         return self.request.user.organization
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # PostgreSQL text cannot hold NUL: an id or a query value with one names nothing, and
+        # handing it to a lookup would fail the request with a database error (a 500).
+        for name, value in kwargs.items():
+            if "\x00" in str(value):
+                raise NotFound(f"No object found for '{name}'.", param=name)
+        for name, values in request.query_params.lists():
+            if any("\x00" in value for value in values):
+                raise InvalidRequest(
+                    f"Invalid '{name}': the value contains a NUL character.", param=name
+                )
+
     def paginated(self, queryset, serializer_class, pagination=None) -> Response:
         paginator = (pagination or self.pagination_class)()
         page = paginator.paginate_queryset(queryset, self.request, view=self)

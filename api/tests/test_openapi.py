@@ -3,6 +3,8 @@ and in step with the validators it describes."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from openapi_spec_validator import validate
 
@@ -40,7 +42,13 @@ def _routes_of_the_url_conf() -> set[tuple[str, str]]:
                 continue
             if not text.startswith(("v1/", "openai/")):
                 continue
-            view_class = pattern.callback.view_class
+            callback = pattern.callback
+            actions = getattr(callback, "actions", None)
+            if actions is not None:
+                # A DRF viewset route: it serves exactly the methods mapped to actions.
+                routes.update((method, text) for method in actions if method in API_METHODS)
+                continue
+            view_class = callback.view_class
             for method in API_METHODS:
                 # DRF's APIView lists every verb in http_method_names: it serves those it has.
                 if method in view_class.http_method_names and hasattr(view_class, method):
@@ -51,7 +59,8 @@ def _routes_of_the_url_conf() -> set[tuple[str, str]]:
 
 
 def _normalize(path: str) -> str:
-    """``v1/x/(?P<name>…nested (…)…)`` → ``v1/x/{name}``."""
+    """``v1/x/(?P<name>…nested (…)…)`` or ``v1/x/<str:name>`` → ``v1/x/{name}``."""
+    path = re.sub(r"(?<!\?P)<(?:\w+:)?(\w+)>", r"{\1}", path)
     out, index = "", 0
     while (start := path.find("(?P<", index)) != -1:
         name_end = path.index(">", start)

@@ -312,3 +312,30 @@ def test_engine_errors_are_shown_in_our_words(error, param, leaked):
     assert shown.param == param
     for word in ("max_completion_tokens", "max_model_len", "10.0.0.9", "http://"):
         assert word not in shown.message
+
+
+@pytest.mark.parametrize("path", ["/v1/responses", "/v1/responses/input_tokens"])
+async def test_a_nul_character_in_the_model_name_is_a_404_not_a_500(
+    client, transactional_cast, engine, path
+):
+    # Found by the schema fuzzing: PostgreSQL text cannot hold NUL, so the model lookup
+    # itself failed with a 500.
+    response = await post_raw(
+        client, transactional_cast.alice, path, '{"model": "a\\u0000b", "input": "hi"}'
+    )
+    error = assert_envelope(response, status=404, param="model")
+    assert error["code"] == "model_not_found"
+    await assert_nothing_kept()
+
+
+async def test_a_nul_character_in_an_azure_deployment_name_is_a_404(
+    client, transactional_cast, engine
+):
+    response = await post_raw(
+        client,
+        transactional_cast.alice,
+        "/openai/deployments/a%00b/responses?api-version=2025-04-01-preview",
+        '{"model": "scripted", "input": "hi"}',
+    )
+    assert response.status_code == 404, response.content[:500]
+    assert response.json()["error"]["code"] == "DeploymentNotFound"

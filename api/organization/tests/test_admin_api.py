@@ -322,3 +322,39 @@ def test_no_client_input_gives_a_5xx(admin, cast):
         )
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize(
+    "path,status,param",
+    [
+        ("/v1/organization/projects?after=a%00b", 400, "after"),
+        ("/v1/organization/users?emails=a%00b", 400, "emails"),
+        ("/v1/organization/projects/proj_a%00b", 404, "project_id"),
+        ("/v1/organization/invites/a%00b", 404, "invite_id"),
+    ],
+)
+def test_a_nul_character_in_an_id_or_a_query_value_is_a_4xx_not_a_500(
+    acme_admin, client, path, status, param
+):
+    # Found by the schema fuzzing: PostgreSQL text cannot hold NUL, so the lookups failed with
+    # a database error.
+    answer = client.get(path, HTTP_AUTHORIZATION=f"Bearer {acme_admin.secret}")
+    assert answer.status_code == status, answer.content[:300]
+    assert answer.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("project_key", [False, True])
+def test_a_lifetime_past_any_date_is_a_400_not_a_500(acme_admin, cast, client, project_key):
+    # Found by the schema fuzzing: now + 10**20 seconds overflowed the datetime (a 500).
+    path = "/v1/organization/admin_api_keys"
+    if project_key:
+        project = Project.objects.create(organization=cast.alice.organization, name="Lifetimes")
+        path = f"/v1/organization/projects/{project.public_id}/api_keys"
+    answer = client.post(
+        path,
+        data={"name": "k", "expires_in_seconds": 10**20},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {acme_admin.secret}",
+    )
+    assert answer.status_code == 400, answer.content[:300]
+    assert answer.json()["error"]["param"] == "expires_in_seconds"
