@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import openai
@@ -18,6 +17,7 @@ import pytest
 
 from conftest import REPO_ROOT, _database_url_for_tests, _free_port
 from engines.models import EngineReplica, ServedModel
+from testsupport.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,18 +70,16 @@ def serving(server: str, processes: int):
         )
     try:
         base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             assert process.poll() is None, log_path.read_text()
             with contextlib.suppress(httpx.HTTPError):
-                if (
+                return (
                     httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200
                     and len(_web_processes(process.pid)) == processes
-                ):
-                    break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"serve did not become ready:\n{log_path.read_text()}")
+                )
+            return False
+
+        wait_until(ready, within=60, every=0.2, what="serve answers with every process")
         yield base_url, process
     finally:
         if process.poll() is None:

@@ -12,7 +12,6 @@ cache and the live event log), the test database, and a fake vLLM replica over H
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -26,6 +25,7 @@ from django.test import AsyncClient
 from engines.models import EngineReplica, ServedModel
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from responses.tests.conftest import Worker, parse_sse, text_of, wait_for_status
+from testsupport.waiting import await_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -239,13 +239,13 @@ async def test_a_tool_output_deadline_fires_in_the_worker(models, transactional_
         headers=alice.headers,
     )
     response_id = first.json()["id"]
-    deadline = time.monotonic() + 15
-    while True:
-        session = await sync_to_async(ResponseSession.objects.get)(head_response__public_id=response_id)
-        if session.status == "expired":
-            break
-        assert time.monotonic() < deadline, session.status
-        await asyncio.sleep(0.1)
+    await await_until(
+        lambda: ResponseSession.objects.filter(
+            head_response__public_id=response_id, status="expired"
+        ).aexists(),
+        within=15,
+        what="the session expires",
+    )
     gone = await AsyncClient().post(
         f"/v1/responses/{response_id}/tool_outputs",
         json.dumps({"tool_outputs": [{"call_id": "call_1", "output": "sun"}]}),
@@ -282,10 +282,7 @@ async def test_deleting_a_running_background_response_stops_it_settles_and_frees
         record = await UsageRecord.objects.filter(response_id=queued["id"]).afirst()
         return record if record and record.status != UsageRecord.Status.RESERVED else None
 
-    deadline = time.monotonic() + 10
-    while (record := await settled()) is None:
-        assert time.monotonic() < deadline, "the ledger row stayed reserved"
-        await asyncio.sleep(0.1)
+    record = await await_until(settled, within=10, what="the ledger row is settled")
     assert record.status == UsageRecord.Status.CANCELLED
     assert record.output_tokens > 0, "what was generated is billed"
     # The slot is free at once: the next response is admitted, not refused with a 429.

@@ -4,8 +4,6 @@ and a client that leaves mid-response (the upstream request is aborted)."""
 
 from __future__ import annotations
 
-import time
-
 import openai
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -14,6 +12,7 @@ from engines.models import EngineReplica, ServedModel
 from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from quotas.models import UsageRecord
 from responses.models import StoredResponse
+from testsupport.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("R8")]
 
@@ -53,10 +52,11 @@ def sdk(live_daphne, transactional_cast, upstream):
 def _settled(count: int) -> None:
     """Wait until the server has settled ``count`` turns: a terminal event reaches the client
     just before the server stores the outcome and settles usage."""
-    deadline = time.monotonic() + 10
-    while UsageRecord.objects.exclude(status=UsageRecord.Status.RESERVED).count() < count:
-        assert time.monotonic() < deadline, "turns were not settled"
-        time.sleep(0.05)
+    wait_until(
+        lambda: UsageRecord.objects.exclude(status=UsageRecord.Status.RESERVED).count() >= count,
+        within=10,
+        what="turns are settled",
+    )
 
 
 def _until_terminal(connection) -> list:
@@ -133,9 +133,10 @@ def test_leaving_mid_response_aborts_the_engine_request(sdk, upstream):
                 break
     # E5, as over HTTP: the engine request is closed within a second of the client leaving.
     assert upstream.wait_until(lambda fake: fake.aborted_streams == 1, within=1.0)
-    deadline = time.monotonic() + 10
-    while StoredResponse.objects.get(public_id=response_id).status == "in_progress":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(
+        lambda: StoredResponse.objects.get(public_id=response_id).status != "in_progress",
+        within=10,
+        what="the turn ends",
+    )
     assert StoredResponse.objects.get(public_id=response_id).status == "incomplete"
     _settled(1)
