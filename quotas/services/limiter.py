@@ -140,8 +140,9 @@ class LocalLimiter:
             self._inflight.clear()
 
     @contextlib.contextmanager
-    def _critical(self):
-        """Where the state is read and written; a subclass may keep it elsewhere."""
+    def _critical(self, *, writes: bool = True):
+        """Where the state is read and (unless ``writes`` is false) written; a subclass may keep
+        it elsewhere."""
         with self._lock:
             yield
 
@@ -211,7 +212,7 @@ class LocalLimiter:
             return self._state(checks, now)
 
     def peek_sync(self, checks: Sequence[Check]) -> tuple[Outcome, ...]:
-        with self._critical():
+        with self._critical(writes=False):
             return self._state(checks, self._clock())
 
     def _live_members(self, key: str, now: float) -> dict[str, float]:
@@ -249,7 +250,8 @@ class SharedFileLimiter(LocalLimiter):
         self._path = path
 
     @contextlib.contextmanager
-    def _critical(self):
+    def _critical(self, *, writes: bool = True):
+        # A peek (the headers of every answer) only reads: no rewrite of the file for it.
         with self._lock, open(self._path, "a+", encoding="utf-8") as file:
             fcntl.flock(file, fcntl.LOCK_EX)  # released when the file is closed
             file.seek(0)
@@ -262,6 +264,8 @@ class SharedFileLimiter(LocalLimiter):
             self._tat = state.get("tat", {})
             self._inflight = state.get("inflight", {})
             yield
+            if not writes:
+                return
             now = self._clock()
             state = {
                 # A counter at rest (its TAT in the past) is the same as no counter.
