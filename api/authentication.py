@@ -8,26 +8,13 @@ API on purpose: a browser holding an admin session must not be able to drive the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 
-from api.errors import AuthenticationFailed
-from tenants.models import ApiKey, Organization, Project
+from core.errors import AuthenticationFailed
+from tenants.principal import ApiPrincipal
 from tenants.selectors import project_get
-from tenants.services.api_keys import api_key_find_active, api_key_mark_used, key_allows
-
-
-@dataclass(frozen=True)
-class ApiPrincipal:
-    api_key: ApiKey
-    organization: Organization
-    project: Project | None
-
-    def allows(self, *, group: str, write: bool) -> bool:
-        return key_allows(api_key=self.api_key, group=group, write=write)
-
+from tenants.services.api_keys import api_key_find_active, api_key_mark_used
 
 ADMIN_API_PREFIX = "/v1/organization/"
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from api.errors import ApiError
+from core.errors import ApiError
 
 API_VERSION = "api-version"
 V1_VERSIONS = frozenset({"preview", "latest", "v1"})

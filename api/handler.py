@@ -16,7 +16,7 @@ Django relies on (a sync view's database connection belongs to its thread and is
 Requests routed to an async view (the API's hot paths: every Responses endpoint, streams
 included) do not take a thread of their own at all. Their only thread-sensitive work is Django's
 own bookkeeping (the ``request_started``/``request_finished`` receivers, closing the response),
-a few microseconds at the start and the end; their ORM work runs through ``api.db.db_async``.
+a few microseconds at the start and the end; their ORM work runs through ``core.db.db_async``.
 So they share one process-wide thread for it, and an open stream pins no OS thread (1,000 open
 streams used to hold 1,000 threads).
 """
@@ -71,9 +71,7 @@ def routes_to_async_view(scope) -> bool:
 class ReusedThreadASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
-            raise ValueError(
-                f"Django can only handle ASGI/HTTP connections, not {scope['type']}."
-            )
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         if routes_to_async_view(scope):
             async with ThreadSensitiveContext(executor=_async_view_executor):
                 await self.handle(scope, receive, send)

@@ -19,32 +19,11 @@ import hmac
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.http import Http404, HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
-from api.db import db_async
-
-TIME_TO_FIRST_TOKEN = Histogram(
-    "rp_time_to_first_token_seconds",
-    "From the start of generation to the engine's first delta.",
-    ["organization", "model"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
-)
-LIMITER_DECISIONS = Counter(
-    "rp_limiter_decisions_total",
-    "Admission decisions of the rate limiter in this process.",
-    ["organization", "decision"],
-)
-
-
-def record_first_token(*, organization: str, model: str, seconds: float) -> None:
-    TIME_TO_FIRST_TOKEN.labels(organization=organization, model=model).observe(seconds)
-
-
-def record_limiter_decision(*, organization: str, decision: str) -> None:
-    """``allowed``, ``rate_limited``, ``quota_exceeded`` or ``fail_open``."""
-    LIMITER_DECISIONS.labels(organization=organization, decision=decision).inc()
+from core.db import db_async
 
 
 class _Snapshot:
@@ -84,10 +63,14 @@ def _database_families() -> list:
         "rp_tokens", "Tokens of settled turns.", labels=["organization", "model", "kind"]
     )
     refused = CounterMetricFamily(
-        "rp_refused_requests", "Requests refused with 429.", labels=["organization", "model", "reason"]
+        "rp_refused_requests",
+        "Requests refused with 429.",
+        labels=["organization", "model", "reason"],
     )
     cost = CounterMetricFamily(
-        "rp_cost_usd", "Cost of settled turns at the model prices.", labels=["organization", "model"]
+        "rp_cost_usd",
+        "Cost of settled turns at the model prices.",
+        labels=["organization", "model"],
     )
     for row in rows:
         labels = [row["organization__public_id"], row["model"]]
@@ -99,7 +82,8 @@ def _database_families() -> list:
         refused.add_metric([*labels, "insufficient_quota"], row["quota_exceeded"] or 0)
         cost.add_metric(labels, float(row["cost"] or 0))
     queue = GaugeMetricFamily(
-        "rp_responses_open", "Responses queued or in progress, by mode.",
+        "rp_responses_open",
+        "Responses queued or in progress, by mode.",
         labels=["status", "mode"],
     )
     open_rows = (
@@ -122,15 +106,18 @@ def _replica_families() -> list:
     from engines.runtime.registry import replica_states
 
     healthy = GaugeMetricFamily(
-        "rp_engine_replica_healthy", "1 if this process routes to the replica, 0 if ejected.",
+        "rp_engine_replica_healthy",
+        "1 if this process routes to the replica, 0 if ejected.",
         labels=["model", "replica"],
     )
     in_flight = GaugeMetricFamily(
-        "rp_engine_replica_in_flight", "Requests in flight from this process.",
+        "rp_engine_replica_in_flight",
+        "Requests in flight from this process.",
         labels=["model", "replica"],
     )
     failures = CounterMetricFamily(
-        "rp_engine_replica_failures", "Failures seen by this process.",
+        "rp_engine_replica_failures",
+        "Failures seen by this process.",
         labels=["model", "replica"],
     )
     for model, replicas in replica_states().items():

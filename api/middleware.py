@@ -27,8 +27,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponseBase
 
 from api.authentication import authenticate_request
-from api.db import db_async
-from api.errors import (
+from core.db import db_async
+from core.errors import (
     ApiError,
     NotFound,
     PayloadTooLarge,
@@ -39,7 +39,7 @@ from api.errors import (
     generic_error_for_status,
     server_error_response,
 )
-from api.logging import current_request_id
+from core.logging import current_request_id
 from engines.runtime.types import EngineError
 from quotas.services.headers import (
     rate_limit_headers_apply,

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
 
-from api.errors import NotFound, error_response
+from core.errors import NotFound, error_response
 
 
 def _exists_under_v1(path: str) -> bool:

@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework.parsers import JSONParser
 
-from api.json_body import parse_json_body
+from core.json_body import parse_json_body
 
 
 class BoundedJSONParser(JSONParser):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from api.errors import PermissionDenied
+from core.errors import PermissionDenied
 
 
 def require_scope(principal, *, group: str, write: bool) -> None:

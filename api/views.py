@@ -14,9 +14,9 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.decorators import classonlymethod
 from django.views import View
 
-from api.errors import ApiError, MethodNotAllowed, error_response
-from api.json_body import parse_json_object
 from api.permissions import require_scope
+from core.errors import ApiError, MethodNotAllowed, error_response
+from core.json_body import parse_json_object
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 

@@ -357,8 +357,17 @@ class Setup:
 
     def web_argv(self, processes: int) -> list[str]:
         return [
-            PYTHON, "manage.py", "serve", "--server", self.server,
-            "--processes", str(processes), "--host", "127.0.0.1", "--port", str(self.port),
+            PYTHON,
+            "manage.py",
+            "serve",
+            "--server",
+            self.server,
+            "--processes",
+            str(processes),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
         ]
 
     def restart_web(self, *, processes: int, name: str) -> None:
@@ -848,9 +857,7 @@ def render(
     return "\n".join(lines)
 
 
-def _cpu_per_token(
-    short: list[tuple[Phase, Phase]], long: list[tuple[Phase, Phase]]
-) -> str | None:
+def _cpu_per_token(short: list[tuple[Phase, Phase]], long: list[tuple[Phase, Phase]]) -> str | None:
     """CPU per additional token: the long and the short paced rows at the same concurrency."""
     shorts = {through.concurrency: through for _, through in short}
     parts = []
@@ -866,9 +873,11 @@ def _cpu_per_token(
         )
     if not parts:
         return None
-    return "Web CPU per additional token (long row − paced row, same concurrency): " + "; ".join(
-        parts
-    ) + "."
+    return (
+        "Web CPU per additional token (long row − paced row, same concurrency): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def _memory_table(memory: list[dict[str, float]]) -> list[str]:
@@ -965,7 +974,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--py-spy-at", type=int, default=32, help="at this many streams")
     parser.add_argument(
-        "--py-spy-upstream", default="paced", choices=("fast", "paced", "long"),
+        "--py-spy-upstream",
+        default="paced",
+        choices=("fast", "paced", "long"),
         help="during this upstream's phase",
     )
     parser.add_argument("--py-spy-idle", action="store_true", help="sample idle threads too")
@@ -994,9 +1005,7 @@ async def measure(setup: Setup, args: argparse.Namespace):
     for processes in () if args.skip_throughput else args.scaling:
         print(f"scaling ({processes} web processes, fast upstream):", flush=True)
         setup.restart_web(processes=processes, name=f"web-{processes}")
-        scaling[processes] = await run_throughput(
-            setup, args, model="fast", levels=args.scaling_at
-        )
+        scaling[processes] = await run_throughput(setup, args, model="fast", levels=args.scaling_at)
     memory = []
     if not args.skip_memory:
         print("memory:", flush=True)

@@ -162,7 +162,7 @@ TEMPLATES = [
 
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL)}
-    # A psycopg connection pool per process (api/db.py gives the connection back after every
+    # A psycopg connection pool per process (core/db.py gives the connection back after every
     # call, so an open stream holds none). DATABASE_POOL=false for an external pooler
     # (PgBouncer in transaction mode), with DATABASE_CONN_MAX_AGE if wanted.
     if env_bool("DATABASE_POOL", True):
@@ -198,7 +198,7 @@ else:
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Threads that run the ORM work of async code (api/db.py): the most queries in flight at once per
+# Threads that run the ORM work of async code (core/db.py): the most queries in flight at once per
 # process, whatever the number of open streams.
 DATABASE_THREADS = env_int("DATABASE_THREADS", 16, minimum=1)
 # Idle request threads kept for reuse by the ASGI handler (api/handler.py).
@@ -209,7 +209,7 @@ if REDIS_URL:
         "default": {
             # Django's RedisCache, with one connection pool per process rather than one per
             # request (its cache handler is per-request under ASGI).
-            "BACKEND": "api.cache.SharedPoolRedisCache",
+            "BACKEND": "core.cache.SharedPoolRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "rp"),
         }
@@ -342,7 +342,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["api.permissions.HasApiScope"],
     "DEFAULT_PARSER_CLASSES": ["api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "api.errors.drf_exception_handler",
+    "EXCEPTION_HANDLER": "api.drf_errors.drf_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -410,9 +410,7 @@ ENCRYPTED_CONTENT_KEYS = env_list("ENCRYPTED_CONTENT_KEYS", [])
 # WebSocket mode (/v1/responses over WebSocket): a connection is closed after this long (OpenAI
 # and vLLM: 60 minutes), with an error event warning this many seconds before.
 WEBSOCKET_MAX_LIFETIME_SECONDS = env_float("WEBSOCKET_MAX_LIFETIME_SECONDS", 3600.0, minimum=1.0)
-WEBSOCKET_EXPIRY_WARNING_SECONDS = env_float(
-    "WEBSOCKET_EXPIRY_WARNING_SECONDS", 300.0, minimum=0.0
-)
+WEBSOCKET_EXPIRY_WARNING_SECONDS = env_float("WEBSOCKET_EXPIRY_WARNING_SECONDS", 300.0, minimum=0.0)
 # A queued response nobody picked up in this long (its task message was lost) is failed.
 BACKGROUND_QUEUED_TIMEOUT_SECONDS = env_int("BACKGROUND_QUEUED_TIMEOUT_SECONDS", 3600, minimum=1)
 # The live event log in Redis (production): bounded length and lifetime; the durable copy is in
@@ -468,9 +466,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "api.logging.RequestIdFilter"},
-        "redact_secrets": {"()": "api.logging.RedactSecretsFilter"},
-        "escape_control": {"()": "api.logging.EscapeControlCharactersFilter"},
+        "request_id": {"()": "core.logging.RequestIdFilter"},
+        "redact_secrets": {"()": "core.logging.RedactSecretsFilter"},
+        "escape_control": {"()": "core.logging.EscapeControlCharactersFilter"},
     },
     "formatters": {
         "text": {

@@ -30,6 +30,7 @@ admin.site.site_title = "Responses platform admin"
 # "View site": the tenant console (the site root has no page).
 admin.site.site_url = "/console/"
 
+
 def api_patterns(wrap=lambda view: view) -> list:
     """The API's routes; ``wrap`` adapts each view to a route form (Azure's, see api.azure)."""
     return [

@@ -17,7 +17,9 @@ class ProjectForm(forms.Form):
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=200)
     project = forms.ModelChoiceField(
-        queryset=Project.objects.none(), required=False, empty_label="All projects",
+        queryset=Project.objects.none(),
+        required=False,
+        empty_label="All projects",
     )
     scope = forms.ChoiceField(choices=ApiKey.Scope.choices, initial=ApiKey.Scope.ALL)
     expires_in_days = forms.IntegerField(min_value=1, max_value=3650, required=False)
@@ -39,7 +41,9 @@ class ApiKeyForm(forms.Form):
     def permissions(self) -> dict[str, str]:
         if self.cleaned_data["scope"] != ApiKey.Scope.RESTRICTED:
             return {}
-        return {group: self.cleaned_data.get(f"perm_{group}") or "none" for group in ENDPOINT_GROUPS}
+        return {
+            group: self.cleaned_data.get(f"perm_{group}") or "none" for group in ENDPOINT_GROUPS
+        }
 
 
 class AdminKeyForm(forms.Form):
@@ -63,7 +67,10 @@ class LimitForm(forms.Form):
         min_value=1, required=False, label="Monthly token budget"
     )
     monthly_cost_budget = forms.DecimalField(
-        min_value=Decimal("0.01"), max_digits=14, decimal_places=2, required=False,
+        min_value=Decimal("0.01"),
+        max_digits=14,
+        decimal_places=2,
+        required=False,
         label="Monthly budget (USD)",
     )
 

@@ -14,8 +14,11 @@ urlpatterns = [
     path(org, views.usage, name="usage"),
     path(f"{org}usage.csv", views.usage_csv, name="usage_csv"),
     path(f"{org}projects/", views.projects, name="projects"),
-    path(f"{org}projects/<str:project_id>/archive", views.project_archive_view,
-         name="project_archive"),
+    path(
+        f"{org}projects/<str:project_id>/archive",
+        views.project_archive_view,
+        name="project_archive",
+    ),
     path(f"{org}keys/", views.keys, name="keys"),
     path(f"{org}keys/<str:key_id>/created", views.key_created, name="key_created"),
     path(f"{org}keys/<str:key_id>/revoke", views.key_revoke, name="key_revoke"),

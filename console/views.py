@@ -212,16 +212,31 @@ def usage_csv(request, tenant: Tenant):
     )
     writer = csv.writer(response)
     writer.writerow(
-        ["day", group, "requests", "input_tokens", "cached_tokens", "output_tokens",
-         "reasoning_tokens", "cost_usd"]
+        [
+            "day",
+            group,
+            "requests",
+            "input_tokens",
+            "cached_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+        ]
     )
     for bucket in buckets:
         for row in bucket.results:
             key = row[column]
             writer.writerow(
-                [f"{bucket.start:%Y-%m-%d}", labels.get(key, key) if labels else key,
-                 row["requests"], row["input_tokens"], row["cached_tokens"],
-                 row["output_tokens"], row["reasoning_tokens"], f"{row['cost']:.8f}"]
+                [
+                    f"{bucket.start:%Y-%m-%d}",
+                    labels.get(key, key) if labels else key,
+                    row["requests"],
+                    row["input_tokens"],
+                    row["cached_tokens"],
+                    row["output_tokens"],
+                    row["reasoning_tokens"],
+                    f"{row['cost']:.8f}",
+                ]
             )
     return response
 
@@ -237,9 +252,11 @@ def projects(request, tenant: Tenant):
             raise PermissionDenied("Only owners and admins can create projects.")
         if form.is_valid():
             name = form.cleaned_data["name"]
-            if project_list(organization=tenant.organization, include_archived=True).filter(
-                name=name
-            ).exists():
+            if (
+                project_list(organization=tenant.organization, include_archived=True)
+                .filter(name=name)
+                .exists()
+            ):
                 form.add_error("name", "A project with this name already exists.")
             else:
                 project_create(organization=tenant.organization, name=name)
@@ -381,11 +398,15 @@ def members(request, tenant: Tenant):
             else:
                 messages.success(request, f"Invitation for {invite.email} created.")
                 return redirect(_url("members", tenant))
-    invites = [
-        (invite, request.build_absolute_uri(reverse("console:invite", args=(invite.token,))))
-        for invite in invite_list(organization=tenant.organization)
-        if invite.status == Invite.Status.PENDING
-    ] if tenant.manages else []
+    invites = (
+        [
+            (invite, request.build_absolute_uri(reverse("console:invite", args=(invite.token,))))
+            for invite in invite_list(organization=tenant.organization)
+            if invite.status == Invite.Status.PENDING
+        ]
+        if tenant.manages
+        else []
+    )
     return render(
         request,
         "console/members.html",
@@ -449,9 +470,11 @@ def invite(request, token: str):
     invitation = Invite.objects.select_related("organization").filter(token=token).first()
     if invitation is None or invitation.status != Invite.Status.PENDING:
         return render(request, "console/invite.html", {"invite": None}, status=404)
-    form = SignUpForm(
-        request.POST or None, initial={"email": invitation.email}
-    ) if not request.user.is_authenticated else None
+    form = (
+        SignUpForm(request.POST or None, initial={"email": invitation.email})
+        if not request.user.is_authenticated
+        else None
+    )
     if request.method == "POST":
         if form is not None:
             if not form.is_valid():
@@ -491,9 +514,11 @@ def limits(request, tenant: Tenant):
             limits_set(organization=organization, project=project, **form.cleaned_data)
             messages.success(request, "Limits saved.")
             return redirect(_url("limits", tenant))
-        messages.error(request, "Limits not saved: " + "; ".join(
-            f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()
-        ))
+        messages.error(
+            request,
+            "Limits not saved: "
+            + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),
+        )
     rows = {
         (row.project_id, row.api_key_id): row
         for row in QuotaLimit.objects.filter(organization=organization)
@@ -503,13 +528,20 @@ def limits(request, tenant: Tenant):
         scopes.append((f"Project {project.name}", project.public_id, rows.get((project.pk, None))))
     key_rows = [row for (project_pk, key_pk), row in rows.items() if key_pk is not None]
     editable = [
-        (label, ref, row, LimitForm(initial={
-            "requests_per_minute": row.requests_per_minute if row else None,
-            "tokens_per_minute": row.tokens_per_minute if row else None,
-            "max_concurrent": row.max_concurrent if row else None,
-            "monthly_token_budget": row.monthly_token_budget if row else None,
-            "monthly_cost_budget": row.monthly_cost_budget if row else None,
-        }))
+        (
+            label,
+            ref,
+            row,
+            LimitForm(
+                initial={
+                    "requests_per_minute": row.requests_per_minute if row else None,
+                    "tokens_per_minute": row.tokens_per_minute if row else None,
+                    "max_concurrent": row.max_concurrent if row else None,
+                    "monthly_token_budget": row.monthly_token_budget if row else None,
+                    "monthly_cost_budget": row.monthly_cost_budget if row else None,
+                }
+            ),
+        )
         for label, ref, row in scopes
     ]
     spent = {
@@ -518,9 +550,7 @@ def limits(request, tenant: Tenant):
             organization=organization, month=month_start(timezone.now())
         ).values_list("project__public_id", "cost")
     }
-    editable = [
-        (label, ref, row, form, spent.get(ref)) for label, ref, row, form in editable
-    ]
+    editable = [(label, ref, row, form, spent.get(ref)) for label, ref, row, form in editable]
     return render(
         request,
         "console/limits.html",
@@ -538,9 +568,11 @@ def limits(request, tenant: Tenant):
 
 @tenant_view()
 def responses(request, tenant: Tenant):
-    records = UsageRecord.objects.filter(organization=tenant.organization).select_related(
-        "project", "api_key"
-    ).order_by("-created_at")
+    records = (
+        UsageRecord.objects.filter(organization=tenant.organization)
+        .select_related("project", "api_key")
+        .order_by("-created_at")
+    )
     status = request.GET.get("status", "")
     if status in UsageRecord.Status.values:
         records = records.filter(status=status)
@@ -570,9 +602,11 @@ def _pretty(value) -> str:
 
 @tenant_view()
 def response_detail(request, tenant: Tenant, response_id: str):
-    record = UsageRecord.objects.filter(
-        organization=tenant.organization, response_id=response_id
-    ).select_related("project", "api_key").first()
+    record = (
+        UsageRecord.objects.filter(organization=tenant.organization, response_id=response_id)
+        .select_related("project", "api_key")
+        .first()
+    )
     stored = StoredResponse.objects.filter(
         organization=tenant.organization, public_id=response_id
     ).first()
@@ -595,9 +629,12 @@ def response_detail(request, tenant: Tenant, response_id: str):
                 for part in item.get("content") or []
                 if part.get("type") == "output_text"
             ),
-            events=[(event.get("sequence_number"), event.get("type"), _pretty(event))
-                    for event in events],
+            events=[
+                (event.get("sequence_number"), event.get("type"), _pretty(event))
+                for event in events
+            ],
             created=datetime.fromtimestamp(body["created_at"], tz=UTC)
-            if body.get("created_at") else stored.created_at,
+            if body.get("created_at")
+            else stored.created_at,
         )
     return render(request, "console/response_detail.html", context)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.errors import InvalidRequest, NotFound
 from conversations.models import Conversation, ConversationItem
+from core.errors import InvalidRequest, NotFound
 from tenants.models import Organization
 
 
@@ -57,8 +57,8 @@ def conversation_items_page(
                 f"No item with id '{after}' in conversation '{conversation.public_id}'.",
                 param="after",
             )
-        rows = rows.filter(position__gt=cursor) if order == "asc" else rows.filter(
-            position__lt=cursor
+        rows = (
+            rows.filter(position__gt=cursor) if order == "asc" else rows.filter(position__lt=cursor)
         )
     rows = rows.order_by("position" if order == "asc" else "-position")
     page = list(rows.values_list("data", flat=True)[: limit + 1])

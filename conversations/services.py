@@ -18,11 +18,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from api.authentication import ApiPrincipal
-from api.errors import InvalidRequest
 from conversations.models import Conversation, ConversationItem
+from core.errors import InvalidRequest
 from responses.requests import resolve_item_references, stored_input_items
 from tenants.models import Organization
+from tenants.principal import ApiPrincipal
 
 # A finished response adds its items to its conversation only in these states: a failed or
 # cancelled turn leaves the conversation as it was.
@@ -114,9 +114,7 @@ def conversation_after_finalize(*, response_pk: int, body: dict[str, Any]) -> No
     items = [*response["input_items"], *(body.get("output") or [])]
     # Counted toward the organization's stored bytes; never refused here: the response already
     # passed the cap when it was created, and refusing now would lose a finished turn.
-    _append(
-        conversation, _unique_ids(items, taken=taken), response_id=response["public_id"]
-    )
+    _append(conversation, _unique_ids(items, taken=taken), response_id=response["public_id"])
 
 
 def conversations_purge(
@@ -129,9 +127,7 @@ def conversations_purge(
     return stale.delete()[1].get("conversations.Conversation", 0)
 
 
-def _append(
-    conversation: Conversation, records: list[dict[str, Any]], *, response_id: str
-) -> None:
+def _append(conversation: Conversation, records: list[dict[str, Any]], *, response_id: str) -> None:
     """Add ``records`` after the newest item; the caller holds the conversation's row lock."""
     if not records:
         return

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from api.db import db_async
 from api.views import AsyncApiView, json_body, json_response
 from conversations import requests as parse
 from conversations import selectors, services
+from core.db import db_async
 from responses.requests import parse_list_input_items_query
 
 # Conversations hold what the Responses API reads and writes: the same key permission.
@@ -63,9 +63,7 @@ class ConversationItemsApi(AsyncApiView):
     http_method_names = ["get", "post"]
 
     async def get(self, request, conversation_id: str):
-        query = parse_list_input_items_query(
-            {key: request.GET.getlist(key) for key in request.GET}
-        )
+        query = parse_list_input_items_query({key: request.GET.getlist(key) for key in request.GET})
         conversation = await db_async(selectors.conversation_get)(
             organization=request.principal.organization, conversation_id=conversation_id
         )
@@ -105,9 +103,7 @@ class ConversationItemDetailApi(AsyncApiView):
 
     async def delete(self, request, conversation_id: str, item_id: str):
         item = await db_async(_item)(request, conversation_id, item_id)
-        await db_async(services.conversation_item_delete)(
-            conversation=item.conversation, item=item
-        )
+        await db_async(services.conversation_item_delete)(conversation=item.conversation, item=item)
         return json_response(selectors.conversation_object(item.conversation))
 
 

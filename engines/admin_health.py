@@ -8,7 +8,7 @@ from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.template.response import TemplateResponse
 
-from api.db import db_async
+from core.db import db_async
 from engines.health import probe, replica_rows
 
 

@@ -20,7 +20,10 @@ SCHEMAS = {
     "ModelList": {
         "type": "object",
         "required": ["object", "data"],
-        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": ref("Model")}},
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": ref("Model")},
+        },
     },
 }
 

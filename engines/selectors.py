@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from core.errors import NotFound
 from engines.models import Deployment, ServedModel
 from tenants.models import Organization
 
@@ -42,4 +43,12 @@ def deployment_get(*, organization: Organization, name: str) -> Deployment | Non
         Deployment.objects.select_related("model")
         .filter(organization=organization, name=name)
         .first()
+    )
+
+
+def model_not_found(name: str) -> NotFound:
+    return NotFound(
+        f"The model '{name}' does not exist or you do not have access to it.",
+        param="model",
+        code="model_not_found",
     )

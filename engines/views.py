@@ -4,8 +4,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api.errors import NotFound
-from engines.selectors import model_get, model_list
+from engines.selectors import model_get, model_list, model_not_found
 
 
 class ModelOutputSerializer(serializers.Serializer):
@@ -21,22 +20,12 @@ class ModelOutputSerializer(serializers.Serializer):
         return int(model.created_at.timestamp())
 
 
-def model_not_found(name: str) -> NotFound:
-    return NotFound(
-        f"The model '{name}' does not exist or you do not have access to it.",
-        param="model",
-        code="model_not_found",
-    )
-
-
 class ModelListApi(APIView):
     endpoint_group = "models"
 
     def get(self, request):
         models = model_list(organization=request.user.organization)
-        return Response(
-            {"object": "list", "data": ModelOutputSerializer(models, many=True).data}
-        )
+        return Response({"object": "list", "data": ModelOutputSerializer(models, many=True).data})
 
 
 class ModelRetrieveApi(APIView):

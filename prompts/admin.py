@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from api.errors import ApiError
+from core.errors import ApiError
 from prompts.models import Prompt, PromptVersion
 from prompts.services import prompt_input_check, prompt_version_create
 

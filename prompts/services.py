@@ -7,16 +7,20 @@ from typing import Any
 
 from django.db import transaction
 
-from api.authentication import ApiPrincipal
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 from prompts.models import Prompt, PromptVersion
 from prompts.templates import RenderedPrompt, render
 from responses.requests.input_items import parse_input
 from tenants.models import Project
+from tenants.principal import ApiPrincipal
 
 
 def prompt_create(
-    *, project: Project, name: str, instructions: str = "", input: Any = None  # noqa: A002
+    *,
+    project: Project,
+    name: str,
+    instructions: str = "",
+    input: Any = None,  # noqa: A002
 ) -> PromptVersion:
     """A new prompt with its version 1."""
     with transaction.atomic():
@@ -27,7 +31,10 @@ def prompt_create(
 
 
 def prompt_version_create(
-    *, prompt: Prompt, instructions: str = "", input: Any = None  # noqa: A002
+    *,
+    prompt: Prompt,
+    instructions: str = "",
+    input: Any = None,  # noqa: A002
 ) -> PromptVersion:
     """The next version of ``prompt``. ``input`` is validated like a request's ``input`` (a
     string or a list of messages) and stored in its canonical form."""

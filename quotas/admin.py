@@ -64,8 +64,10 @@ class QuotaLimitAdmin(admin.ModelAdmin):
     fieldsets = (
         ("Scope", {"fields": ("organization", "project", "api_key")}),
         ("Rate limits", {"fields": ("requests_per_minute", "tokens_per_minute", "max_concurrent")}),
-        ("Monthly budget", {"fields": ("monthly_token_budget", "monthly_cost_budget",
-                                       "budget_is_hard")}),
+        (
+            "Monthly budget",
+            {"fields": ("monthly_token_budget", "monthly_cost_budget", "budget_is_hard")},
+        ),
     )
 
     @admin.display(description="Scope")
@@ -129,7 +131,13 @@ def _counter_status(counter: MonthlyUsage) -> BudgetStatus:
 @admin.register(MonthlyUsage)
 class MonthlyUsageAdmin(ReadOnlyAdmin):
     list_display = (
-        "organization", "project", "month", "used_tokens", "reserved_tokens", "budget", "state",
+        "organization",
+        "project",
+        "month",
+        "used_tokens",
+        "reserved_tokens",
+        "budget",
+        "state",
     )
     list_filter = (BudgetStateFilter, "month", "organization")
     list_select_related = ("organization", "project")
@@ -187,6 +195,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
             reverse("admin:responses_storedresponse_changelist") + f"?q={obj.response_id}",
             code,
         )
+
     search_fields = ("response_id", "request_id", "organization__name")
     date_hierarchy = "created_at"
     list_select_related = ("organization", "project")
@@ -195,8 +204,12 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = (
-        "model", "input_per_million", "cached_input_per_million", "output_per_million",
-        "currency", "updated_at",
+        "model",
+        "input_per_million",
+        "cached_input_per_million",
+        "output_per_million",
+        "currency",
+        "updated_at",
     )
     search_fields = ("model",)
 
@@ -247,7 +260,9 @@ def usage_charts(rows: QuerySet[UsageDaily]) -> list[dict]:
             "svg": charts.line_chart(
                 title="Tokens per day by model",
                 days=days,
-                series={model: [per_day[d] for d in days] for model, per_day in sorted(tokens.items())},
+                series={
+                    model: [per_day[d] for d in days] for model, per_day in sorted(tokens.items())
+                },
             ),
         },
         {
@@ -266,7 +281,9 @@ def usage_charts(rows: QuerySet[UsageDaily]) -> list[dict]:
             "svg": charts.bar_chart(
                 title="Cost per day by model (USD)",
                 labels=[f"{d:%m-%d}" for d in days],
-                series={model: [per_day[d] for d in days] for model, per_day in sorted(cost.items())},
+                series={
+                    model: [per_day[d] for d in days] for model, per_day in sorted(cost.items())
+                },
                 whole=False,
             ),
         },

@@ -103,9 +103,7 @@ def line_chart(
             for i, value in enumerate(values)
         ]
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        parts.append(
-            f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>'
-        )
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
         for (x, y), day, value in zip(points, days, values, strict=True):
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>'

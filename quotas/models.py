@@ -31,34 +31,56 @@ class QuotaLimit(models.Model):
         Organization, on_delete=models.CASCADE, related_name="quota_limits"
     )
     project = models.ForeignKey(
-        Project, on_delete=models.CASCADE, null=True, blank=True, related_name="quota_limits",
+        Project,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="quota_limits",
         help_text="Limit one project of the organization (leave empty for the organization).",
     )
     api_key = models.ForeignKey(
-        ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="quota_limits",
+        ApiKey,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="quota_limits",
         verbose_name="API key",
         help_text="Limit one API key of the organization (leave empty for the organization).",
     )
     requests_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], verbose_name="RPM",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        verbose_name="RPM",
         help_text="Responses created per minute. Empty = unlimited.",
     )
     tokens_per_minute = models.PositiveBigIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], verbose_name="TPM",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        verbose_name="TPM",
         help_text="Input + output tokens per minute; a request reserves its input estimate plus "
         "max_output_tokens (or the model's default) and gets the unused part back. Empty = "
         "unlimited.",
     )
     max_concurrent = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], verbose_name="concurrency",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        verbose_name="concurrency",
         help_text="Responses in progress at the same time. Empty = unlimited.",
     )
     monthly_token_budget = models.PositiveBigIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)],
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
         help_text="Tokens per calendar month (UTC). Organizations and projects only.",
     )
     monthly_cost_budget = models.DecimalField(
-        max_digits=14, decimal_places=2, null=True, blank=True,
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(Decimal("0.01"))],
         verbose_name="monthly budget (USD)",
         help_text="Spend per calendar month at the model prices. Organizations and projects "
@@ -94,11 +116,13 @@ class QuotaLimit(models.Model):
                 name="quota_limit_unique_org",
             ),
             models.UniqueConstraint(
-                fields=["project"], condition=Q(project__isnull=False),
+                fields=["project"],
+                condition=Q(project__isnull=False),
                 name="quota_limit_unique_project",
             ),
             models.UniqueConstraint(
-                fields=["api_key"], condition=Q(api_key__isnull=False),
+                fields=["api_key"],
+                condition=Q(api_key__isnull=False),
                 name="quota_limit_unique_key",
             ),
         ]
@@ -160,11 +184,13 @@ class MonthlyUsage(models.Model):
         ordering = ["-month", "organization__name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "month"], condition=Q(project__isnull=True),
+                fields=["organization", "month"],
+                condition=Q(project__isnull=True),
                 name="monthly_usage_unique_org",
             ),
             models.UniqueConstraint(
-                fields=["project", "month"], condition=Q(project__isnull=False),
+                fields=["project", "month"],
+                condition=Q(project__isnull=False),
                 name="monthly_usage_unique_project",
             ),
         ]
@@ -205,12 +231,14 @@ class UsageRecord(models.Model):
         default=0, help_text="Admission estimate: input upper bound + max output tokens."
     )
     limiter_checks = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="The rate-limit counters admission charged ([key, kind, limit, period_ms, "
         "cost, scope]), so that any process can settle exactly them.",
     )
     budget_holds = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="MonthlyUsage rows whose reserved_tokens this turn holds until it settles.",
     )
     input_tokens = models.BigIntegerField(default=0)
@@ -225,7 +253,9 @@ class UsageRecord(models.Model):
     )
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     cost = models.DecimalField(
-        max_digits=18, decimal_places=8, default=0,
+        max_digits=18,
+        decimal_places=8,
+        default=0,
         help_text="What the turn cost at the model's price when it settled (USD).",
     )
     created_at = models.DateTimeField(default=timezone.now)

@@ -59,7 +59,9 @@ class BudgetStatus:
         return "exhausted" if self.hard else "over"
 
 
-def budget_status_list(*, organization: Organization, month: date | None = None) -> list[BudgetStatus]:
+def budget_status_list(
+    *, organization: Organization, month: date | None = None
+) -> list[BudgetStatus]:
     """Budgets of the organization and its projects for ``month`` (default: this month)."""
     month = month or month_start(timezone.now())
     counters = {

@@ -31,21 +31,45 @@ class ReadOnly(admin.ModelAdmin):
 @admin.register(StoredResponse)
 class StoredResponseAdmin(ReadOnly):
     list_display = (
-        "public_id", "organization", "model", "status", "background", "error_code",
-        "request_id", "created_at",
+        "public_id",
+        "organization",
+        "model",
+        "status",
+        "background",
+        "error_code",
+        "request_id",
+        "created_at",
     )
     list_filter = ("status", "background", "model")
     search_fields = (
-        "=public_id", "=request_id", "organization__name", "organization__slug",
+        "=public_id",
+        "=request_id",
+        "organization__name",
+        "organization__slug",
         "=organization__public_id",
     )
     date_hierarchy = "created_at"
     list_select_related = ("organization",)
     show_full_result_count = False
     fields = (
-        "public_id", "organization", "project", "api_key", "model", "status", "background",
-        "request_id", "previous_response", "created_at", "completed_at", "chain_length",
-        "stored_bytes", "error", "output_text", "input_view", "output_view", "usage_view",
+        "public_id",
+        "organization",
+        "project",
+        "api_key",
+        "model",
+        "status",
+        "background",
+        "request_id",
+        "previous_response",
+        "created_at",
+        "completed_at",
+        "chain_length",
+        "stored_bytes",
+        "error",
+        "output_text",
+        "input_view",
+        "output_view",
+        "usage_view",
         "events_view",
     )
     readonly_fields = fields
@@ -65,13 +89,16 @@ class StoredResponseAdmin(ReadOnly):
 
     @admin.display(description="Output text")
     def output_text(self, obj: StoredResponse) -> str:
-        return "".join(
-            part.get("text", "")
-            for item in obj.output_items
-            if item.get("type") == "message"
-            for part in item.get("content") or []
-            if part.get("type") == "output_text"
-        ) or "—"
+        return (
+            "".join(
+                part.get("text", "")
+                for item in obj.output_items
+                if item.get("type") == "message"
+                for part in item.get("content") or []
+                if part.get("type") == "output_text"
+            )
+            or "—"
+        )
 
     @admin.display(description="Input items")
     def input_view(self, obj: StoredResponse):
@@ -93,7 +120,8 @@ class StoredResponseAdmin(ReadOnly):
         return format_html(
             "<ol start=0>{}</ol>",
             format_html_join(
-                "", "<li><details><summary>{}</summary>{}</details></li>",
+                "",
+                "<li><details><summary>{}</summary>{}</details></li>",
                 ((event.get("type"), _pretty(event)) for event in events),
             ),
         )
@@ -101,13 +129,34 @@ class StoredResponseAdmin(ReadOnly):
 
 @admin.register(ResponseSession)
 class ResponseSessionAdmin(ReadOnly):
-    list_display = ("root_response", "head_response", "organization", "status", "deadline",
-                    "updated_at")
+    list_display = (
+        "root_response",
+        "head_response",
+        "organization",
+        "status",
+        "deadline",
+        "updated_at",
+    )
     list_filter = ("status",)
-    search_fields = ("=root_response__public_id", "=head_response__public_id",
-                     "organization__name", "organization__slug")
+    search_fields = (
+        "=root_response__public_id",
+        "=head_response__public_id",
+        "organization__name",
+        "organization__slug",
+    )
     list_select_related = ("organization", "root_response", "head_response")
-    readonly_fields = ("organization", "root_response", "head_response", "status",
-                       "pending_call_ids", "submitted_outputs", "deadline", "continuation",
-                       "token_footprint", "version", "created_at", "updated_at")
+    readonly_fields = (
+        "organization",
+        "root_response",
+        "head_response",
+        "status",
+        "pending_call_ids",
+        "submitted_outputs",
+        "deadline",
+        "continuation",
+        "token_footprint",
+        "version",
+        "created_at",
+        "updated_at",
+    )
     fields = readonly_fields

@@ -72,7 +72,7 @@ _FUNCTION_TOOL = {
 }
 _TOOL_CHOICE = {
     "description": "`none`, `auto`, `required`, or an object naming a function "
-    "(`{\"type\": \"function\", \"name\"}`) or `allowed_tools`.",
+    '(`{"type": "function", "name"}`) or `allowed_tools`.',
     "oneOf": [
         {"type": "string", "enum": list(TOOL_CHOICE_OPTIONS)},
         {"type": "object"},
@@ -134,7 +134,7 @@ CREATE_PROPERTIES: dict[str, Any] = {
         "description": "Continue from a stored response of your organization (`resp_…`).",
     },
     "conversation": {
-        "description": "A conversation (`conv_…` or `{\"id\": \"conv_…\"}`) of your "
+        "description": 'A conversation (`conv_…` or `{"id": "conv_…"}`) of your '
         "organization: its items are the context, this turn's input and output are appended. "
         "Not with `previous_response_id`.",
         "type": ["string", "object", "null"],
@@ -211,7 +211,11 @@ CREATE_PROPERTIES: dict[str, Any] = {
     "seed": {"type": ["integer", "null"], "description": "vLLM extra."},
     "stop": {
         "description": "vLLM extra: a string or a list of strings.",
-        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "null"},
+        ],
     },
 }
 

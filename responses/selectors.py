@@ -3,7 +3,7 @@ response is indistinguishable from one that never existed (404)."""
 
 from __future__ import annotations
 
-from api.errors import NotFound
+from core.errors import NotFound
 from responses.models import ResponseEvent, StoredResponse
 from tenants.models import Organization
 
@@ -66,7 +66,7 @@ def response_events(*, response: StoredResponse, starting_after: int | None) -> 
 def input_items_page(*, response: StoredResponse, query) -> dict:
     """One page of ``GET /v1/responses/{id}/input_items`` (cursor = item id, like the SDK's
     ``SyncCursorPage`` expects: it asks for ``after=<last id>`` while ``has_more``)."""
-    from api.errors import InvalidRequest
+    from core.errors import InvalidRequest
 
     items = list(response.input_items)
     if query.order == "desc":

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from django.http import StreamingHttpResponse
 
-from api.logging import current_request_id
+from core.logging import current_request_id
 from responses.streaming.encoder import KEEPALIVE, encode_event, stream_end
 
 _closing: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
@@ -27,6 +27,7 @@ def sse_response(
     even when the dialect does not (L5, on request). ``on_close`` runs when Django closes the
     response, however it ended; it is how a stream that never started (its client left before
     the first byte) still gets cleaned up."""
+
     async def body() -> AsyncIterator[bytes]:
         # The gateway's logging context ended when the view returned; streaming happens after.
         token = current_request_id.set(request_id)

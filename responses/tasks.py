@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="responses.run_background")
 def response_run_task(response_pk: int) -> None:
-    # async_to_sync (not asyncio.run): the run's ORM calls go through api.db.db_async, which
+    # async_to_sync (not asyncio.run): the run's ORM calls go through core.db.db_async, which
     # takes and gives back a connection per call, as in the web process.
     async_to_sync(background_run)(response_pk=response_pk)
 

@@ -9,9 +9,9 @@ import json
 
 from django.conf import settings
 
-from api.db import db_async
-from api.errors import ApiError, InvalidRequest, NotFound, ServerError, engine_api_error
 from api.views import AsyncApiView, json_body, json_response
+from core.db import db_async
+from core.errors import ApiError, InvalidRequest, NotFound, ServerError, engine_api_error
 from engines.selectors import deployment_get
 from responses.models import StoredResponse
 from responses.requests import parse_input_tokens_request, parse_list_input_items_query

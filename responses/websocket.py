@@ -38,16 +38,17 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http.request import HttpHeaders
 
-from api.authentication import ApiPrincipal, authenticate_request
-from api.db import db_async
-from api.errors import ApiError
-from api.logging import current_request_id
+from api.authentication import authenticate_request
 from api.middleware import choose_request_id
 from api.permissions import require_scope
+from core.db import db_async
+from core.errors import ApiError
+from core.logging import current_request_id
 from engines.runtime.types import Finish, GenerationRequest, Usage
 from responses.services.create import LocalPrevious, response_prepare
 from responses.services.generation import KEEPALIVE, generate_events, generation_abandon
 from responses.streaming.encoder import dumps, get_dialect
+from tenants.principal import ApiPrincipal
 
 logger = logging.getLogger(__name__)
 

@@ -64,9 +64,7 @@ def markdown_table(rows, *, when: str) -> str:
         "| ID | feature | status | tests | result |",
         "|---|---|---|---|---|",
     ]
-    lines += [
-        "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows
-    ]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     lines.append(END)
     return "\n".join(lines)
 

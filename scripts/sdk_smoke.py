@@ -46,12 +46,16 @@ def main() -> int:
     print([m.id for m in client.models.list()])
 
     step("text turn")
-    text = client.responses.create(model=model, input="Say hello in five words.", max_output_tokens=32)
+    text = client.responses.create(
+        model=model, input="Say hello in five words.", max_output_tokens=32
+    )
     print(text.status, repr(text.output_text))
 
     step("streamed turn: responses.stream().get_final_response()")
     with client.responses.stream(
-        model=model, input="Answer with one word: is the sky blue?", max_output_tokens=400,
+        model=model,
+        input="Answer with one word: is the sky blue?",
+        max_output_tokens=400,
         temperature=0,
     ) as stream:
         final = stream.get_final_response()
@@ -59,21 +63,30 @@ def main() -> int:
 
     step("tool round trip via previous_response_id")
     first = client.responses.create(
-        model=model, input="What is the weather in Paris?", tools=[TOOL],
-        tool_choice={"type": "function", "name": "get_weather"}, max_output_tokens=64,
+        model=model,
+        input="What is the weather in Paris?",
+        tools=[TOOL],
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=64,
     )
     call = next(item for item in first.output if item.type == "function_call")
     print("call", call.name, call.arguments)
     second = client.responses.create(
-        model=model, previous_response_id=first.id, tools=[TOOL], max_output_tokens=64,
+        model=model,
+        previous_response_id=first.id,
+        tools=[TOOL],
+        max_output_tokens=64,
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21C"}],
     )
     print(second.status, repr(second.output_text))
 
     step("tool loop via POST /v1/responses/{id}/tool_outputs")
     third = client.responses.create(
-        model=model, input="What is the weather in Oslo?", tools=[TOOL],
-        tool_choice={"type": "function", "name": "get_weather"}, max_output_tokens=64,
+        model=model,
+        input="What is the weather in Oslo?",
+        tools=[TOOL],
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=64,
     )
     call = next(item for item in third.output if item.type == "function_call")
     continued = client.post(
@@ -96,7 +109,10 @@ def main() -> int:
 
     step("background: poll, resume the stream after a disconnect")
     queued = client.responses.create(
-        model=model, input="Write a haiku about the sea.", background=True, max_output_tokens=64,
+        model=model,
+        input="Write a haiku about the sea.",
+        background=True,
+        max_output_tokens=64,
     )
     print("created", queued.status)
     seen = []
@@ -105,8 +121,10 @@ def main() -> int:
             seen.append(event.sequence_number)
             if len(seen) == 5:
                 break  # disconnect
-    resumed = [e.sequence_number for e in client.responses.retrieve(
-        queued.id, stream=True, starting_after=seen[-1])]
+    resumed = [
+        e.sequence_number
+        for e in client.responses.retrieve(queued.id, stream=True, starting_after=seen[-1])
+    ]
     contiguous = resumed == list(range(seen[-1] + 1, seen[-1] + 1 + len(resumed)))
     print("resumed after", seen[-1], "contiguous:", contiguous)
     while (polled := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
@@ -115,7 +133,9 @@ def main() -> int:
 
     step("background: cancel")
     long = client.responses.create(
-        model=model, input="Write a very long story about a lighthouse.", background=True,
+        model=model,
+        input="Write a very long story about a lighthouse.",
+        background=True,
         max_output_tokens=1500,
     )
     time.sleep(3)

@@ -97,7 +97,9 @@ class Supervisor:
         )
         child.started_at = time.monotonic()
         child.restart_at = None
-        child.reader = threading.Thread(target=self._relay, args=(child, child.process), daemon=True)
+        child.reader = threading.Thread(
+            target=self._relay, args=(child, child.process), daemon=True
+        )
         child.reader.start()
         self.log(f"started {child.name} (pid {child.process.pid})")
 
@@ -168,7 +170,9 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--procfile", default="platform/Procfile", type=Path)
-    parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument(
+        "--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL"
+    )
     parser.add_argument("--only", default="", help="comma-separated process names to run")
     args = parser.parse_args(argv)
 

@@ -58,9 +58,15 @@ class OrganizationForm(forms.ModelForm):
     class Meta:
         model = Organization
         fields = (
-            "name", "slug", "allowed_service_tiers", "tool_output_timeout_seconds",
-            "response_retention_days", "max_stored_bytes", "max_chain_length",
-            "console_edits_limits", "created_at",
+            "name",
+            "slug",
+            "allowed_service_tiers",
+            "tool_output_timeout_seconds",
+            "response_retention_days",
+            "max_stored_bytes",
+            "max_chain_length",
+            "console_edits_limits",
+            "created_at",
         )
 
 
@@ -154,7 +160,11 @@ class ApiKeyCreateForm(forms.ModelForm):
             raise forms.ValidationError("Admin keys belong to the organization, not a project.")
         project = cleaned.get("project")
         organization = cleaned.get("organization")
-        if project is not None and organization is not None and project.organization_id != organization.pk:
+        if (
+            project is not None
+            and organization is not None
+            and project.organization_id != organization.pk
+        ):
             raise forms.ValidationError("The project belongs to another organization.")
         return cleaned
 

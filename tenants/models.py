@@ -198,16 +198,17 @@ class Invite(models.Model):
         EXPIRED = "expired"
 
     public_id = models.CharField(max_length=40, unique=True, default=new_invite_id)
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="invites"
-    )
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invites")
     email = models.EmailField()
     role = models.CharField(
         max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER
     )
     token = models.CharField(max_length=64, unique=True, default=new_invite_token)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now)

@@ -43,7 +43,9 @@ def api_key_get_by_ref(*, ref: str) -> ApiKey | None:
 # --- Administration API and console (always one organization) -------------------------------
 
 
-def project_list(*, organization: Organization, include_archived: bool = False) -> QuerySet[Project]:
+def project_list(
+    *, organization: Organization, include_archived: bool = False
+) -> QuerySet[Project]:
     projects = Project.objects.filter(organization=organization)
     if not include_archived:
         projects = projects.filter(archived_at__isnull=True)

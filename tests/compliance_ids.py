@@ -34,9 +34,7 @@ FEATURES: dict[str, Feature] = {
     "H1": Feature("prompt_cache_key: sticky replica routing, per-organization cache salt"),
     "H2": Feature("Reasoning events"),
     "H3": Feature("Reasoning summaries (generated)"),
-    "H4": Feature(
-        "Encrypted reasoning (reasoning.encrypted_content), response.additional_context"
-    ),
+    "H4": Feature("Encrypted reasoning (reasoning.encrypted_content), response.additional_context"),
     "H5": Feature(
         "response.rate_limits.updated",
         SUPPORTED,

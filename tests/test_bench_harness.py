@@ -39,9 +39,14 @@ def test_the_streaming_benchmark_runs_and_reports_both_paths():
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, env=env
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = re.findall(r"^\s+fast\s+(direct|platform)\s+c=(\d+)\s+n=(\d+)\s+err=(\d+)", done.stdout, re.M)
+    lines = re.findall(
+        r"^\s+fast\s+(direct|platform)\s+c=(\d+)\s+n=(\d+)\s+err=(\d+)", done.stdout, re.M
+    )
     assert {(path, c) for path, c, _, _ in lines} == {
-        ("direct", "1"), ("platform", "1"), ("direct", "8"), ("platform", "8")
+        ("direct", "1"),
+        ("platform", "1"),
+        ("direct", "8"),
+        ("platform", "8"),
     }
     assert all(int(n) > 0 and err == "0" for _, _, n, err in lines), lines
     assert "| 1 | **added / ratio** |" in done.stdout

@@ -13,7 +13,14 @@ from tests.compliance_ids import ENDPOINTS, FEATURES, KNOWN_IDS, NOT_YET
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_ROOTS = (
-    "api", "conversations", "console", "engines", "prompts", "quotas", "responses", "tenants",
+    "api",
+    "conversations",
+    "console",
+    "engines",
+    "prompts",
+    "quotas",
+    "responses",
+    "tenants",
     "tests",
 )
 

@@ -54,7 +54,9 @@ def assert_documented(answer, schema: str = "Response") -> None:
         {"components": document["components"], "$ref": f"#/components/schemas/{schema}"}
     )
     body = answer if isinstance(answer, dict) else answer.to_dict()
-    errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(body)]
+    errors = [
+        f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(body)
+    ]
     assert not errors, errors
 
 
@@ -264,16 +266,20 @@ def test_tool_outputs_duplicates_idempotency_and_invalid_arguments(live):
     assert first["status"] == "awaiting_tool_outputs" and first["pending_call_ids"] == ["call_c2"]
     assert_documented(first, "ResponseSession")
     # The same key again: the first answer, not a duplicate.
-    assert _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c1", "output": "A"}], "k1") == first
+    assert (
+        _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c1", "output": "A"}], "k1")
+        == first
+    )
     with pytest.raises(openai.ConflictError) as duplicate:
         _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c1", "output": "again"}])
     assert duplicate.value.code == "duplicate_tool_output"
     done = _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c2", "output": "B"}], key="k2")
     assert done["previous_response_id"] == waiting.id and done["status"] == "completed"
     assert_documented(done)
-    assert _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c2", "output": "B"}], "k2")[
-        "id"
-    ] == done["id"]
+    assert (
+        _tool_outputs(live.alice, waiting.id, [{"call_id": "call_c2", "output": "B"}], "k2")["id"]
+        == done["id"]
+    )
 
 
 @pytest.mark.compliance("E7")

@@ -38,6 +38,7 @@ def assert_known(names: set[str], where: str) -> None:
 
 # --- systemd -------------------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_units_verify(tmp_path):
     """``systemd-analyze verify`` checks syntax, known keys and that ExecStart exists: the units
@@ -61,7 +62,9 @@ def test_systemd_units_verify(tmp_path):
         cwd=units,
     )
     # Warnings (unknown keys, bad values) go to stderr with exit 0: they count as failures too.
-    output = "\n".join(line for line in done.stderr.splitlines() if str(units) in line or "Unknown" in line)
+    output = "\n".join(
+        line for line in done.stderr.splitlines() if str(units) in line or "Unknown" in line
+    )
     assert done.returncode == 0 and not output, done.stdout + done.stderr
 
 
@@ -87,6 +90,7 @@ def test_the_environment_file_sets_only_settings():
 
 # --- Kubernetes ----------------------------------------------------------------------------------
 
+
 def _manifests() -> list[tuple[str, dict]]:
     return [
         (path.name, document)
@@ -111,7 +115,9 @@ def test_kubernetes_manifests_validate_against_the_api_schemas():
 
 
 def test_kubernetes_has_the_production_shape():
-    objects = {(document["kind"], document["metadata"]["name"]): document for _, document in _manifests()}
+    objects = {
+        (document["kind"], document["metadata"]["name"]): document for _, document in _manifests()
+    }
     web = objects[("Deployment", "responses-web")]["spec"]["template"]["spec"]["containers"][0]
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -134,6 +140,7 @@ def test_kubernetes_environment_is_settings():
 
 
 # --- compose -------------------------------------------------------------------------------------
+
 
 def test_compose_has_the_production_shape_and_sets_only_settings():
     compose = yaml.safe_load((PLATFORM / "compose" / "compose.yaml").read_text())

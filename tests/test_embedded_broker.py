@@ -66,7 +66,7 @@ class PausedWrite:
             marks=pytest.mark.xfail(
                 strict=True,
                 raises=ValueError,  # JSONDecodeError of the empty file
-                reason="kombu's filesystem transport exposes half-written messages"
+                reason="kombu's filesystem transport exposes half-written messages",
             ),
         ),
         "platformfs",
@@ -85,9 +85,10 @@ def test_a_consumer_never_sees_a_message_that_is_still_being_written(kind, tmp_p
         )
         monkeypatch.setattr(embedded_broker, "_write_atomically", paused_write)
 
-    with _connection(kind, tmp_path) as producer_connection, _connection(
-        kind, tmp_path
-    ) as consumer_connection:
+    with (
+        _connection(kind, tmp_path) as producer_connection,
+        _connection(kind, tmp_path) as consumer_connection,
+    ):
         producer = producer_connection.SimpleQueue(f"sweeps-{kind}")
         consumer = consumer_connection.SimpleQueue(f"sweeps-{kind}")
         writer = threading.Thread(target=producer.put, args=({"task": "sweep"},))

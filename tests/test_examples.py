@@ -94,7 +94,9 @@ EXAMPLE_MODELS = {
 
 def test_every_example_is_listed_here_and_in_the_examples_readme():
     present = {
-        str(path.relative_to(EXAMPLES)) for path in EXAMPLES.rglob("*") if path.suffix in (".sh", ".py")
+        str(path.relative_to(EXAMPLES))
+        for path in EXAMPLES.rglob("*")
+        if path.suffix in (".sh", ".py")
     }
     assert present == set(EXAMPLE_MODELS)
     readme = (EXAMPLES / "README.md").read_text()
@@ -142,7 +144,10 @@ def test_sdk_tool_loops(platform, name):
 
 
 def test_sdk_structured_output(platform):
-    assert _run(_example("python/structured_output.py"), platform, "json").split() == ["Paris", "21"]
+    assert _run(_example("python/structured_output.py"), platform, "json").split() == [
+        "Paris",
+        "21",
+    ]
     record = platform["fake"].chat_requests()[-1]
     assert "json" in json.dumps(record.body).lower()  # the schema reached the engine
 
@@ -173,7 +178,9 @@ def _readme_blocks(language: str) -> list[str]:
     blocks = []
     for name in DOCUMENTS_WITH_API_CALLS:
         text = (REPO_ROOT / name).read_text()
-        for indent, body in re.findall(rf"^( *)```{language}\n(.*?)^\1```", text, flags=re.S | re.M):
+        for indent, body in re.findall(
+            rf"^( *)```{language}\n(.*?)^\1```", text, flags=re.S | re.M
+        ):
             blocks.append("\n".join(line.removeprefix(indent) for line in body.splitlines()))
     return blocks
 

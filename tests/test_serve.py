@@ -43,7 +43,8 @@ def _web_processes(pid: int) -> list[int]:
     """The processes that serve requests: uvicorn's workers or the daphne processes (not
     multiprocessing's resource tracker)."""
     return [
-        child for child in _children(pid)
+        child
+        for child in _children(pid)
         if "spawn_main" in _cmdline(child) or "daphne" in _cmdline(child)
     ]
 
@@ -66,10 +67,14 @@ def serving(server: str, processes: int):
         # Exactly the Procfile's web line: settings from the environment only.
         process = subprocess.Popen(
             [sys.executable, "-u", "manage.py", "serve"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         base_url = f"http://127.0.0.1:{port}"
+
         def ready() -> bool:
             assert process.poll() is None, log_path.read_text()
             with contextlib.suppress(httpx.HTTPError):

@@ -19,9 +19,18 @@ _LOAD = (
 
 
 def _run(data_dir, **env):
-    base = {k: v for k, v in os.environ.items() if k not in (
-        "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "API_KEY_PEPPER", "REASONING_ENCRYPTION_KEYS"
-    )}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "DATABASE_URL",
+            "REDIS_URL",
+            "SECRET_KEY",
+            "API_KEY_PEPPER",
+            "REASONING_ENCRYPTION_KEYS",
+        )
+    }
     return subprocess.run(
         [sys.executable, "-c", _LOAD],
         cwd=REPO_ROOT,

@@ -61,7 +61,9 @@ def test_a_killed_worker_is_restarted_and_finishes_the_queued_work(platform):
 
     worker_pid = supervised.pid_of("worker")
     os.kill(worker_pid, signal.SIGKILL)
-    supervised.wait_for_line(r"supervise\s+\| worker killed by SIGKILL; restarting it in", within=10)
+    supervised.wait_for_line(
+        r"supervise\s+\| worker killed by SIGKILL; restarting it in", within=10
+    )
 
     # Meanwhile the API keeps answering and accepts work for the worker that is not there.
     assert httpx.get(f"{supervised.base_url}/healthz", timeout=5).status_code == 200

@@ -39,9 +39,8 @@ def emitted_codes() -> dict[str, str]:
                     found = _strings(node.value)
                 elif isinstance(node, ast.ClassDef):
                     for statement in node.body:
-                        if (
-                            isinstance(statement, ast.Assign)
-                            and any(getattr(t, "id", None) == "code" for t in statement.targets)
+                        if isinstance(statement, ast.Assign) and any(
+                            getattr(t, "id", None) == "code" for t in statement.targets
                         ):
                             found |= _strings(statement.value)
                 elif isinstance(node, ast.Dict):
@@ -58,7 +57,13 @@ def test_every_error_code_in_the_code_is_in_the_guide():
     guide = (REPO_ROOT / "docs" / "troubleshooting.md").read_text()
     codes = emitted_codes()
     # Sanity: the scan sees the codes of each layer, so it cannot pass by finding nothing.
-    assert {"invalid_api_key", "model_not_found", "rate_limit_exceeded", "engine_unavailable",
-            "duplicate_tool_output", "decimal_above_max_value"} <= set(codes)
+    assert {
+        "invalid_api_key",
+        "model_not_found",
+        "rate_limit_exceeded",
+        "engine_unavailable",
+        "duplicate_tool_output",
+        "decimal_above_max_value",
+    } <= set(codes)
     missing = {code: where for code, where in codes.items() if f"`{code}`" not in guide}
     assert not missing, f"error codes missing from docs/troubleshooting.md: {missing}"

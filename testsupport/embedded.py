@@ -90,7 +90,15 @@ class SupervisedPlatform:
 
     def start(self) -> SupervisedPlatform:
         self.process = subprocess.Popen(
-            [sys.executable, "-u", "scripts/supervise.py", "-f", str(self.procfile()), "--grace", "5"],
+            [
+                sys.executable,
+                "-u",
+                "scripts/supervise.py",
+                "-f",
+                str(self.procfile()),
+                "--grace",
+                "5",
+            ],
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             stdout=subprocess.PIPE,

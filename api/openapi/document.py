@@ -141,9 +141,7 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": SECURITY_SCHEMES,
             "schemas": schemas,
-            "responses": {
-                f"Error{status}": error_component(status) for status in ERROR_RESPONSES
-            },
+            "responses": {f"Error{status}": error_component(status) for status in ERROR_RESPONSES},
         },
         "x-openai-version": settings.OPENAI_VERSION_HEADER,
     }

@@ -130,19 +130,34 @@ def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict
 
 
 _PAGE = [
-    _query("limit", {"description": "1–100 (default 20); empty means the default.",
-                     "anyOf": [{"type": "integer", "minimum": 1, "maximum": 100},
-                               {"const": ""}]}),
+    _query(
+        "limit",
+        {
+            "description": "1–100 (default 20); empty means the default.",
+            "anyOf": [{"type": "integer", "minimum": 1, "maximum": 100}, {"const": ""}],
+        },
+    ),
     _query("after", {"type": "string", "description": "The last id of the previous page."}),
-    _query("order", {"type": "string", "description": "`desc` reverses the order (newest "
-                     "first); any other value is the default, oldest first."}),
+    _query(
+        "order",
+        {
+            "type": "string",
+            "description": "`desc` reverses the order (newest "
+            "first); any other value is the default, oldest first.",
+        },
+    ),
 ]
 _USAGE = [
     _query("start_time", {"type": "integer", "description": "Unix seconds."}, required=True),
     _query("end_time", {"type": "integer", "description": "Unix seconds; default now."}),
     _query("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
-    _query("limit", {"description": "Buckets per page; empty means the default.",
-                     "anyOf": [{"type": "integer", "minimum": 1}, {"const": ""}]}),
+    _query(
+        "limit",
+        {
+            "description": "Buckets per page; empty means the default.",
+            "anyOf": [{"type": "integer", "minimum": 1}, {"const": ""}],
+        },
+    ),
     _query("page", {"type": "string", "pattern": "^page_[0-9]+$"}),
     *(
         {**_query(name, {"type": "array", "items": {"type": "string"}}), "explode": True}

@@ -8,7 +8,7 @@ from django.db.models import Q
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 
 def int_param(request, name: str, default: int, *, low: int, high: int) -> int:
@@ -20,9 +20,7 @@ def int_param(request, name: str, default: int, *, low: int, high: int) -> int:
     except ValueError:
         raise InvalidRequest(f"Invalid '{name}': expected an integer.", param=name) from None
     if not low <= value <= high:
-        raise InvalidRequest(
-            f"Invalid '{name}': must be between {low} and {high}.", param=name
-        )
+        raise InvalidRequest(f"Invalid '{name}': must be between {low} and {high}.", param=name)
     return value
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from api.errors import AuthenticationFailed
+from core.errors import AuthenticationFailed
 
 
 class IsAdminKey(BasePermission):

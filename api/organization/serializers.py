@@ -156,8 +156,17 @@ class ProjectApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = (
-            "id", "object", "name", "redacted_value", "created_at", "last_used_at",
-            "expires_at", "owner", "owner_project_access", "scopes", "status",
+            "id",
+            "object",
+            "name",
+            "redacted_value",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "owner",
+            "owner_project_access",
+            "scopes",
+            "status",
         )
 
     def get_object(self, key) -> str:
@@ -203,7 +212,9 @@ class ApiKeyUpdateSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if not attrs:
-            raise serializers.ValidationError("Provide at least one of scopes or expires_in_seconds.")
+            raise serializers.ValidationError(
+                "Provide at least one of scopes or expires_in_seconds."
+            )
         return attrs
 
 
@@ -219,8 +230,14 @@ class AdminApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = (
-            "id", "object", "name", "redacted_value", "created_at", "last_used_at",
-            "expires_at", "owner",
+            "id",
+            "object",
+            "name",
+            "redacted_value",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "owner",
         )
 
     def get_object(self, key) -> str:
@@ -298,8 +315,15 @@ class InviteSerializer(serializers.ModelSerializer):
     class Meta:
         model = Invite
         fields = (
-            "id", "object", "email", "role", "status", "created_at", "expires_at",
-            "accepted_at", "projects",
+            "id",
+            "object",
+            "email",
+            "role",
+            "status",
+            "created_at",
+            "expires_at",
+            "accepted_at",
+            "projects",
         )
 
     def get_object(self, invite) -> str:
@@ -328,7 +352,9 @@ class InviteCreateSerializer(serializers.Serializer):
 
 
 class RateLimitUpdateSerializer(serializers.Serializer):
-    max_requests_per_1_minute = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    max_requests_per_1_minute = serializers.IntegerField(
+        min_value=0, required=False, allow_null=True
+    )
     max_tokens_per_1_minute = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     # Extensions: the platform's other per-project limits.
     max_concurrent = serializers.IntegerField(min_value=0, required=False, allow_null=True)

@@ -9,7 +9,6 @@ from django.utils import timezone
 from rest_framework import viewsets
 from rest_framework.response import Response
 
-from api.errors import InvalidRequest, NotFound
 from api.organization.pagination import CursorPagination, int_param
 from api.organization.permissions import IsAdminKey
 from api.organization.serializers import (
@@ -27,6 +26,7 @@ from api.organization.serializers import (
     scope_from_wire,
     user_pk_from_public_id,
 )
+from core.errors import InvalidRequest, NotFound
 from quotas.models import QuotaLimit
 from quotas.reports import BUCKET_WIDTHS, GROUP_FIELDS, align, usage_buckets
 from quotas.services.limits import limits_set
@@ -100,9 +100,11 @@ class ProjectViewSet(AdminViewSet):
 
     def create(self, request):
         data = self.valid(ProjectWriteSerializer)
-        if project_list(organization=self.organization, include_archived=True).filter(
-            name=data["name"]
-        ).exists():
+        if (
+            project_list(organization=self.organization, include_archived=True)
+            .filter(name=data["name"])
+            .exists()
+        ):
             raise InvalidRequest(f"A project named {data['name']!r} already exists.", param="name")
         project = project_create(organization=self.organization, name=data["name"])
         return Response(ProjectSerializer(project).data)
@@ -113,9 +115,11 @@ class ProjectViewSet(AdminViewSet):
     def update(self, request, project_id: str):
         project = self.project_or_404(project_id)
         data = self.valid(ProjectWriteSerializer)
-        clash = project_list(organization=self.organization, include_archived=True).filter(
-            name=data["name"]
-        ).exclude(pk=project.pk)
+        clash = (
+            project_list(organization=self.organization, include_archived=True)
+            .filter(name=data["name"])
+            .exclude(pk=project.pk)
+        )
         if clash.exists():
             raise InvalidRequest(f"A project named {data['name']!r} already exists.", param="name")
         return Response(ProjectSerializer(project_update(project=project, name=data["name"])).data)
@@ -130,9 +134,11 @@ class ProjectViewSet(AdminViewSet):
 
 class ProjectApiKeyViewSet(AdminViewSet):
     def keys(self, project):
-        return api_key_list(organization=self.organization).filter(
-            project=project, kind=ApiKey.Kind.PROJECT
-        ).select_related("created_by")
+        return (
+            api_key_list(organization=self.organization)
+            .filter(project=project, kind=ApiKey.Kind.PROJECT)
+            .select_related("created_by")
+        )
 
     def key_or_404(self, project, api_key_id: str) -> ApiKey:
         key = self.keys(project).filter(public_id=api_key_id).first()
@@ -220,8 +226,13 @@ class RateLimitViewSet(AdminViewSet):
         project = self.project_or_404(project_id)
         item = _rate_limit(project, self.row(project))
         return Response(
-            {"object": "list", "data": [item], "first_id": item["id"], "last_id": item["id"],
-             "has_more": False}
+            {
+                "object": "list",
+                "data": [item],
+                "first_id": item["id"],
+                "last_id": item["id"],
+                "has_more": False,
+            }
         )
 
     def update(self, request, project_id: str, rate_limit_id: str):
@@ -324,9 +335,11 @@ class InviteViewSet(AdminViewSet):
 
 class AdminApiKeyViewSet(AdminViewSet):
     def keys(self):
-        return api_key_list(organization=self.organization).filter(
-            kind=ApiKey.Kind.ADMIN, revoked_at__isnull=True
-        ).select_related("created_by")
+        return (
+            api_key_list(organization=self.organization)
+            .filter(kind=ApiKey.Kind.ADMIN, revoked_at__isnull=True)
+            .select_related("created_by")
+        )
 
     def key_or_404(self, key_id: str) -> ApiKey:
         key = self.keys().filter(public_id=key_id).first()

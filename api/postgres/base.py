@@ -2,7 +2,7 @@
 
 Django's pool (``OPTIONS["pool"]``) checks every connection it lends with psycopg's
 ``ConnectionPool.check_connection`` when ``CONN_HEALTH_CHECKS`` is on: a round trip to the
-server per checkout, and async code checks a connection out per ORM call (``api.db.db_async``),
+server per checkout, and async code checks a connection out per ORM call (``core.db.db_async``),
 eight or so times per streamed response. :func:`check_pooled_connection` asks the kernel first:
 an idle connection has nothing to read, while one the server closed (a restart,
 ``pg_terminate_backend``, a pooler recycling it) has its error message or end of file waiting on

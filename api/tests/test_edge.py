@@ -17,8 +17,8 @@ import pytest
 from django.test import AsyncClient
 
 from api.asgi import BodyLimitMiddleware
-from api.logging import EscapeControlCharactersFilter
 from conftest import DaphneProcess
+from core.logging import EscapeControlCharactersFilter
 
 SECURITY = ("x-content-type-options", "x-frame-options", "referrer-policy")
 
@@ -272,9 +272,7 @@ def test_daphne_answers_a_long_url_with_an_envelope(daphne):
 
 @pytest.mark.django_db(transaction=True)
 def test_daphne_answers_a_negative_content_length_with_an_envelope(daphne):
-    raw = exchange(
-        daphne, b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
-    )
+    raw = exchange(daphne, b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
     status, headers, body = parse(raw)
     assert status == 400
     assert json.loads(body)["error"]["type"] == "invalid_request_error"

@@ -135,8 +135,8 @@ def test_a_read_only_key_cannot_write(client: Client, cast):
     [b"[" * 100_000 + b"]" * 100_000, json.dumps(_nested := {"a": None}).encode()],
 )
 def test_deeply_nested_json_is_a_400_not_a_crash(settings, payload):
-    from api.errors import InvalidRequest
-    from api.json_body import parse_json_body
+    from core.errors import InvalidRequest
+    from core.json_body import parse_json_body
 
     settings.MAX_JSON_DEPTH = 64
     if payload.startswith(b"["):
@@ -148,8 +148,8 @@ def test_deeply_nested_json_is_a_400_not_a_crash(settings, payload):
 
 
 def test_depth_limit_is_exact(settings):
-    from api.errors import InvalidRequest
-    from api.json_body import parse_json_body
+    from core.errors import InvalidRequest
+    from core.json_body import parse_json_body
 
     settings.MAX_JSON_DEPTH = 8
     assert parse_json_body(b"[" * 8 + b"]" * 8)
@@ -259,7 +259,7 @@ def test_a_project_key_cannot_switch_projects(client: Client, cast):
 
 
 def test_request_id_is_on_every_log_line_of_the_request(client: Client, cast, caplog):
-    from api.logging import RequestIdFilter
+    from core.logging import RequestIdFilter
 
     handler_filter = RequestIdFilter()
     seen: list[str] = []
@@ -296,9 +296,11 @@ def test_no_plaintext_key_in_logs(client: Client, cast, caplog):
 
 
 def test_redaction_filter_masks_keys():
-    from api.logging import RedactSecretsFilter
+    from core.logging import RedactSecretsFilter
 
-    record = logging.LogRecord("x", logging.INFO, __file__, 1, "header was %s", ("sk-rp-abcdefghijkl",), None)
+    record = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "header was %s", ("sk-rp-abcdefghijkl",), None
+    )
     RedactSecretsFilter().filter(record)
     assert "abcdefghijkl" not in record.getMessage()
 
@@ -357,7 +359,7 @@ def test_an_unreachable_database_is_a_503_envelope_not_an_html_page():
 
 @pytest.mark.compliance("M3")
 def test_an_outage_clock_backs_off_as_long_as_the_outage_lasts(monkeypatch):
-    from api import errors
+    from core import errors
 
     now = [1000.0]
     monkeypatch.setattr(errors.time, "monotonic", lambda: now[0])

@@ -14,9 +14,17 @@ from api.handler import ReusedThreadASGIHandler
 async def _get(app, path: str) -> tuple[int, bytes]:
     path, _, query = path.partition("?")
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
-        "root_path": "", "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
         "server": ("testserver", 80),
     }
     sent: list[dict] = []
@@ -61,9 +69,7 @@ async def test_open_requests_to_async_views_share_one_thread():
 
     app = ReusedThreadASGIHandler()
     before = {t.name for t in threading.enumerate() if t.name.startswith("request")}
-    answers = await asyncio.gather(
-        *(_get(app, "/test-async-thread?meet=6") for _ in range(6))
-    )
+    answers = await asyncio.gather(*(_get(app, "/test-async-thread?meet=6") for _ in range(6)))
     # Six requests open at once, like six streams: their thread-sensitive work (Django's
     # bookkeeping included) ran on one shared thread, and no request thread was taken.
     assert [status for status, _ in answers] == [200] * 6

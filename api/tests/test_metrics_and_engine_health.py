@@ -29,7 +29,9 @@ def test_metrics_are_protected_and_report_requests_ttft_limiter_and_replicas(
     server, fake_vllm_factory, transactional_cast
 ):
     fake = fake_vllm_factory(behavior=FakeBehavior(text="metrics answer", prompt_tokens=4))
-    model = ServedModel.objects.create(name="metrics-model", upstream_model="up", default_max_output_tokens=16)
+    model = ServedModel.objects.create(
+        name="metrics-model", upstream_model="up", default_max_output_tokens=16
+    )
     EngineReplica.objects.create(model=model, base_url=fake.base_url)
     alice = transactional_cast.alice
     limits_set(organization=alice.organization, requests_per_minute=1000)
@@ -40,15 +42,23 @@ def test_metrics_are_protected_and_report_requests_ttft_limiter_and_replicas(
     assert httpx.get(url, timeout=60).status_code == 404
     assert httpx.get(url, headers={"Authorization": "Bearer wrong"}, timeout=60).status_code == 404
     # An API key is not a metrics credential either.
-    assert httpx.get(url, headers={"Authorization": f"Bearer {alice.secret}"}, timeout=60).status_code == 404
+    assert (
+        httpx.get(url, headers={"Authorization": f"Bearer {alice.secret}"}, timeout=60).status_code
+        == 404
+    )
     answer = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
     text = answer.text
     org, name = alice.organization.public_id, model.name
     assert f'rp_responses_total{{model="{name}",organization="{org}"}} 1.0' in text
-    assert f'rp_time_to_first_token_seconds_count{{model="{name}",organization="{org}"}} 1.0' in text
+    assert (
+        f'rp_time_to_first_token_seconds_count{{model="{name}",organization="{org}"}} 1.0' in text
+    )
     assert f'rp_limiter_decisions_total{{decision="allowed",organization="{org}"}} 1.0' in text
-    assert f'rp_engine_replica_healthy{{model="{name}",replica="{fake.base_url.rstrip("/")}"}} 1.0' in text
+    assert (
+        f'rp_engine_replica_healthy{{model="{name}",replica="{fake.base_url.rstrip("/")}"}} 1.0'
+        in text
+    )
     assert 'rp_responses_open{mode="background",status="queued"} 0.0' in text
 
 

@@ -31,9 +31,10 @@ def test_a_healthy_idle_connection_passes_without_a_query(monkeypatch):
 
 def test_a_connection_the_server_terminated_fails_the_check():
     url = _database_url_for_tests()
-    with psycopg.connect(url, autocommit=True) as victim, psycopg.connect(
-        url, autocommit=True
-    ) as admin:
+    with (
+        psycopg.connect(url, autocommit=True) as victim,
+        psycopg.connect(url, autocommit=True) as admin,
+    ):
         pid = victim.info.backend_pid
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
         # Wait until the backend is gone (its message and end of file are on the socket).

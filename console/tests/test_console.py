@@ -50,11 +50,16 @@ def test_sign_in_then_home_goes_to_the_only_organization(people):
 def test_sign_in_is_throttled_after_repeated_failures(people):
     client = Client()
     for _ in range(5):
-        assert client.post("/console/login/", {"username": "alice", "password": "no"}).status_code == 200
+        assert (
+            client.post("/console/login/", {"username": "alice", "password": "no"}).status_code
+            == 200
+        )
     locked = client.post("/console/login/", {"username": "alice", "password": PASSWORD})
     assert locked.status_code == 429 and b"Too many failed sign-ins" in locked.content
     # Another person behind the same address is not locked out by Alice's failures.
-    assert client.post("/console/login/", {"username": "bob", "password": PASSWORD}).status_code == 302
+    assert (
+        client.post("/console/login/", {"username": "bob", "password": PASSWORD}).status_code == 302
+    )
 
 
 def test_forms_need_csrf(people):
@@ -69,8 +74,12 @@ def test_another_organizations_pages_are_404(people):
     charlie = signed_in(people.charlie.user)
     acme_key = people.alice.api_key.public_id
     for path in (
-        "/console/o/acme/", "/console/o/acme/keys/", "/console/o/acme/members/",
-        "/console/o/acme/responses/", "/console/o/acme/usage.csv", "/console/o/acme/limits/",
+        "/console/o/acme/",
+        "/console/o/acme/keys/",
+        "/console/o/acme/members/",
+        "/console/o/acme/responses/",
+        "/console/o/acme/usage.csv",
+        "/console/o/acme/limits/",
         "/console/o/acme/projects/",
     ):
         assert charlie.get(path).status_code == 404, path
@@ -101,11 +110,14 @@ def test_owner_creates_a_key_and_its_secret_is_shown_exactly_once(people):
 
 def test_key_form_lists_only_this_organizations_projects(people):
     page = signed_in(people.alice.user).get("/console/o/acme/keys/")
-    choices = [str(label).split(" (")[0] for _, label in page.context["form"].fields["project"].choices]
+    choices = [
+        str(label).split(" (")[0] for _, label in page.context["form"].fields["project"].choices
+    ]
     assert choices == ["All projects", "Default project", "Mobile"]
     foreign = Project.objects.get(organization=people.charlie.organization)
     answer = signed_in(people.alice.user).post(
-        "/console/o/acme/keys/", {"kind": "project", "name": "x", "project": foreign.pk, "scope": "all"}
+        "/console/o/acme/keys/",
+        {"kind": "project", "name": "x", "project": foreign.pk, "scope": "all"},
     )
     assert answer.status_code == 200 and not ApiKey.objects.filter(name="x").exists()
 
@@ -122,10 +134,22 @@ def test_members_read_but_cannot_manage(people):
     for path in ("/console/o/acme/", "/console/o/acme/responses/", "/console/o/acme/keys/"):
         assert bob.get(path).status_code == 200, path
     assert b"Revoke" not in bob.get("/console/o/acme/keys/").content
-    assert bob.post("/console/o/acme/keys/", {"kind": "project", "name": "x", "scope": "all"}).status_code == 403
-    assert bob.post(f"/console/o/acme/keys/{people.alice.api_key.public_id}/revoke").status_code == 403
+    assert (
+        bob.post(
+            "/console/o/acme/keys/", {"kind": "project", "name": "x", "scope": "all"}
+        ).status_code
+        == 403
+    )
+    assert (
+        bob.post(f"/console/o/acme/keys/{people.alice.api_key.public_id}/revoke").status_code == 403
+    )
     assert bob.post("/console/o/acme/projects/", {"name": "Mine"}).status_code == 403
-    assert bob.post("/console/o/acme/members/", {"email": "x@example.com", "role": "member"}).status_code == 403
+    assert (
+        bob.post(
+            "/console/o/acme/members/", {"email": "x@example.com", "role": "member"}
+        ).status_code
+        == 403
+    )
     assert bob.post(f"/console/o/acme/members/{people.alice.user.pk}/remove").status_code == 403
     assert api_key_find_active(secret=people.alice.secret) is not None
 
@@ -133,7 +157,12 @@ def test_members_read_but_cannot_manage(people):
 def test_admins_manage_keys_but_not_owners_or_admin_keys(people):
     Membership.objects.filter(user=people.bob.user).update(role=Membership.Role.ADMIN)
     bob = signed_in(people.bob.user)
-    assert bob.post("/console/o/acme/keys/", {"kind": "project", "name": "ok", "scope": "all"}).status_code == 302
+    assert (
+        bob.post(
+            "/console/o/acme/keys/", {"kind": "project", "name": "ok", "scope": "all"}
+        ).status_code
+        == 302
+    )
     assert bob.post("/console/o/acme/keys/", {"kind": "admin", "name": "adm"}).status_code == 403
     bob.post(f"/console/o/acme/members/{people.alice.user.pk}/role", {"role": "member"})
     assert Membership.objects.get(user=people.alice.user).role == Membership.Role.OWNER
@@ -185,14 +214,21 @@ def test_limits_read_only_unless_staff_allows(people):
 
 def _settled(cast, response_id, *, status="completed", model="m1", tokens=(10, 5)):
     usage_record_open(
-        response_id=response_id, request_id=f"req_{response_id}",
-        organization_id=cast.alice.organization.pk, project_id=None,
-        api_key_id=cast.alice.api_key.pk, model=model, service_tier="default", stored=True,
+        response_id=response_id,
+        request_id=f"req_{response_id}",
+        organization_id=cast.alice.organization.pk,
+        project_id=None,
+        api_key_id=cast.alice.api_key.pk,
+        model=model,
+        service_tier="default",
+        stored=True,
         reserved_tokens=10,
     )
     usage_record_settle(
-        response_id=response_id, status=status,
-        usage=TokenUsage(input_tokens=tokens[0], output_tokens=tokens[1]), latency_ms=42,
+        response_id=response_id,
+        status=status,
+        usage=TokenUsage(input_tokens=tokens[0], output_tokens=tokens[1]),
+        latency_ms=42,
     )
 
 
@@ -214,12 +250,25 @@ def test_usage_page_and_csv_export(people):
 def test_failed_response_detail_shows_its_error(people):
     _settled(people, "resp_bad", status="failed", tokens=(3, 0))
     StoredResponse.objects.create(
-        public_id="resp_bad", organization=people.alice.organization, model="m1",
-        status="failed", request_id="req_resp_bad",
-        body={"id": "resp_bad", "status": "failed", "output": [],
-              "error": {"code": "server_error", "message": "The engine went away."}},
-        input_items=[{"id": "msg_1", "type": "message", "role": "user",
-                      "content": [{"type": "input_text", "text": "Hello"}]}],
+        public_id="resp_bad",
+        organization=people.alice.organization,
+        model="m1",
+        status="failed",
+        request_id="req_resp_bad",
+        body={
+            "id": "resp_bad",
+            "status": "failed",
+            "output": [],
+            "error": {"code": "server_error", "message": "The engine went away."},
+        },
+        input_items=[
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Hello"}],
+            }
+        ],
         completed_at=timezone.now() - timedelta(seconds=1),
     )
     alice = signed_in(people.alice.user)
@@ -228,5 +277,8 @@ def test_failed_response_detail_shows_its_error(people):
     detail = alice.get("/console/o/acme/responses/resp_bad/")
     assert b"The engine went away." in detail.content and b"req_resp_bad" in detail.content
     assert b"Hello" in detail.content
-    assert signed_in(people.charlie.user).get("/console/o/globex/responses/resp_bad/").status_code == 404
+    assert (
+        signed_in(people.charlie.user).get("/console/o/globex/responses/resp_bad/").status_code
+        == 404
+    )
     assert UsageRecord.objects.get(response_id="resp_bad").latency_ms == 42

@@ -7,56 +7,126 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0002_organization_session_limits'),
+        ("tenants", "0002_organization_session_limits"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=conversations.models.new_conversation_id, max_length=64, unique=True)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('last_position', models.BigIntegerField(default=0, help_text='Position of the newest item; appends take the next ones.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now, help_text='Last change (an item added or deleted, metadata).')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='tenants.organization')),
-                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tenants.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=conversations.models.new_conversation_id, max_length=64, unique=True
+                    ),
+                ),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                (
+                    "last_position",
+                    models.BigIntegerField(
+                        default=0,
+                        help_text="Position of the newest item; appends take the next ones.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "updated_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now,
+                        help_text="Last change (an item added or deleted, metadata).",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conversations",
+                        to="tenants.organization",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tenants.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ConversationItem',
+            name="ConversationItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(max_length=128)),
-                ('position', models.BigIntegerField()),
-                ('data', models.JSONField(help_text='The item as the API returns it (with its id).')),
-                ('stored_bytes', models.PositiveBigIntegerField(default=0, help_text="Size of the stored item (counts toward the organization's cap).")),
-                ('response_id', models.CharField(blank=True, help_text='The response that added it, if one did.', max_length=64)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='conversations.conversation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.CharField(max_length=128)),
+                ("position", models.BigIntegerField()),
+                (
+                    "data",
+                    models.JSONField(help_text="The item as the API returns it (with its id)."),
+                ),
+                (
+                    "stored_bytes",
+                    models.PositiveBigIntegerField(
+                        default=0,
+                        help_text="Size of the stored item (counts toward the organization's cap).",
+                    ),
+                ),
+                (
+                    "response_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="The response that added it, if one did.",
+                        max_length=64,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="items",
+                        to="conversations.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['conversation', 'position'],
+                "ordering": ["conversation", "position"],
             },
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['organization', 'updated_at'], name='conversatio_organiz_6b4ace_idx'),
+            model_name="conversation",
+            index=models.Index(
+                fields=["organization", "updated_at"], name="conversatio_organiz_6b4ace_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='conversationitem',
-            constraint=models.UniqueConstraint(fields=('conversation', 'position'), name='conversation_item_position_unique'),
+            model_name="conversationitem",
+            constraint=models.UniqueConstraint(
+                fields=("conversation", "position"), name="conversation_item_position_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='conversationitem',
-            constraint=models.UniqueConstraint(fields=('conversation', 'public_id'), name='conversation_item_id_unique'),
+            model_name="conversationitem",
+            constraint=models.UniqueConstraint(
+                fields=("conversation", "public_id"), name="conversation_item_id_unique"
+            ),
         ),
     ]

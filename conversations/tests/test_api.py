@@ -78,8 +78,12 @@ async def test_create_retrieve_update_delete(client, transactional_cast):
 async def test_items_are_added_listed_paginated_fetched_and_deleted(client, transactional_cast):
     alice = transactional_cast.alice
     created = (
-        await post(client, alice, "/v1/conversations",
-                   {"items": [message("first"), message("second", "assistant")]})  # fmt: skip
+        await post(
+            client,
+            alice,
+            "/v1/conversations",
+            {"items": [message("first"), message("second", "assistant")]},
+        )  # fmt: skip
     ).json()
     conversation_id = created["id"]
     added = await post(client, alice, f"/v1/conversations/{conversation_id}/items",
@@ -211,7 +215,9 @@ async def test_a_response_on_a_conversation_reads_it_and_appends_its_turn(
                         "conversation": {"id": conversation_id}})  # fmt: skip
     assert second.json()["conversation"] == {"id": conversation_id}
     assert [m["content"] for m in engine.last_request.messages][-3:] == [
-        "Who am I?", "Hello there, friend.", "Again?"
+        "Who am I?",
+        "Hello there, friend.",
+        "Again?",
     ]
     assert len(await all_items(client, alice, conversation_id)) == 6
 
@@ -242,8 +248,17 @@ async def test_conversation_errors(client, transactional_cast, engine):
     alice = transactional_cast.alice
     conversation_id = (await post(client, alice, "/v1/conversations", {})).json()["id"]
     first = (await post(client, alice, "/v1/responses", {"model": "scripted", "input": "x"})).json()
-    both = await post(client, alice, "/v1/responses", {"model": "scripted", "input": "x",
-                      "conversation": conversation_id, "previous_response_id": first["id"]})
+    both = await post(
+        client,
+        alice,
+        "/v1/responses",
+        {
+            "model": "scripted",
+            "input": "x",
+            "conversation": conversation_id,
+            "previous_response_id": first["id"],
+        },
+    )
     assert both.status_code == 400
     assert both.json()["error"]["param"] == "conversation"
     unknown = await post(client, alice, "/v1/responses", {"model": "scripted", "input": "x",
@@ -254,8 +269,12 @@ async def test_conversation_errors(client, transactional_cast, engine):
                             "conversation": 5})  # fmt: skip
     assert wrong_type.status_code == 400
     # An empty input is fine when the conversation already holds the question.
-    await post(client, alice, f"/v1/conversations/{conversation_id}/items",
-               {"items": [message("Only the conversation speaks.")]})
+    await post(
+        client,
+        alice,
+        f"/v1/conversations/{conversation_id}/items",
+        {"items": [message("Only the conversation speaks.")]},
+    )
     no_input = await post(client, alice, "/v1/responses", {"model": "scripted",
                           "conversation": conversation_id})  # fmt: skip
     assert no_input.status_code == 200, no_input.json()
@@ -286,8 +305,14 @@ async def test_concurrent_responses_append_whole_turns_in_completion_order(
             yield delta
 
     engine.stream = stream
-    slow = asyncio.ensure_future(post(client, alice, "/v1/responses", {"model": "scripted",
-                                      "input": "slow", "conversation": conversation_id}))
+    slow = asyncio.ensure_future(
+        post(
+            client,
+            alice,
+            "/v1/responses",
+            {"model": "scripted", "input": "slow", "conversation": conversation_id},
+        )
+    )
     await asyncio.wait_for(slow_waiting.wait(), timeout=10)  # created (and generating) first
     fast = await post(client, alice, "/v1/responses", {"model": "scripted", "input": "fast",
                       "conversation": conversation_id})  # fmt: skip
@@ -320,7 +345,9 @@ async def test_retention_purges_idle_conversations(client, transactional_cast):
     from responses.services.retention import responses_purge
 
     alice = transactional_cast.alice
-    old_id = (await post(client, alice, "/v1/conversations", {"items": [message("old")]})).json()["id"]
+    old_id = (await post(client, alice, "/v1/conversations", {"items": [message("old")]})).json()[
+        "id"
+    ]
     fresh_id = (await post(client, alice, "/v1/conversations", {})).json()["id"]
     long_ago = timezone.now() - timedelta(days=alice.organization.response_retention_days + 1)
     await Conversation.objects.filter(public_id=old_id).aupdate(updated_at=long_ago)
@@ -337,8 +364,12 @@ async def test_input_tokens_count_the_conversation(client, transactional_cast, e
         await post(client, alice, "/v1/conversations",
                    {"items": [message("one two three"), message("four five", "assistant")]})
     ).json()["id"]  # fmt: skip
-    counted = await post(client, alice, "/v1/responses/input_tokens",
-                         {"model": "scripted", "input": "six", "conversation": conversation_id})
+    counted = await post(
+        client,
+        alice,
+        "/v1/responses/input_tokens",
+        {"model": "scripted", "input": "six", "conversation": conversation_id},
+    )
     assert counted.status_code == 200, counted.json()
     assert engine.token_requests[-1]["messages"] == [
         {"role": "user", "content": "one two three"},

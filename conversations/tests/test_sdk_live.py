@@ -56,7 +56,9 @@ def test_the_sdk_drives_a_conversation(sdk, upstream, transactional_cast, live_d
     assert response.output_text == "I read 3 messages."
     prompt = upstream.chat_requests()[-1].body["messages"]
     assert [m["content"] for m in prompt] == [
-        "My name is Ada.", "Nice to meet you, Ada.", "What is my name?"
+        "My name is Ada.",
+        "Nice to meet you, Ada.",
+        "What is my name?",
     ]
 
     # A second turn through the object form, streamed with the SDK's helper.

@@ -6,49 +6,114 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ServedModel',
+            name="ServedModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Public model id used in API requests.', max_length=128, unique=True)),
-                ('upstream_model', models.CharField(help_text='Model name the vLLM replicas serve (--served-model-name).', max_length=256)),
-                ('context_length', models.PositiveIntegerField(default=4096)),
-                ('owned_by', models.CharField(default='platform', max_length=64)),
-                ('available_to_all', models.BooleanField(default=True, help_text='Every organization may use it; otherwise only those listed.')),
-                ('tool_call_parser', models.CharField(blank=True, help_text='vLLM --tool-call-parser; empty = no tool calling.', max_length=64)),
-                ('reasoning_parser', models.CharField(blank=True, help_text='vLLM --reasoning-parser; empty = no reasoning.', max_length=64)),
-                ('supports_structured_output', models.BooleanField(default=True)),
-                ('default_max_output_tokens', models.PositiveIntegerField(default=1024)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('organizations', models.ManyToManyField(blank=True, related_name='models', to='tenants.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Public model id used in API requests.",
+                        max_length=128,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "upstream_model",
+                    models.CharField(
+                        help_text="Model name the vLLM replicas serve (--served-model-name).",
+                        max_length=256,
+                    ),
+                ),
+                ("context_length", models.PositiveIntegerField(default=4096)),
+                ("owned_by", models.CharField(default="platform", max_length=64)),
+                (
+                    "available_to_all",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Every organization may use it; otherwise only those listed.",
+                    ),
+                ),
+                (
+                    "tool_call_parser",
+                    models.CharField(
+                        blank=True,
+                        help_text="vLLM --tool-call-parser; empty = no tool calling.",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "reasoning_parser",
+                    models.CharField(
+                        blank=True,
+                        help_text="vLLM --reasoning-parser; empty = no reasoning.",
+                        max_length=64,
+                    ),
+                ),
+                ("supports_structured_output", models.BooleanField(default=True)),
+                ("default_max_output_tokens", models.PositiveIntegerField(default=1024)),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "organizations",
+                    models.ManyToManyField(
+                        blank=True, related_name="models", to="tenants.organization"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'model',
-                'ordering': ['name'],
+                "verbose_name": "model",
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='EngineReplica',
+            name="EngineReplica",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('base_url', models.URLField(max_length=512)),
-                ('api_key', models.CharField(blank=True, help_text="Key for the vLLM server's --api-key, if any.", max_length=256)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='replicas', to='engines.servedmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("base_url", models.URLField(max_length=512)),
+                (
+                    "api_key",
+                    models.CharField(
+                        blank=True,
+                        help_text="Key for the vLLM server's --api-key, if any.",
+                        max_length=256,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="replicas",
+                        to="engines.servedmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model__name', 'base_url'],
-                'constraints': [models.UniqueConstraint(fields=('model', 'base_url'), name='replica_unique_per_model')],
+                "ordering": ["model__name", "base_url"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("model", "base_url"), name="replica_unique_per_model"
+                    )
+                ],
             },
         ),
     ]

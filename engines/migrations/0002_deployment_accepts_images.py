@@ -6,30 +6,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('engines', '0001_initial'),
-        ('tenants', '0003_organization_stream_dialect'),
+        ("engines", "0001_initial"),
+        ("tenants", "0003_organization_stream_dialect"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='servedmodel',
-            name='accepts_images',
-            field=models.BooleanField(default=False, help_text='The engine takes images (a vision-language model): input_image parts and PDF pages are passed to it; otherwise they are refused with a 400.'),
+            model_name="servedmodel",
+            name="accepts_images",
+            field=models.BooleanField(
+                default=False,
+                help_text="The engine takes images (a vision-language model): input_image parts and PDF pages are passed to it; otherwise they are refused with a 400.",
+            ),
         ),
         migrations.CreateModel(
-            name='Deployment',
+            name="Deployment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Deployment name used by Azure clients.', max_length=128)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deployments', to='engines.servedmodel')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deployments', to='tenants.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Deployment name used by Azure clients.", max_length=128
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deployments",
+                        to="engines.servedmodel",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deployments",
+                        to="tenants.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['organization__name', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('organization', 'name'), name='deployment_name_unique_in_org')],
+                "ordering": ["organization__name", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("organization", "name"), name="deployment_name_unique_in_org"
+                    )
+                ],
             },
         ),
     ]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from api.db import db_async
+from core.db import db_async
 from engines.runtime.pool import ReplicaPool, ReplicaSpec
 from engines.runtime.types import Engine
 from engines.runtime.vllm import VllmEngine, cache_salt_factory

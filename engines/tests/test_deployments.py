@@ -34,7 +34,11 @@ def test_setdeployment_maps_lists_and_deletes(cast, model):
     assert deployment_get(organization=acme, name="prod").model == other
     call_command("setdeployment", "acme", "prod", "--delete", stdout=io.StringIO())
     assert not Deployment.objects.exists()
-    for args in (("nowhere", "x", "m-1"), ("acme", "x", "no-such-model"), ("acme", "x", "--delete")):
+    for args in (
+        ("nowhere", "x", "m-1"),
+        ("acme", "x", "no-such-model"),
+        ("acme", "x", "--delete"),
+    ):
         with pytest.raises(CommandError):
             call_command("setdeployment", *args, stdout=io.StringIO())
 
@@ -51,7 +55,10 @@ def test_deployments_and_image_models_in_the_admin(cast, model):
     assert added.status_code == 302, added.content.decode()[:2000]
     assert Deployment.objects.get().name == "prod"
     assert "prod" in client.get("/admin/engines/deployment/").content.decode()
-    assert "accepts_images" in client.get(f"/admin/engines/servedmodel/{model.pk}/change/").content.decode()
+    assert (
+        "accepts_images"
+        in client.get(f"/admin/engines/servedmodel/{model.pk}/change/").content.decode()
+    )
 
 
 def test_syncmodels_sets_accepts_images(db):

@@ -73,7 +73,9 @@ def test_a_restricted_key_without_models_access_is_refused(client: Client, cast,
     assert response.json()["error"]["code"] == "insufficient_permissions"
 
 
-def test_the_list_costs_a_fixed_number_of_queries(client: Client, cast, catalog, django_assert_max_num_queries):
+def test_the_list_costs_a_fixed_number_of_queries(
+    client: Client, cast, catalog, django_assert_max_num_queries
+):
     for n in range(10):
         ServedModel.objects.create(name=f"m{n}", upstream_model="z")
     with django_assert_max_num_queries(4):

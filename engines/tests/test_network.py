@@ -76,8 +76,9 @@ async def test_a_pooled_connection_the_engine_closed_is_not_reused():
         pool = http._transport._pool
 
         def noticed() -> bool:  # dropped already, or its stream knows it was closed
-            return not pool.connections or pool.connections[0]._connection._network_stream \
-                .get_extra_info("is_readable")
+            return not pool.connections or pool.connections[
+                0
+            ]._connection._network_stream.get_extra_info("is_readable")
 
         await wait_for(noticed)
         # Without noticing the close, this request would be written to a dead socket.

@@ -29,9 +29,7 @@ def get_weather(city: str) -> str:
     return json.dumps({"city": city, "sky": "sunny", "temperature_c": 21})
 
 
-response = client.responses.create(
-    model=model, input="What is the weather in Paris?", tools=tools
-)
+response = client.responses.create(model=model, input="What is the weather in Paris?", tools=tools)
 while True:
     calls = [item for item in response.output if item.type == "function_call"]
     if not calls:

@@ -21,9 +21,7 @@ tools = [
     }
 ]
 
-response = client.responses.create(
-    model=model, input="What is the weather in Paris?", tools=tools
-)
+response = client.responses.create(model=model, input="What is the weather in Paris?", tools=tools)
 calls = [item for item in response.output if item.type == "function_call"]
 print("pending:", [call.call_id for call in calls])
 

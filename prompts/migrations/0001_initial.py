@@ -7,42 +7,94 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0002_organization_session_limits'),
+        ("tenants", "0002_organization_session_limits"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Prompt',
+            name="Prompt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=prompts.models.new_prompt_id, max_length=64, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('latest_version', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prompts', to='tenants.organization')),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prompts', to='tenants.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(
+                        default=prompts.models.new_prompt_id, max_length=64, unique=True
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("latest_version", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prompts",
+                        to="tenants.organization",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prompts",
+                        to="tenants.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['organization', 'name'],
+                "ordering": ["organization", "name"],
             },
         ),
         migrations.CreateModel(
-            name='PromptVersion',
+            name="PromptVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('instructions', models.TextField(blank=True, help_text="System/developer text; {{name}} is replaced by variable 'name'.")),
-                ('input', models.JSONField(blank=True, default=list, help_text='Messages placed before the request\'s input: [{"role": "user", "content": "text with {{name}}"}, …].')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('prompt', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='prompts.prompt')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField()),
+                (
+                    "instructions",
+                    models.TextField(
+                        blank=True,
+                        help_text="System/developer text; {{name}} is replaced by variable 'name'.",
+                    ),
+                ),
+                (
+                    "input",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text='Messages placed before the request\'s input: [{"role": "user", "content": "text with {{name}}"}, …].',
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "prompt",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="prompts.prompt",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['prompt', '-version'],
-                'constraints': [models.UniqueConstraint(fields=('prompt', 'version'), name='prompt_version_unique')],
+                "ordering": ["prompt", "-version"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("prompt", "version"), name="prompt_version_unique"
+                    )
+                ],
             },
         ),
     ]

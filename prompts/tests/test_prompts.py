@@ -110,7 +110,11 @@ async def test_prompt_errors_are_400_naming_what_is_wrong(
 async def test_prompts_are_scoped_to_the_organization_and_the_keys_project(
     client, transactional_cast, engine
 ):
-    alice, bob, charlie = transactional_cast.alice, transactional_cast.bob, transactional_cast.charlie
+    alice, bob, charlie = (
+        transactional_cast.alice,
+        transactional_cast.bob,
+        transactional_cast.charlie,
+    )
     default_prompt = await sync_to_async(_greeting)(alice.organization)
     stranger = await create(client, charlie, input="x", prompt={"id": default_prompt.public_id})
     assert stranger.status_code == 400
@@ -121,8 +125,15 @@ async def test_prompts_are_scoped_to_the_organization_and_the_keys_project(
     other_project = await create(client, bob, input="x", prompt={"id": default_prompt.public_id})
     assert other_project.status_code == 400
     mobile_prompt = await sync_to_async(_greeting)(alice.organization, "Mobile")
-    own = await create(client, bob, input="x", prompt={
-        "id": mobile_prompt.public_id, "variables": {"persona": "p", "language": "l", "name": "n"}})
+    own = await create(
+        client,
+        bob,
+        input="x",
+        prompt={
+            "id": mobile_prompt.public_id,
+            "variables": {"persona": "p", "language": "l", "name": "n"},
+        },
+    )
     assert own.status_code == 200, own.json()
 
 
@@ -144,8 +155,15 @@ def test_the_commands_create_version_and_list_prompts(transactional_cast):
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="input"):
-        call_command("createprompt", "--org", "acme", "--name", "bad", "--input",
-                     '[{"type": "function_call_output", "call_id": "c", "output": "x"}]')
+        call_command(
+            "createprompt",
+            "--org",
+            "acme",
+            "--name",
+            "bad",
+            "--input",
+            '[{"type": "function_call_output", "call_id": "c", "output": "x"}]',
+        )
 
 
 def test_the_admin_adds_versions(transactional_cast, admin_client):

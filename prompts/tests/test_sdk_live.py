@@ -32,12 +32,15 @@ def test_the_sdk_creates_a_response_from_a_prompt(live_daphne, transactional_cas
         base_url=f"{live_daphne}/v1", api_key=transactional_cast.alice.secret, max_retries=0
     )
     response = client.responses.create(
-        model=model.name, input="Hello", prompt={"id": prompt.public_id, "variables": {"name": "Ada"}}
+        model=model.name,
+        input="Hello",
+        prompt={"id": prompt.public_id, "variables": {"name": "Ada"}},
     )
     assert response.output_text == "Ahoy, Ada!"
     assert response.prompt.id == prompt.public_id and response.prompt.version == "1"
     assert upstream.chat_requests()[-1].body["messages"][0] == {
-        "role": "system", "content": "You are a pirate. Greet Ada."
+        "role": "system",
+        "content": "You are a pirate. Greet Ada.",
     }
     with pytest.raises(openai.BadRequestError) as missing:
         client.responses.create(model=model.name, input="x", prompt={"id": prompt.public_id})

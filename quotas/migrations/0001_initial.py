@@ -7,104 +7,345 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MonthlyUsage',
+            name="MonthlyUsage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField(help_text='First day of the month (UTC).')),
-                ('used_tokens', models.BigIntegerField(default=0)),
-                ('reserved_tokens', models.BigIntegerField(default=0)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='monthly_usage', to='tenants.organization')),
-                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='monthly_usage', to='tenants.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("month", models.DateField(help_text="First day of the month (UTC).")),
+                ("used_tokens", models.BigIntegerField(default=0)),
+                ("reserved_tokens", models.BigIntegerField(default=0)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="monthly_usage",
+                        to="tenants.organization",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="monthly_usage",
+                        to="tenants.project",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'monthly usage',
-                'verbose_name_plural': 'monthly usage',
-                'ordering': ['-month', 'organization__name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('project__isnull', True)), fields=('organization', 'month'), name='monthly_usage_unique_org'), models.UniqueConstraint(condition=models.Q(('project__isnull', False)), fields=('project', 'month'), name='monthly_usage_unique_project')],
+                "verbose_name": "monthly usage",
+                "verbose_name_plural": "monthly usage",
+                "ordering": ["-month", "organization__name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("project__isnull", True)),
+                        fields=("organization", "month"),
+                        name="monthly_usage_unique_org",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("project__isnull", False)),
+                        fields=("project", "month"),
+                        name="monthly_usage_unique_project",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='QuotaLimit',
+            name="QuotaLimit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('requests_per_minute', models.PositiveIntegerField(blank=True, help_text='Responses created per minute. Empty = unlimited.', null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='RPM')),
-                ('tokens_per_minute', models.PositiveBigIntegerField(blank=True, help_text="Input + output tokens per minute; a request reserves its input estimate plus max_output_tokens (or the model's default) and gets the unused part back. Empty = unlimited.", null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='TPM')),
-                ('max_concurrent', models.PositiveIntegerField(blank=True, help_text='Responses in progress at the same time. Empty = unlimited.', null=True, validators=[django.core.validators.MinValueValidator(1)], verbose_name='concurrency')),
-                ('monthly_token_budget', models.PositiveBigIntegerField(blank=True, help_text='Tokens per calendar month (UTC). Organizations and projects only.', null=True, validators=[django.core.validators.MinValueValidator(1)])),
-                ('budget_is_hard', models.BooleanField(default=True, help_text='Hard: requests past the budget get 429 insufficient_quota. Soft: they are served and the overrun is flagged in the admin.', verbose_name='hard budget')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('api_key', models.ForeignKey(blank=True, help_text='Limit one API key of the organization (leave empty for the organization).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='quota_limits', to='tenants.apikey', verbose_name='API key')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quota_limits', to='tenants.organization')),
-                ('project', models.ForeignKey(blank=True, help_text='Limit one project of the organization (leave empty for the organization).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='quota_limits', to='tenants.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "requests_per_minute",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Responses created per minute. Empty = unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="RPM",
+                    ),
+                ),
+                (
+                    "tokens_per_minute",
+                    models.PositiveBigIntegerField(
+                        blank=True,
+                        help_text="Input + output tokens per minute; a request reserves its input estimate plus max_output_tokens (or the model's default) and gets the unused part back. Empty = unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="TPM",
+                    ),
+                ),
+                (
+                    "max_concurrent",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        help_text="Responses in progress at the same time. Empty = unlimited.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                        verbose_name="concurrency",
+                    ),
+                ),
+                (
+                    "monthly_token_budget",
+                    models.PositiveBigIntegerField(
+                        blank=True,
+                        help_text="Tokens per calendar month (UTC). Organizations and projects only.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "budget_is_hard",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Hard: requests past the budget get 429 insufficient_quota. Soft: they are served and the overrun is flagged in the admin.",
+                        verbose_name="hard budget",
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Limit one API key of the organization (leave empty for the organization).",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quota_limits",
+                        to="tenants.apikey",
+                        verbose_name="API key",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quota_limits",
+                        to="tenants.organization",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Limit one project of the organization (leave empty for the organization).",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quota_limits",
+                        to="tenants.project",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'quota limit',
-                'constraints': [models.CheckConstraint(condition=models.Q(('project__isnull', True), ('api_key__isnull', True), _connector='OR'), name='quota_limit_one_scope'), models.CheckConstraint(condition=models.Q(('api_key__isnull', True), ('monthly_token_budget__isnull', True), _connector='OR'), name='quota_limit_no_key_budget'), models.UniqueConstraint(condition=models.Q(('api_key__isnull', True), ('project__isnull', True)), fields=('organization',), name='quota_limit_unique_org'), models.UniqueConstraint(condition=models.Q(('project__isnull', False)), fields=('project',), name='quota_limit_unique_project'), models.UniqueConstraint(condition=models.Q(('api_key__isnull', False)), fields=('api_key',), name='quota_limit_unique_key')],
+                "verbose_name": "quota limit",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("project__isnull", True), ("api_key__isnull", True), _connector="OR"
+                        ),
+                        name="quota_limit_one_scope",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("api_key__isnull", True),
+                            ("monthly_token_budget__isnull", True),
+                            _connector="OR",
+                        ),
+                        name="quota_limit_no_key_budget",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("api_key__isnull", True), ("project__isnull", True)),
+                        fields=("organization",),
+                        name="quota_limit_unique_org",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("project__isnull", False)),
+                        fields=("project",),
+                        name="quota_limit_unique_project",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("api_key__isnull", False)),
+                        fields=("api_key",),
+                        name="quota_limit_unique_key",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageDaily',
+            name="UsageDaily",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('model', models.CharField(max_length=128)),
-                ('requests', models.BigIntegerField(default=0, help_text='Settled response turns.')),
-                ('failed_requests', models.BigIntegerField(default=0)),
-                ('input_tokens', models.BigIntegerField(default=0)),
-                ('cached_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('reasoning_tokens', models.BigIntegerField(default=0)),
-                ('total_tokens', models.BigIntegerField(default=0)),
-                ('rate_limited', models.BigIntegerField(default=0, help_text='429 rate_limit_exceeded.')),
-                ('quota_exceeded', models.BigIntegerField(default=0, help_text='429 insufficient_quota.')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage_daily', to='tenants.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("model", models.CharField(max_length=128)),
+                (
+                    "requests",
+                    models.BigIntegerField(default=0, help_text="Settled response turns."),
+                ),
+                ("failed_requests", models.BigIntegerField(default=0)),
+                ("input_tokens", models.BigIntegerField(default=0)),
+                ("cached_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("reasoning_tokens", models.BigIntegerField(default=0)),
+                ("total_tokens", models.BigIntegerField(default=0)),
+                (
+                    "rate_limited",
+                    models.BigIntegerField(default=0, help_text="429 rate_limit_exceeded."),
+                ),
+                (
+                    "quota_exceeded",
+                    models.BigIntegerField(default=0, help_text="429 insufficient_quota."),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="usage_daily",
+                        to="tenants.organization",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'daily usage',
-                'verbose_name_plural': 'daily usage',
-                'ordering': ['-day', 'organization__name', 'model'],
-                'constraints': [models.UniqueConstraint(fields=('organization', 'day', 'model'), name='usage_daily_unique')],
+                "verbose_name": "daily usage",
+                "verbose_name_plural": "daily usage",
+                "ordering": ["-day", "organization__name", "model"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("organization", "day", "model"), name="usage_daily_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='UsageRecord',
+            name="UsageRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('response_id', models.CharField(max_length=64, unique=True)),
-                ('request_id', models.CharField(blank=True, max_length=128)),
-                ('model', models.CharField(max_length=128)),
-                ('service_tier', models.CharField(blank=True, max_length=16)),
-                ('stored', models.BooleanField(default=True, help_text="The request's store flag.")),
-                ('status', models.CharField(choices=[('reserved', 'Reserved (running)'), ('completed', 'Completed'), ('incomplete', 'Incomplete'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('expired', 'Expired (never settled by its process)')], db_index=True, default='reserved', max_length=16)),
-                ('reserved_tokens', models.BigIntegerField(default=0, help_text='Admission estimate: input upper bound + max output tokens.')),
-                ('limiter_checks', models.JSONField(blank=True, default=list, help_text='The rate-limit counters admission charged ([key, kind, limit, period_ms, cost, scope]), so that any process can settle exactly them.')),
-                ('budget_holds', models.JSONField(blank=True, default=list, help_text='MonthlyUsage rows whose reserved_tokens this turn holds until it settles.')),
-                ('input_tokens', models.BigIntegerField(default=0)),
-                ('cached_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('reasoning_tokens', models.BigIntegerField(default=0)),
-                ('total_tokens', models.BigIntegerField(default=0)),
-                ('usage_estimated', models.BooleanField(default=False, help_text='The engine never reported usage (disconnect, failure): output tokens were estimated from what was streamed.')),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('settled_at', models.DateTimeField(blank=True, null=True)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tenants.apikey', verbose_name='API key')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage_records', to='tenants.organization')),
-                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tenants.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("response_id", models.CharField(max_length=64, unique=True)),
+                ("request_id", models.CharField(blank=True, max_length=128)),
+                ("model", models.CharField(max_length=128)),
+                ("service_tier", models.CharField(blank=True, max_length=16)),
+                (
+                    "stored",
+                    models.BooleanField(default=True, help_text="The request's store flag."),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("reserved", "Reserved (running)"),
+                            ("completed", "Completed"),
+                            ("incomplete", "Incomplete"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("expired", "Expired (never settled by its process)"),
+                        ],
+                        db_index=True,
+                        default="reserved",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "reserved_tokens",
+                    models.BigIntegerField(
+                        default=0,
+                        help_text="Admission estimate: input upper bound + max output tokens.",
+                    ),
+                ),
+                (
+                    "limiter_checks",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="The rate-limit counters admission charged ([key, kind, limit, period_ms, cost, scope]), so that any process can settle exactly them.",
+                    ),
+                ),
+                (
+                    "budget_holds",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="MonthlyUsage rows whose reserved_tokens this turn holds until it settles.",
+                    ),
+                ),
+                ("input_tokens", models.BigIntegerField(default=0)),
+                ("cached_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("reasoning_tokens", models.BigIntegerField(default=0)),
+                ("total_tokens", models.BigIntegerField(default=0)),
+                (
+                    "usage_estimated",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The engine never reported usage (disconnect, failure): output tokens were estimated from what was streamed.",
+                    ),
+                ),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("settled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tenants.apikey",
+                        verbose_name="API key",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="usage_records",
+                        to="tenants.organization",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tenants.project",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'usage record',
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['organization', 'created_at'], name='quotas_usag_organiz_5d984c_idx'), models.Index(fields=['status', 'created_at'], name='quotas_usag_status_2abb0f_idx')],
+                "verbose_name": "usage record",
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["organization", "created_at"], name="quotas_usag_organiz_5d984c_idx"
+                    ),
+                    models.Index(
+                        fields=["status", "created_at"], name="quotas_usag_status_2abb0f_idx"
+                    ),
+                ],
             },
         ),
     ]

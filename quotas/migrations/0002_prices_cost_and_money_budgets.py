@@ -6,51 +6,103 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('quotas', '0001_initial'),
-        ('tenants', '0003_admin_keys_and_invites'),
+        ("quotas", "0001_initial"),
+        ("tenants", "0003_admin_keys_and_invites"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelPrice',
+            name="ModelPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model', models.CharField(help_text='The model name clients send (as in /v1/models).', max_length=128, unique=True)),
-                ('input_per_million', models.DecimalField(decimal_places=6, default=0, max_digits=12, verbose_name='input / 1M tokens')),
-                ('cached_input_per_million', models.DecimalField(decimal_places=6, default=0, max_digits=12, verbose_name='cached input / 1M tokens')),
-                ('output_per_million', models.DecimalField(decimal_places=6, default=0, max_digits=12, verbose_name='output / 1M tokens')),
-                ('currency', models.CharField(default='usd', max_length=3)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "model",
+                    models.CharField(
+                        help_text="The model name clients send (as in /v1/models).",
+                        max_length=128,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "input_per_million",
+                    models.DecimalField(
+                        decimal_places=6, default=0, max_digits=12, verbose_name="input / 1M tokens"
+                    ),
+                ),
+                (
+                    "cached_input_per_million",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=0,
+                        max_digits=12,
+                        verbose_name="cached input / 1M tokens",
+                    ),
+                ),
+                (
+                    "output_per_million",
+                    models.DecimalField(
+                        decimal_places=6,
+                        default=0,
+                        max_digits=12,
+                        verbose_name="output / 1M tokens",
+                    ),
+                ),
+                ("currency", models.CharField(default="usd", max_length=3)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'model price',
-                'ordering': ['model'],
+                "verbose_name": "model price",
+                "ordering": ["model"],
             },
         ),
         migrations.AddField(
-            model_name='monthlyusage',
-            name='cost',
+            model_name="monthlyusage",
+            name="cost",
             field=models.DecimalField(decimal_places=8, default=0, max_digits=18),
         ),
         migrations.AddField(
-            model_name='quotalimit',
-            name='monthly_cost_budget',
-            field=models.DecimalField(blank=True, decimal_places=2, help_text='Spend per calendar month at the model prices. Organizations and projects only. Once what settled turns cost reaches it, further requests get 429 insufficient_quota (hard) or are served and flagged (soft). Empty = none.', max_digits=14, null=True, validators=[django.core.validators.MinValueValidator(Decimal('0.01'))], verbose_name='monthly budget (USD)'),
+            model_name="quotalimit",
+            name="monthly_cost_budget",
+            field=models.DecimalField(
+                blank=True,
+                decimal_places=2,
+                help_text="Spend per calendar month at the model prices. Organizations and projects only. Once what settled turns cost reaches it, further requests get 429 insufficient_quota (hard) or are served and flagged (soft). Empty = none.",
+                max_digits=14,
+                null=True,
+                validators=[django.core.validators.MinValueValidator(Decimal("0.01"))],
+                verbose_name="monthly budget (USD)",
+            ),
         ),
         migrations.AddField(
-            model_name='usagedaily',
-            name='cost',
+            model_name="usagedaily",
+            name="cost",
             field=models.DecimalField(decimal_places=8, default=0, max_digits=18),
         ),
         migrations.AddField(
-            model_name='usagerecord',
-            name='cost',
-            field=models.DecimalField(decimal_places=8, default=0, help_text="What the turn cost at the model's price when it settled (USD).", max_digits=18),
+            model_name="usagerecord",
+            name="cost",
+            field=models.DecimalField(
+                decimal_places=8,
+                default=0,
+                help_text="What the turn cost at the model's price when it settled (USD).",
+                max_digits=18,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quotalimit',
-            constraint=models.CheckConstraint(condition=models.Q(('api_key__isnull', True), ('monthly_cost_budget__isnull', True), _connector='OR'), name='quota_limit_no_key_cost_budget'),
+            model_name="quotalimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("api_key__isnull", True),
+                    ("monthly_cost_budget__isnull", True),
+                    _connector="OR",
+                ),
+                name="quota_limit_no_key_cost_budget",
+            ),
         ),
     ]

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from api.db import db_async
-from api.errors import ApiError
-from api.metrics import record_limiter_decision
+from core.db import db_async
+from core.errors import ApiError
+from core.metrics import record_limiter_decision
 from quotas.services import headers as rl_headers
 from quotas.services.headers import HeaderState, current_slot, header_state
 from quotas.services.ledger import (
@@ -57,8 +57,8 @@ from quotas.services.limits import EffectiveLimits, limits_cached, limits_for
 from responses.streaming import events as ev
 
 if TYPE_CHECKING:
-    from api.authentication import ApiPrincipal
     from responses.streaming.builder import StreamBuilder
+    from tenants.principal import ApiPrincipal
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +169,11 @@ async def quota_admit(
         over = await db_async(cost_budget_exceeded)(
             organization_id=principal.organization.pk,
             budgets=[
-                (scope.pk if scope.scope == "project" else None, scope.monthly_cost_budget,
-                 scope.label)
+                (
+                    scope.pk if scope.scope == "project" else None,
+                    scope.monthly_cost_budget,
+                    scope.label,
+                )
                 for scope in limits.cost_budgets
             ],
         )
@@ -252,8 +255,10 @@ async def _give_back(checks: tuple[Check, ...], *, member: str, tokens: int) -> 
 
 
 def _scope_phrase(check: Check) -> str:
-    return f"for API key {check.scope[8:]}" if check.scope.startswith("API key") else (
-        f"in {check.scope}"
+    return (
+        f"for API key {check.scope[8:]}"
+        if check.scope.startswith("API key")
+        else (f"in {check.scope}")
     )
 
 
@@ -410,7 +415,7 @@ async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) ->
         except Exception:
             logger.exception("could not settle the rate limits of %s", reservation.response_id)
     try:
-        # Settlement outlives the request: see api.db.db_async.
+        # Settlement outlives the request: see core.db.db_async.
         await db_async(usage_record_settle)(
             response_id=reservation.response_id,
             status=status,
@@ -455,10 +460,6 @@ def quota_events(
     # No state: nothing limits this caller (or the limiter was down and admission failed
     # open); the event still comes, reporting unlimited dimensions like the headers do.
     state = (
-        (reservation.after_settlement if settled else None)
-        or reservation.admitted
-        or HeaderState()
+        (reservation.after_settlement if settled else None) or reservation.admitted or HeaderState()
     )
-    return [
-        builder.stamp_extra(ev.response_rate_limits_updated(rate_limits=state.rate_limits()))
-    ]
+    return [builder.stamp_extra(ev.response_rate_limits_updated(rate_limits=state.rate_limits()))]

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponseBase
 
-from api.db import db_async
-from api.errors import retry_after_headers  # noqa: F401 - M3's format, used by admission
+from core.db import db_async
+from core.errors import retry_after_headers  # noqa: F401 - M3's format, used by admission
 from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
 from quotas.services.limits import limits_cached, limits_for
 
@@ -160,11 +160,7 @@ def rate_limit_headers(state: HeaderState | None) -> dict[str, str]:
 
 def _needs_peek(request: HttpRequest) -> bool:
     slot = getattr(request, "rate_limit", None)
-    return (
-        slot is not None
-        and not slot.decided
-        and getattr(request, "principal", None) is not None
-    )
+    return slot is not None and not slot.decided and getattr(request, "principal", None) is not None
 
 
 def _cached_limits(principal):

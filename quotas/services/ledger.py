@@ -28,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
-from api.db import commit_without_flush_wait
+from core.db import commit_without_flush_wait
 from quotas.models import MonthlyUsage, UsageDaily, UsageRecord
 from quotas.services.pricing import usage_cost
 
@@ -234,9 +234,9 @@ def cost_budget_exceeded(
     month = month_start(timezone.now())
     spent = {
         row["project_id"]: row["cost"]
-        for row in MonthlyUsage.objects.filter(
-            organization_id=organization_id, month=month
-        ).values("project_id", "cost")
+        for row in MonthlyUsage.objects.filter(organization_id=organization_id, month=month).values(
+            "project_id", "cost"
+        )
     }
     for project_id, budget, label in budgets:
         if spent.get(project_id, Decimal(0)) >= budget:

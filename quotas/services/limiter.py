@@ -186,7 +186,9 @@ class LocalLimiter:
                     )
                 else:
                     outcomes.append(
-                        Outcome(check, False, _remaining(now, new_tat, check), _ms(new_tat - now), 0)
+                        Outcome(
+                            check, False, _remaining(now, new_tat, check), _ms(new_tat - now), 0
+                        )
                     )
                     writes.append(lambda k=check.key, t=new_tat: self._tat.__setitem__(k, t))
             allowed = not any(outcome.limited for outcome in outcomes)

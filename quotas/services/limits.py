@@ -69,18 +69,31 @@ class EffectiveLimits:
             base = f"{prefix}:{_SCOPE_CODE[scope.scope]}{scope.pk}"
             if scope.requests_per_minute:
                 out.append(
-                    Check(f"{base}:r", "requests", scope.requests_per_minute, period_ms,
-                          1 if admission else 0, scope.label)
+                    Check(
+                        f"{base}:r",
+                        "requests",
+                        scope.requests_per_minute,
+                        period_ms,
+                        1 if admission else 0,
+                        scope.label,
+                    )
                 )
             if scope.tokens_per_minute:
                 out.append(
-                    Check(f"{base}:t", "tokens", scope.tokens_per_minute, period_ms,
-                          tokens if admission else 0, scope.label)
+                    Check(
+                        f"{base}:t",
+                        "tokens",
+                        scope.tokens_per_minute,
+                        period_ms,
+                        tokens if admission else 0,
+                        scope.label,
+                    )
                 )
             if admission and scope.max_concurrent:
                 out.append(
-                    Check(f"{base}:c", "concurrency", scope.max_concurrent, period_ms, 1,
-                          scope.label)
+                    Check(
+                        f"{base}:c", "concurrency", scope.max_concurrent, period_ms, 1, scope.label
+                    )
                 )
         return out
 

@@ -66,7 +66,9 @@ def scripted_model(transactional_db):
     from engines.models import ServedModel
 
     return ServedModel.objects.create(
-        name="scripted", upstream_model="scripted", context_length=32768,
+        name="scripted",
+        upstream_model="scripted",
+        context_length=32768,
         default_max_output_tokens=1000,
     )
 

@@ -108,7 +108,9 @@ async def test_five_per_minute_gives_five_answers_then_429s(
     assert not await StoredResponse.objects.filter(status="in_progress").aexists()
 
 
-async def test_the_limit_resets_with_time(client, transactional_cast, engine, frozen_limiter, clock):
+async def test_the_limit_resets_with_time(
+    client, transactional_cast, engine, frozen_limiter, clock
+):
     alice = transactional_cast.alice
     await set_limits(alice, requests_per_minute=2)
     assert [(await create(client, alice)).status_code for _ in range(3)] == [200, 200, 429]
@@ -258,9 +260,16 @@ def test_parallel_budget_reservations_never_overspend(transactional_cast):
         barrier.wait()
         try:
             usage_record_open(
-                response_id=f"resp_parallel{n}", request_id="", organization_id=organization.pk,
-                project_id=None, api_key_id=None, model="m", service_tier="default",
-                stored=False, reserved_tokens=100, holds=(hold,),
+                response_id=f"resp_parallel{n}",
+                request_id="",
+                organization_id=organization.pk,
+                project_id=None,
+                api_key_id=None,
+                model="m",
+                service_tier="default",
+                stored=False,
+                reserved_tokens=100,
+                holds=(hold,),
             )
             opened.append(f"resp_parallel{n}")
         except BudgetExhausted:
@@ -293,7 +302,9 @@ def test_parallel_budget_reservations_never_overspend(transactional_cast):
 
 async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transactional_cast, engine):
     alice = transactional_cast.alice
-    await set_limits(alice, requests_per_minute=1_000, tokens_per_minute=10_000_000, max_concurrent=5)
+    await set_limits(
+        alice, requests_per_minute=1_000, tokens_per_minute=10_000_000, max_concurrent=5
+    )
     engine.script = build_script(text="one two three four five six", input_tokens=12)
     expected: dict[str, tuple[str, int | None]] = {}  # response id -> (status, total tokens)
 
@@ -301,7 +312,10 @@ async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transacti
     expected[completed["id"]] = ("completed", completed["usage"]["total_tokens"])
 
     events = await read_events(await create(client, alice, stream=True))
-    expected[events[-1]["response"]["id"]] = ("completed", events[-1]["response"]["usage"]["total_tokens"])
+    expected[events[-1]["response"]["id"]] = (
+        "completed",
+        events[-1]["response"]["usage"]["total_tokens"],
+    )
 
     unstored = (await create(client, alice, store=False)).json()
     expected[unstored["id"]] = ("completed", unstored["usage"]["total_tokens"])
@@ -321,9 +335,15 @@ async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transacti
     # A client that goes away after three events (E5): the generator is closed mid-stream.
     engine.script = build_script(text=" ".join(["word"] * 50), input_tokens=12)
     engine.delay = 0.005
-    prepared = await response_prepare(principal=await _principal(alice), request_id="req_dc", body={
-        "model": "scripted", "input": "hi", "stream": True,
-    })
+    prepared = await response_prepare(
+        principal=await _principal(alice),
+        request_id="req_dc",
+        body={
+            "model": "scripted",
+            "input": "hi",
+            "stream": True,
+        },
+    )
     async with aclosing(generate_events(prepared.generation)) as stream:
         seen = 0
         async for item in stream:
@@ -362,11 +382,13 @@ async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transacti
 
 
 async def _principal(persona):
-    from api.authentication import ApiPrincipal
+    from tenants.principal import ApiPrincipal
 
     def load():
-        key = type(persona.api_key).objects.select_related("organization", "project").get(
-            pk=persona.api_key.pk
+        key = (
+            type(persona.api_key)
+            .objects.select_related("organization", "project")
+            .get(pk=persona.api_key.pk)
         )
         return ApiPrincipal(api_key=key, organization=key.organization, project=key.project)
 
@@ -382,7 +404,9 @@ async def test_expired_reservations_are_settled_by_the_sweeper(client, transacti
     alice = transactional_cast.alice
     await set_limits(alice, monthly_token_budget=100_000)
     prepared = await response_prepare(
-        principal=await _principal(alice), request_id="req_dead", body={"model": "scripted", "input": "hi"}
+        principal=await _principal(alice),
+        request_id="req_dead",
+        body={"model": "scripted", "input": "hi"},
     )
     row = await UsageRecord.objects.aget(response_id=prepared.generation.response_id)
     assert row.status == "reserved" and row.budget_holds
@@ -534,7 +558,8 @@ async def test_a_background_response_is_settled_by_its_worker(
     )
     assert state[0].remaining == 100_000 - 13
     second = await response_prepare(
-        principal=await _principal(alice), request_id="req_bg2",
+        principal=await _principal(alice),
+        request_id="req_bg2",
         body={"model": "scripted", "input": "hi", "background": True, "store": True},
     )
     assert second.generation.response_id != response_id  # admitted: the slot was released

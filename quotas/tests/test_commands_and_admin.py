@@ -25,22 +25,43 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def _turn(organization, response_id: str, *, model: str = "m1", tokens=(30, 70), status="completed"):
+def _turn(
+    organization, response_id: str, *, model: str = "m1", tokens=(30, 70), status="completed"
+):
     usage_record_open(
-        response_id=response_id, request_id="", organization_id=organization.pk,
-        project_id=None, api_key_id=None, model=model, service_tier="default", stored=True,
+        response_id=response_id,
+        request_id="",
+        organization_id=organization.pk,
+        project_id=None,
+        api_key_id=None,
+        model=model,
+        service_tier="default",
+        stored=True,
         reserved_tokens=500,
     )
     usage_record_settle(
-        response_id=response_id, status=status,
-        usage=TokenUsage(input_tokens=tokens[0], cached_tokens=10, output_tokens=tokens[1],
-                         reasoning_tokens=5),
+        response_id=response_id,
+        status=status,
+        usage=TokenUsage(
+            input_tokens=tokens[0], cached_tokens=10, output_tokens=tokens[1], reasoning_tokens=5
+        ),
     )
 
 
 def test_setlimits_creates_and_updates_one_scope(cast):
-    out = run("setlimits", "--org", "acme", "--rpm", "5", "--tpm", "10000", "--concurrency", "2",
-              "--monthly-tokens", "1000000")
+    out = run(
+        "setlimits",
+        "--org",
+        "acme",
+        "--rpm",
+        "5",
+        "--tpm",
+        "10000",
+        "--concurrency",
+        "2",
+        "--monthly-tokens",
+        "1000000",
+    )
     assert "requests per minute  5" in out and "(hard)" in out
     row = QuotaLimit.objects.get(organization=cast.alice.organization, project=None, api_key=None)
     assert (row.requests_per_minute, row.tokens_per_minute, row.max_concurrent) == (5, 10_000, 2)
@@ -53,8 +74,15 @@ def test_setlimits_creates_and_updates_one_scope(cast):
 def test_setlimits_for_a_project_and_a_key(cast):
     mobile = Project.objects.get(organization=cast.alice.organization, name="Mobile")
     run("setlimits", "--org", "acme", "--project", mobile.public_id, "--rpm", "3")
-    run("setlimits", "--org", cast.alice.organization.public_id, "--key",
-        cast.alice.api_key.public_id, "--tpm", "500")
+    run(
+        "setlimits",
+        "--org",
+        cast.alice.organization.public_id,
+        "--key",
+        cast.alice.api_key.public_id,
+        "--tpm",
+        "500",
+    )
     assert QuotaLimit.objects.get(project=mobile).requests_per_minute == 3
     assert QuotaLimit.objects.get(api_key=cast.alice.api_key).tokens_per_minute == 500
 
@@ -101,8 +129,15 @@ def test_usage_as_a_table_and_as_json(cast):
     assert {row["model"] for row in data["days"]} == {"m1", "m2"}
     assert data["totals"]["total_tokens"] == 410 and data["totals"]["rate_limited"] == 4
     assert data["budgets"] == [
-        {"scope": "organization", "month": today.replace(day=1).isoformat(), "budget": 1000,
-         "hard": True, "used": 410, "reserved": 0, "state": "ok"}
+        {
+            "scope": "organization",
+            "month": today.replace(day=1).isoformat(),
+            "budget": 1000,
+            "hard": True,
+            "used": 410,
+            "reserved": 0,
+            "state": "ok",
+        }
     ]
     tomorrow = (today + timedelta(days=1)).isoformat()
     assert json.loads(run("usage", "--org", "acme", "--since", tomorrow, "--json"))["days"] == []
@@ -133,13 +168,19 @@ def test_the_usage_page_draws_the_four_charts_inline(staff_client, cast):
     _turn(cast.alice.organization, "resp_b", model="m2")
     UsageDaily.objects.filter(organization=cast.charlie.organization).delete()
     UsageDaily.objects.create(
-        organization=cast.charlie.organization, day=timezone.now().date(), model="m1",
+        organization=cast.charlie.organization,
+        day=timezone.now().date(),
+        model="m1",
         quota_exceeded=3,
     )
     html = staff_client.get("/admin/quotas/usagedaily/").content.decode()
     assert html.count('class="quota-chart"') == 4
-    for title in ("Tokens per day by model", "Requests per day", "Cost per day by model",
-                  "429s per organization"):
+    for title in (
+        "Tokens per day by model",
+        "Requests per day",
+        "Cost per day by model",
+        "429s per organization",
+    ):
         assert title in html
     assert "<polyline" in html and "<rect" in html
     assert "Globex" in html  # the 429 chart names the organization
@@ -158,9 +199,14 @@ def test_limits_and_budgets_in_the_admin(staff_client, cast):
     response = staff_client.post(
         "/admin/quotas/quotalimit/add/",
         {
-            "organization": acme.pk, "project": "", "api_key": "",
-            "requests_per_minute": "60", "tokens_per_minute": "", "max_concurrent": "",
-            "monthly_token_budget": "100", "budget_is_hard": "",
+            "organization": acme.pk,
+            "project": "",
+            "api_key": "",
+            "requests_per_minute": "60",
+            "tokens_per_minute": "",
+            "max_concurrent": "",
+            "monthly_token_budget": "100",
+            "budget_is_hard": "",
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -178,10 +224,14 @@ def test_the_admin_refuses_a_key_of_another_organization(staff_client, cast):
     response = staff_client.post(
         "/admin/quotas/quotalimit/add/",
         {
-            "organization": cast.alice.organization.pk, "project": "",
+            "organization": cast.alice.organization.pk,
+            "project": "",
             "api_key": ApiKey.objects.get(organization=cast.charlie.organization).pk,
-            "requests_per_minute": "1", "tokens_per_minute": "", "max_concurrent": "",
-            "monthly_token_budget": "", "budget_is_hard": "on",
+            "requests_per_minute": "1",
+            "tokens_per_minute": "",
+            "max_concurrent": "",
+            "monthly_token_budget": "",
+            "budget_is_hard": "on",
         },
     )
     assert response.status_code == 200

@@ -39,9 +39,7 @@ def tokens_check(limit: int, cost: int, period_ms: float = 60_000) -> Check:
 async def test_200_concurrent_clients_against_50_get_exactly_50(make_limiter, clock):
     limiter = make_limiter(clock)
     check = requests_check(50)
-    decisions = await asyncio.gather(
-        *(limiter.admit([check], member=f"m{i}") for i in range(200))
-    )
+    decisions = await asyncio.gather(*(limiter.admit([check], member=f"m{i}") for i in range(200)))
     allowed = sum(d.allowed for d in decisions)
     assert allowed == 50
     assert allowed + sum(not d.allowed for d in decisions) == 200

@@ -45,7 +45,6 @@ GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?(ms|s))?$")
 WINDOW_SECONDS = 2.0
 
 
-
 def _wait_for_port(port: int, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -69,8 +68,19 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -80,7 +90,6 @@ class PrivateRedis:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=5)
-
 
 
 class Platform(DaphneProcess):
@@ -170,7 +179,9 @@ def _assert_rate_headers(headers: dict[str, str]) -> None:
 
 
 @pytest.mark.compliance("M3")
-def test_the_sdk_retries_after_our_retry_after_and_then_succeeds(platform, models, transactional_cast):
+def test_the_sdk_retries_after_our_retry_after_and_then_succeeds(
+    platform, models, transactional_cast
+):
     alice = transactional_cast.alice
     limits_set(organization=alice.organization, requests_per_minute=1, tokens_per_minute=100_000)
     client, wire = _sdk(platform, alice, max_retries=2)

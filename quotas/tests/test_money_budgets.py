@@ -59,7 +59,8 @@ async def test_a_soft_money_budget_is_served(transactional_cast, engine, priced)
     alice = transactional_cast.alice
     engine.script = build_script(text="ok", input_tokens=10, output_tokens=100)
     await sync_to_async(limits_set)(
-        organization=alice.organization, monthly_cost_budget=Decimal("0.50"),
+        organization=alice.organization,
+        monthly_cost_budget=Decimal("0.50"),
         budget_is_hard=False,
     )
     client = AsyncClient()

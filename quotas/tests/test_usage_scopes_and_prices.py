@@ -27,12 +27,19 @@ def run(*args) -> str:
 
 def _turn(cast, response_id, *, project=None, api_key=None, model="m1", status="completed"):
     usage_record_open(
-        response_id=response_id, request_id="", organization_id=cast.alice.organization.pk,
-        project_id=project.pk if project else None, api_key_id=api_key.pk if api_key else None,
-        model=model, service_tier="default", stored=True, reserved_tokens=10,
+        response_id=response_id,
+        request_id="",
+        organization_id=cast.alice.organization.pk,
+        project_id=project.pk if project else None,
+        api_key_id=api_key.pk if api_key else None,
+        model=model,
+        service_tier="default",
+        stored=True,
+        reserved_tokens=10,
     )
     usage_record_settle(
-        response_id=response_id, status=status,
+        response_id=response_id,
+        status=status,
         usage=TokenUsage(input_tokens=1000, output_tokens=500),
     )
 
@@ -85,7 +92,10 @@ def test_admin_shows_prices_costs_and_a_usage_records_error(staff, cast):
     ModelPrice.objects.create(model="m1", input_per_million=Decimal("1"))
     _turn(cast, "resp_err", status="failed")
     StoredResponse.objects.create(
-        public_id="resp_err", organization=cast.alice.organization, model="m1", status="failed",
+        public_id="resp_err",
+        organization=cast.alice.organization,
+        model="m1",
+        status="failed",
         body={"error": {"code": "server_error", "message": "engine down"}},
     )
     listing = staff.get("/admin/quotas/usagerecord/").content.decode()
@@ -101,8 +111,12 @@ def test_admin_shows_prices_costs_and_a_usage_records_error(staff, cast):
 def test_stored_responses_admin_filters_and_searches(staff, cast):
     for index, status in enumerate(("completed", "failed")):
         StoredResponse.objects.create(
-            public_id=f"resp_s{index}", organization=cast.alice.organization, model="m1",
-            status=status, request_id=f"req_find_{index}", body={},
+            public_id=f"resp_s{index}",
+            organization=cast.alice.organization,
+            model="m1",
+            status=status,
+            request_id=f"req_find_{index}",
+            body={},
         )
     failed = staff.get("/admin/responses/storedresponse/?status__exact=failed").content.decode()
     assert "resp_s1" in failed and "resp_s0" not in failed

@@ -6,56 +6,133 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StoredResponse',
+            name="StoredResponse",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(max_length=64, unique=True)),
-                ('model', models.CharField(max_length=128)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('in_progress', 'In Progress'), ('completed', 'Completed'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('incomplete', 'Incomplete')], db_index=True, max_length=16)),
-                ('background', models.BooleanField(default=False)),
-                ('request_id', models.CharField(blank=True, max_length=128)),
-                ('body', models.JSONField(help_text='The Response object as last built.')),
-                ('input_items', models.JSONField(default=list, help_text='Normalized input items of this turn, with their ids.')),
-                ('chain_length', models.PositiveIntegerField(default=1, help_text='Turns in the previous_response_id chain ending here.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tenants.apikey')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='responses', to='tenants.organization')),
-                ('previous_response', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='continuations', to='responses.storedresponse')),
-                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='tenants.project')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.CharField(max_length=64, unique=True)),
+                ("model", models.CharField(max_length=128)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("in_progress", "In Progress"),
+                            ("completed", "Completed"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                            ("incomplete", "Incomplete"),
+                        ],
+                        db_index=True,
+                        max_length=16,
+                    ),
+                ),
+                ("background", models.BooleanField(default=False)),
+                ("request_id", models.CharField(blank=True, max_length=128)),
+                ("body", models.JSONField(help_text="The Response object as last built.")),
+                (
+                    "input_items",
+                    models.JSONField(
+                        default=list,
+                        help_text="Normalized input items of this turn, with their ids.",
+                    ),
+                ),
+                (
+                    "chain_length",
+                    models.PositiveIntegerField(
+                        default=1, help_text="Turns in the previous_response_id chain ending here."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tenants.apikey",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="responses",
+                        to="tenants.organization",
+                    ),
+                ),
+                (
+                    "previous_response",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="continuations",
+                        to="responses.storedresponse",
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="tenants.project",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ResponseEvent',
+            name="ResponseEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sequence_number', models.PositiveIntegerField()),
-                ('data', models.JSONField()),
-                ('response', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='responses.storedresponse')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sequence_number", models.PositiveIntegerField()),
+                ("data", models.JSONField()),
+                (
+                    "response",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="responses.storedresponse",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['response', 'sequence_number'],
+                "ordering": ["response", "sequence_number"],
             },
         ),
         migrations.AddIndex(
-            model_name='storedresponse',
-            index=models.Index(fields=['organization', 'created_at'], name='responses_s_organiz_413ea8_idx'),
+            model_name="storedresponse",
+            index=models.Index(
+                fields=["organization", "created_at"], name="responses_s_organiz_413ea8_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='responseevent',
-            constraint=models.UniqueConstraint(fields=('response', 'sequence_number'), name='event_sequence_unique'),
+            model_name="responseevent",
+            constraint=models.UniqueConstraint(
+                fields=("response", "sequence_number"), name="event_sequence_unique"
+            ),
         ),
     ]

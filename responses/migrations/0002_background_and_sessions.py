@@ -6,93 +6,153 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('responses', '0001_initial'),
-        ('tenants', '0002_organization_session_limits'),
+        ("responses", "0001_initial"),
+        ("tenants", "0002_organization_session_limits"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ResponseSession',
+            name="ResponseSession",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('active', 'Active'), ('awaiting_tool_outputs', 'Awaiting Tool Outputs'), ('completed', 'Completed'), ('expired', 'Expired'), ('cancelled', 'Cancelled')], db_index=True, max_length=24)),
-                ('pending_call_ids', models.JSONField(default=list)),
-                ('submitted_outputs', models.JSONField(default=dict, help_text='call_id → function_call_output item, for the head response.')),
-                ('deadline', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('token_footprint', models.PositiveIntegerField(default=0)),
-                ('version', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("awaiting_tool_outputs", "Awaiting Tool Outputs"),
+                            ("completed", "Completed"),
+                            ("expired", "Expired"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        max_length=24,
+                    ),
+                ),
+                ("pending_call_ids", models.JSONField(default=list)),
+                (
+                    "submitted_outputs",
+                    models.JSONField(
+                        default=dict,
+                        help_text="call_id → function_call_output item, for the head response.",
+                    ),
+                ),
+                ("deadline", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("token_footprint", models.PositiveIntegerField(default=0)),
+                ("version", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ToolOutputSubmission',
+            name="ToolOutputSubmission",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('idempotency_key', models.CharField(max_length=255)),
-                ('status_code', models.PositiveSmallIntegerField()),
-                ('answer', models.JSONField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("idempotency_key", models.CharField(max_length=255)),
+                ("status_code", models.PositiveSmallIntegerField()),
+                ("answer", models.JSONField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.AddField(
-            model_name='storedresponse',
-            name='background_job',
+            model_name="storedresponse",
+            name="background_job",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='storedresponse',
-            name='cancel_requested_at',
+            model_name="storedresponse",
+            name="cancel_requested_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='storedresponse',
-            name='lease_expires_at',
+            model_name="storedresponse",
+            name="lease_expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='storedresponse',
-            name='stored_bytes',
-            field=models.PositiveBigIntegerField(default=0, help_text="Size of the stored body and input items (for the org's cap, E8)."),
+            model_name="storedresponse",
+            name="stored_bytes",
+            field=models.PositiveBigIntegerField(
+                default=0,
+                help_text="Size of the stored body and input items (for the org's cap, E8).",
+            ),
         ),
         migrations.AddIndex(
-            model_name='storedresponse',
-            index=models.Index(condition=models.Q(('background', True)), fields=['status', 'lease_expires_at'], name='response_lease_idx'),
+            model_name="storedresponse",
+            index=models.Index(
+                condition=models.Q(("background", True)),
+                fields=["status", "lease_expires_at"],
+                name="response_lease_idx",
+            ),
         ),
         migrations.AddField(
-            model_name='responsesession',
-            name='continuation',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='responses.storedresponse'),
+            model_name="responsesession",
+            name="continuation",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="responses.storedresponse",
+            ),
         ),
         migrations.AddField(
-            model_name='responsesession',
-            name='head_response',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='headed_sessions', to='responses.storedresponse'),
+            model_name="responsesession",
+            name="head_response",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="headed_sessions",
+                to="responses.storedresponse",
+            ),
         ),
         migrations.AddField(
-            model_name='responsesession',
-            name='organization',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='response_sessions', to='tenants.organization'),
+            model_name="responsesession",
+            name="organization",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="response_sessions",
+                to="tenants.organization",
+            ),
         ),
         migrations.AddField(
-            model_name='responsesession',
-            name='root_response',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='rooted_session', to='responses.storedresponse'),
+            model_name="responsesession",
+            name="root_response",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="rooted_session",
+                to="responses.storedresponse",
+            ),
         ),
         migrations.AddField(
-            model_name='tooloutputsubmission',
-            name='organization',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tenants.organization'),
+            model_name="tooloutputsubmission",
+            name="organization",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, to="tenants.organization"
+            ),
         ),
         migrations.AddField(
-            model_name='tooloutputsubmission',
-            name='response',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='responses.storedresponse'),
+            model_name="tooloutputsubmission",
+            name="response",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, to="responses.storedresponse"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tooloutputsubmission',
-            constraint=models.UniqueConstraint(fields=('organization', 'response', 'idempotency_key'), name='tool_output_idempotency_unique'),
+            model_name="tooloutputsubmission",
+            constraint=models.UniqueConstraint(
+                fields=("organization", "response", "idempotency_key"),
+                name="tool_output_idempotency_unique",
+            ),
         ),
     ]

@@ -6,41 +6,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('responses', '0002_background_and_sessions'),
-        ('tenants', '0002_organization_session_limits'),
+        ("responses", "0002_background_and_sessions"),
+        ("tenants", "0002_organization_session_limits"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='storedresponse',
-            name='end_reason',
-            field=models.CharField(blank=True, help_text='Why a response ended early where the Response object has no word for it (client_disconnected).', max_length=32),
+            model_name="storedresponse",
+            name="end_reason",
+            field=models.CharField(
+                blank=True,
+                help_text="Why a response ended early where the Response object has no word for it (client_disconnected).",
+                max_length=32,
+            ),
         ),
         migrations.AddField(
-            model_name='tooloutputsubmission',
-            name='body_digest',
-            field=models.CharField(blank=True, help_text='SHA-256 of the canonical request body.', max_length=64),
+            model_name="tooloutputsubmission",
+            name="body_digest",
+            field=models.CharField(
+                blank=True, help_text="SHA-256 of the canonical request body.", max_length=64
+            ),
         ),
         migrations.CreateModel(
-            name='CreateIdempotencyKey',
+            name="CreateIdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('body_digest', models.CharField(max_length=64)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('done', 'Done')], default='pending', max_length=8)),
-                ('response_public_id', models.CharField(blank=True, max_length=64)),
-                ('stored', models.BooleanField(default=True)),
-                ('stream', models.BooleanField(default=False)),
-                ('status_code', models.PositiveSmallIntegerField(default=200)),
-                ('answer', models.JSONField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='tenants.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255)),
+                ("body_digest", models.CharField(max_length=64)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("running", "Running"), ("done", "Done")],
+                        default="pending",
+                        max_length=8,
+                    ),
+                ),
+                ("response_public_id", models.CharField(blank=True, max_length=64)),
+                ("stored", models.BooleanField(default=True)),
+                ("stream", models.BooleanField(default=False)),
+                ("status_code", models.PositiveSmallIntegerField(default=200)),
+                ("answer", models.JSONField(blank=True, null=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, to="tenants.organization"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('organization', 'key'), name='create_idempotency_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("organization", "key"), name="create_idempotency_unique"
+                    )
+                ],
             },
         ),
     ]

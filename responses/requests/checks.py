@@ -1,7 +1,7 @@
 """Validation primitives that fail the way OpenAI fails: a 400 naming the dotted ``param``.
 
 Every check either returns the (possibly normalized) value or raises
-:class:`api.errors.InvalidRequest` with OpenAI's message wording and ``code``
+:class:`core.errors.InvalidRequest` with OpenAI's message wording and ``code``
 (``missing_required_parameter``, ``invalid_type``, ``invalid_value``,
 ``integer_below_min_value`` …), so a client sees the same error it would get from OpenAI.
 
@@ -17,7 +17,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NoReturn
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 # OpenAI's cap on any single text field (input strings, text parts, tool outputs): 10 MiB.
 MAX_TEXT_LENGTH = 10 * 1024 * 1024

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 from responses.streaming import ids
 
 _STATUS_DEFAULT = "completed"

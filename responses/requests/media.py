@@ -104,7 +104,8 @@ def url_host_check(url: str, *, param: str) -> str:
     except ValueError:
         address = None
     if (address is not None and not address_is_public(address)) or (
-        address is None and (host == "localhost" or host.endswith(_INTERNAL_SUFFIXES) or "." not in host)
+        address is None
+        and (host == "localhost" or host.endswith(_INTERNAL_SUFFIXES) or "." not in host)
     ):
         refuse_internal(param)
     return host
@@ -131,7 +132,9 @@ def image_urls(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     check (indices are the client's)."""
     out = []
     for i, item in enumerate(items):
-        for j, part in enumerate(item.get("content") or [] if item.get("type") == "message" else []):
+        for j, part in enumerate(
+            item.get("content") or [] if item.get("type") == "message" else []
+        ):
             if part.get("type") == "input_image" and not part["image_url"].startswith("data:"):
                 out.append((f"input[{i}].content[{j}].image_url", part["image_url"]))
     return out
@@ -153,7 +156,9 @@ def engine_part(part: dict[str, Any]) -> dict[str, Any]:
     if part["type"] == "input_image":
         return {"type": "image_url", "image_url": {"url": part["image_url"]}}
     raw = part["file_data"]
-    data = _data_url(raw, param="file_data")[1] if raw.startswith("data:") else _b64(raw, "file_data")
+    data = (
+        _data_url(raw, param="file_data")[1] if raw.startswith("data:") else _b64(raw, "file_data")
+    )
     text = file_text(data, filename=part["filename"], param="file_data")
     return {"type": "text", "text": f"[File: {part['filename']}]\n{text}"}
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 from responses.requests import media
 
 # Used when a function tool declares ``parameters: null``: several chat templates read

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 TokenCounter = Callable[[list[dict[str, Any]]], Awaitable[int]]
 

@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from api.db import db_async
-from api.errors import ServiceUnavailable, queue_outage, retry_after_headers
+from core.db import db_async
+from core.errors import ServiceUnavailable, queue_outage, retry_after_headers
 from engines.runtime.registry import aclose_engines, get_engine
 from engines.runtime.types import GenerationRequest
 from responses.models import ResponseEvent, StoredResponse

@@ -38,7 +38,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
-from api.db import db_async
+from core.db import db_async
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class _Entry:
     """Background: also read the row's cancel mark (see the module doc)."""
 
 
-# The cache client is thread-safe and its pool process-wide (api.cache); not Django's
+# The cache client is thread-safe and its pool process-wide (core.cache); not Django's
 # thread-sensitive executor, which ORM calls of the request share.
 _get_many = sync_to_async(cache.get_many, thread_sensitive=False)
 

@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from api.authentication import ApiPrincipal
-from api.db import db_async
-from api.errors import ApiError, InvalidRequest
+from core.db import db_async
+from core.errors import ApiError, InvalidRequest
 from engines.runtime.types import Engine, EngineError, GenerationRequest, TextDelta, Usage
 from quotas.services.admission import quota_admit, quota_settle
 from responses.requests import checks as c
@@ -36,6 +35,7 @@ from responses.requests.items import compaction_id
 from responses.streaming import ids
 from responses.streaming.objects import usage_object
 from tenants.models import Organization
+from tenants.principal import ApiPrincipal
 
 PURPOSE = "compaction"
 SUMMARY_MAX_TOKENS = 512
@@ -158,9 +158,7 @@ def _bounded(text: str, *, max_bytes: int) -> str:
         return text
     head = max_bytes // 4
     tail = max_bytes - head - 8
-    return (
-        data[:head].decode(errors="ignore") + "\n[…]\n" + data[-tail:].decode(errors="ignore")
-    )
+    return data[:head].decode(errors="ignore") + "\n[…]\n" + data[-tail:].decode(errors="ignore")
 
 
 async def summarize(
@@ -176,9 +174,7 @@ async def summarize(
     """One engine call that summarizes ``items``, admitted and billed like a response."""
     budget = context_length - SUMMARY_MAX_TOKENS - _TRANSCRIPT_OVERHEAD_TOKENS
     if budget <= 0:
-        raise InvalidRequest(
-            f"Model '{model}' has too small a context to compact.", param="model"
-        )
+        raise InvalidRequest(f"Model '{model}' has too small a context to compact.", param="model")
     text = _bounded(transcript(items), max_bytes=budget)
     ledger_id = ids.response_id()
     reservation = await quota_admit(
@@ -243,7 +239,7 @@ async def summarize(
 
 async def response_compact(*, principal: ApiPrincipal, request_id: str, body: Any) -> dict:
     from engines.runtime.registry import get_engine
-    from engines.views import model_not_found
+    from engines.selectors import model_not_found
     from responses.requests import parse_create_request, resolve_item_references, stored_input_items
     from responses.services.create import _load_context
 

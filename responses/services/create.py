@@ -24,14 +24,12 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone
 
-from api.authentication import ApiPrincipal
-from api.db import db_async
-from api.errors import InvalidRequest
 from conversations.selectors import conversation_get, conversation_items
+from core.db import db_async
+from core.errors import InvalidRequest
 from engines.runtime.registry import ServiceTierError, get_engine, resolve_service_tier
 from engines.runtime.types import Engine, GenerationRequest
-from engines.selectors import model_get
-from engines.views import model_not_found
+from engines.selectors import model_get, model_not_found
 from prompts.services import prompt_resolve
 from prompts.templates import RenderedPrompt
 from quotas.services.admission import input_tokens_estimate, quota_admit
@@ -58,6 +56,7 @@ from responses.services.generation import Generation, generation_abandon, genera
 from responses.services.retention import storage_check
 from responses.streaming.builder import ReasoningEncryptor, StreamBuilder
 from responses.streaming.objects import ResponseEcho
+from tenants.principal import ApiPrincipal
 
 # Chat templates add a handful of tokens per message; a byte-level BPE token covers at least one
 # byte. So bytes + this much per message bounds the prompt's token count from above.
@@ -208,9 +207,7 @@ def _echo(
     return ResponseEcho(
         model=model,
         instructions=instructions,
-        prompt=(
-            {**request.prompt, "version": prompt.version} if prompt is not None else None
-        ),
+        prompt=({**request.prompt, "version": prompt.version} if prompt is not None else None),
         previous_response_id=request.previous_response_id,
         conversation={"id": request.conversation} if request.conversation else None,
         tools=list(request.tools),
@@ -519,7 +516,9 @@ async def _store_record(
 ) -> int:
     # Background (validation made sure store is true): stored queued, and a Celery worker runs
     # the generation once the row is committed; this process only answers.
-    status = StoredResponse.Status.QUEUED if request.background else StoredResponse.Status.IN_PROGRESS
+    status = (
+        StoredResponse.Status.QUEUED if request.background else StoredResponse.Status.IN_PROGRESS
+    )
     fields = dict(
         public_id=builder.response_id,
         organization=principal.organization,

@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 
 _VERSION = 1
 
@@ -48,11 +48,15 @@ def reasoning_include_check() -> None:
     _fernet()
 
 
-def reasoning_encrypt(
-    *, organization_id: str, item_id: str, text: str, summary: list[str]
-) -> str:
+def reasoning_encrypt(*, organization_id: str, item_id: str, text: str, summary: list[str]) -> str:
     """The ``encrypted_content`` of one reasoning item, bound to ``organization_id``."""
-    payload = {"v": _VERSION, "org": organization_id, "id": item_id, "text": text, "summary": summary}
+    payload = {
+        "v": _VERSION,
+        "org": organization_id,
+        "id": item_id,
+        "text": text,
+        "summary": summary,
+    }
     return _fernet().encrypt(json.dumps(payload, ensure_ascii=False).encode()).decode("ascii")
 
 
@@ -66,7 +70,9 @@ def reasoning_decrypt(*, organization_id: str, token: Any, param: str) -> dict[s
             code="invalid_encrypted_content",
         )
     try:
-        raw = _fernet().decrypt(token.encode("ascii"), ttl=settings.REASONING_ENCRYPTION_TTL_SECONDS)
+        raw = _fernet().decrypt(
+            token.encode("ascii"), ttl=settings.REASONING_ENCRYPTION_TTL_SECONDS
+        )
         payload = json.loads(raw)
     except (InvalidToken, UnicodeEncodeError, ValueError):
         # One message for tampered, expired and unknown-key blobs: telling them apart would only

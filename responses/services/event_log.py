@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from api.db import db_async
+from core.db import db_async
 from responses.models import ResponseEvent, StoredResponse
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.db import db_async
-from api.metrics import record_first_token
+from core.db import db_async
+from core.metrics import record_first_token
 from engines.runtime.types import (
     ContextLengthExceeded,
     Engine,
@@ -144,9 +144,7 @@ class Generation:
         return self.builder.response_id
 
 
-async def _produce(
-    engine: Engine, request: GenerationRequest, queue: asyncio.Queue
-) -> None:
+async def _produce(engine: Engine, request: GenerationRequest, queue: asyncio.Queue) -> None:
     try:
         async with contextlib.aclosing(engine.stream(request)) as stream:
             async for delta in stream:
@@ -325,7 +323,9 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
         # exactly once. Started as a task before anything else is awaited, so a second
         # cancellation during _store_outcome cannot skip it.
         settling = quota_settle_start(
-            reservation=generation.reservation, builder=builder, by_response_id=generation.background
+            reservation=generation.reservation,
+            builder=builder,
+            by_response_id=generation.background,
         )
         late: list[dict[str, Any]] = []
         cancelled_again: asyncio.CancelledError | None = None

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from api.errors import ApiError, InvalidRequest
+from core.errors import ApiError, InvalidRequest
 from responses.models import CreateIdempotencyKey, StoredResponse
 from tenants.models import Organization
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.authentication import ApiPrincipal
-from api.db import db_async
 from conversations.selectors import conversation_get, conversation_items
+from core.db import db_async
 from engines.runtime.registry import get_engine
-from engines.selectors import model_get
-from engines.views import model_not_found
+from engines.selectors import model_get, model_not_found
 from responses.requests import (
     build_tool_choice,
     resolve_item_references,
@@ -18,6 +16,7 @@ from responses.requests import (
 from responses.requests.validation import InputTokensRequest
 from responses.selectors import chain_items, previous_response_get
 from responses.services import compaction
+from tenants.principal import ApiPrincipal
 
 
 def _history(*, principal: ApiPrincipal, request: InputTokensRequest) -> tuple[str, list[dict]]:

@@ -15,8 +15,8 @@ from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from api.db import commit_without_flush_wait
 from conversations.services import conversation_after_finalize
+from core.db import commit_without_flush_wait
 from responses.models import ResponseEvent, StoredResponse
 from responses.services.sessions import session_after_finalize
 from tenants.models import ApiKey, Organization, Project

@@ -13,9 +13,9 @@ from django.core.cache import cache
 from django.db.models import Sum
 from django.utils import timezone
 
-from api.errors import InvalidRequest
 from conversations.models import ConversationItem
 from conversations.services import conversations_purge
+from core.errors import InvalidRequest
 from responses.models import ResponseSession, StoredResponse
 from responses.services.event_log import event_log_delete
 from responses.services.idempotency import idempotency_keys_purge
@@ -109,7 +109,9 @@ def stored_bytes_used(*, organization_id: int) -> int:
     try:
         used = cache.get(key)
     except Exception:  # noqa: BLE001 - the cache (Redis) is down: count, do not fail the request
-        logger.warning("cache unavailable; counting stored bytes of organization %s", organization_id)
+        logger.warning(
+            "cache unavailable; counting stored bytes of organization %s", organization_id
+        )
         return _stored_bytes_sum(organization_id)
     if used is None:
         used = _stored_bytes_sum(organization_id)

@@ -38,7 +38,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from api.errors import ApiError, Conflict, Gone, InvalidRequest, error_body
+from core.errors import ApiError, Conflict, Gone, InvalidRequest, error_body
 from responses.models import ResponseSession, StoredResponse, ToolOutputSubmission
 from responses.services.idempotency import reused
 from tenants.models import Organization
@@ -75,7 +75,9 @@ def session_after_finalize(*, response_pk: int, body: dict[str, Any]) -> None:
         return
     session = None
     if row["previous_response_id"]:
-        session = ResponseSession.objects.filter(head_response_id=row["previous_response_id"]).first()
+        session = ResponseSession.objects.filter(
+            head_response_id=row["previous_response_id"]
+        ).first()
     if session is not None and _continuation_failed(session, response_pk=response_pk, body=body):
         session_reopen(session=session)
         return
@@ -243,7 +245,9 @@ def session_state(session: ResponseSession) -> dict[str, Any]:
         "object": "response.session",
         "response_id": session.head_response.public_id,
         "status": session.status,
-        "pending_call_ids": [c for c in session.pending_call_ids if c not in session.submitted_outputs],
+        "pending_call_ids": [
+            c for c in session.pending_call_ids if c not in session.submitted_outputs
+        ],
         "submitted_call_ids": list(session.submitted_outputs),
         "expires_at": int(session.deadline.timestamp()) if session.deadline else None,
         "token_footprint": session.token_footprint,

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 from django.utils import timezone
 
-from api.db import db_async
-from api.errors import InvalidRequest
+from core.db import db_async
+from core.errors import InvalidRequest
 from responses.models import StoredResponse
 from responses.selectors import response_events
 from responses.services import lifecycle
@@ -35,8 +35,7 @@ async def response_cancel(*, response: StoredResponse) -> StoredResponse:
         if response.background or response.status == StoredResponse.Status.CANCELLED:
             return response
         raise InvalidRequest(
-            "Only responses created with background=true, or still in progress, can be "
-            "cancelled.",
+            "Only responses created with background=true, or still in progress, can be cancelled.",
             param="response_id",
         )
     if response.background:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from api.authentication import ApiPrincipal
-from api.db import db_async
+from core.db import db_async
 from responses.models import StoredResponse, ToolOutputSubmission
 from responses.selectors import response_get
 from responses.services import sessions
 from responses.services.create import PreparedResponse, response_prepare
 from responses.services.sessions import Submission, session_link_continuation
+from tenants.principal import ApiPrincipal
 
 # Request parameters a Response echoes and its continuation inherits (tools must be sent again
 # on the standard OpenAI path; here the platform carries them over for the caller).
@@ -112,9 +112,7 @@ async def tool_outputs_continue(
     return prepared
 
 
-def tool_outputs_replay(
-    *, submission: ToolOutputSubmission
-) -> tuple[StoredResponse | None, bool]:
+def tool_outputs_replay(*, submission: ToolOutputSubmission) -> tuple[StoredResponse | None, bool]:
     """What an ``Idempotency-Key`` retry answers: ``(continuation, streamed)`` when the first
     request got the continuation, ``(None, False)`` when its answer is stored as it was (a 202
     with the session's state, or an error)."""

@@ -50,7 +50,6 @@ def parse_sse(raw: bytes) -> list[dict]:
     return events
 
 
-
 async def wait_for_status(response_id: str, statuses: set[str], *, within: float):
     """The stored response once its status is one of ``statuses`` (polls the database)."""
     from responses.models import StoredResponse
@@ -66,6 +65,7 @@ async def wait_for_status(response_id: str, statuses: set[str], *, within: float
 
 def text_of(events: list[dict]) -> str:
     return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+
 
 class Worker:
     """``celery -A config worker -B`` (worker and beat in one process group) as a subprocess of
@@ -91,9 +91,21 @@ class Worker:
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "celery", "-A", "config", "worker", "-B",
-                    "-l", "info", "--concurrency", "2", "--without-mingle", "--without-gossip",
-                    "-s", str(self.log_dir / f"beat-{time.monotonic_ns()}"),
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "-B",
+                    "-l",
+                    "info",
+                    "--concurrency",
+                    "2",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "-s",
+                    str(self.log_dir / f"beat-{time.monotonic_ns()}"),
                 ],
                 cwd=REPO_ROOT,
                 env=env,

@@ -63,7 +63,9 @@ async def test_a_streamed_turn_follows_the_official_sequence(client, transaction
     stored = await client.get(f"/v1/responses/{rid}", headers=transactional_cast.alice.headers)
     assert stored.json() == events[-1]["response"]
     replay = await stream_events(
-        await client.get(f"/v1/responses/{rid}?stream=true", headers=transactional_cast.alice.headers)
+        await client.get(
+            f"/v1/responses/{rid}?stream=true", headers=transactional_cast.alice.headers
+        )
     )
     assert replay == events
     tail = await stream_events(
@@ -140,9 +142,13 @@ async def test_instructions_are_not_carried_along_a_chain(client, transactional_
 async def test_store_false_is_never_retrievable_or_chainable(client, transactional_cast, engine):
     body = (await create(client, transactional_cast.alice, input="hi", store=False)).json()
     assert body["store"] is False
-    missing = await client.get(f"/v1/responses/{body['id']}", headers=transactional_cast.alice.headers)
+    missing = await client.get(
+        f"/v1/responses/{body['id']}", headers=transactional_cast.alice.headers
+    )
     assert missing.status_code == 404
-    chained = await create(client, transactional_cast.alice, input="x", previous_response_id=body["id"])
+    chained = await create(
+        client, transactional_cast.alice, input="x", previous_response_id=body["id"]
+    )
     assert chained.status_code == 404
     assert chained.json()["error"]["code"] == "previous_response_not_found"
     assert not await StoredResponse.objects.filter(public_id=body["id"]).aexists()
@@ -155,7 +161,9 @@ async def test_max_output_tokens_gives_incomplete(client, transactional_cast, en
     assert body["incomplete_details"] == {"reason": "max_output_tokens"}
 
 
-async def test_an_engine_failure_is_an_error_and_a_failed_response(client, transactional_cast, engine):
+async def test_an_engine_failure_is_an_error_and_a_failed_response(
+    client, transactional_cast, engine
+):
     engine.fail_after = 2
     engine.error = EngineUnavailable("no replica could be reached")
     response = await create(client, transactional_cast.alice, input="hi")
@@ -164,7 +172,9 @@ async def test_an_engine_failure_is_an_error_and_a_failed_response(client, trans
     stored = await StoredResponse.objects.aget(organization=transactional_cast.alice.organization)
     assert stored.status == "failed"
 
-    events = await stream_events(await create(client, transactional_cast.alice, input="hi", stream=True))
+    events = await stream_events(
+        await create(client, transactional_cast.alice, input="hi", stream=True)
+    )
     check_stream(events)
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
     assert events[-2]["code"] == "engine_unavailable"
@@ -176,10 +186,18 @@ async def test_an_engine_failure_is_an_error_and_a_failed_response(client, trans
         ({"input": "hi"}, "model", "missing_required_parameter"),
         ({"model": "scripted", "input": "hi", "temperature": 3}, "temperature", None),
         ({"model": "scripted", "input": "hi", "bogus": 1}, "bogus", "unknown_parameter"),
-        ({"model": "scripted", "input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type", None),
+        (
+            {"model": "scripted", "input": "hi", "tools": [{"type": "web_search"}]},
+            "tools[0].type",
+            None,
+        ),
         ({"model": "scripted", "input": [{"type": "nope"}]}, "input[0].type", None),
         ({"model": "scripted", "input": "hi", "include": ["nope"]}, "include[0]", None),
-        ({"model": "scripted", "input": "hi", "background": True, "store": False}, "background", None),
+        (
+            {"model": "scripted", "input": "hi", "background": True, "store": False},
+            "background",
+            None,
+        ),
         ({"model": "scripted", "input": "hi", "service_tier": "gold"}, "service_tier", None),
     ],
 )
@@ -187,7 +205,9 @@ async def test_invalid_requests_are_400_naming_the_param(
     client, transactional_cast, engine, body, param, code
 ):
     response = await client.post(
-        "/v1/responses", json.dumps(body), content_type="application/json",
+        "/v1/responses",
+        json.dumps(body),
+        content_type="application/json",
         headers=transactional_cast.alice.headers,
     )
     assert response.status_code == 400, response.content
@@ -217,7 +237,9 @@ async def test_unknown_model_is_model_not_found(client, transactional_cast, engi
 
 async def test_malformed_json_body(client, transactional_cast, engine):
     response = await client.post(
-        "/v1/responses", b'{"model":', content_type="application/json",
+        "/v1/responses",
+        b'{"model":',
+        content_type="application/json",
         headers=transactional_cast.alice.headers,
     )
     assert response.status_code == 400
@@ -240,7 +262,9 @@ async def test_input_items_paginate(client, transactional_cast, engine):
     headers = transactional_cast.alice.headers
     items = [{"role": "user", "content": f"m{i}"} for i in range(5)]
     rid = (await create(client, transactional_cast.alice, input=items)).json()["id"]
-    page = (await client.get(f"/v1/responses/{rid}/input_items?limit=2&order=asc", headers=headers)).json()
+    page = (
+        await client.get(f"/v1/responses/{rid}/input_items?limit=2&order=asc", headers=headers)
+    ).json()
     assert [i["content"][0]["text"] for i in page["data"]] == ["m0", "m1"]
     assert page["has_more"] is True and page["object"] == "list"
     after = page["last_id"]
@@ -270,7 +294,9 @@ async def test_input_tokens_are_counted_by_the_engine(client, transactional_cast
 
 async def test_cancel_a_finished_foreground_response_is_refused(client, transactional_cast, engine):
     rid = (await create(client, transactional_cast.alice, input="hi")).json()["id"]
-    response = await client.post(f"/v1/responses/{rid}/cancel", headers=transactional_cast.alice.headers)
+    response = await client.post(
+        f"/v1/responses/{rid}/cancel", headers=transactional_cast.alice.headers
+    )
     assert response.status_code == 400
 
 

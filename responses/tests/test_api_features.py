@@ -46,7 +46,9 @@ async def test_json_schema_goes_to_guided_decoding(transactional_cast, engine):
         await post(
             transactional_cast.alice,
             input="Where?",
-            text={"format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}},
+            text={
+                "format": {"type": "json_schema", "name": "place", "schema": schema, "strict": True}
+            },
         )
     ).json()
     assert json.loads(body["output"][0]["content"][0]["text"]) == {"city": "Oslo"}
@@ -152,7 +154,9 @@ async def test_parallel_tool_calls_stream_as_separate_items(transactional_cast, 
 
 
 @pytest.mark.compliance("E7")
-async def test_invalid_tool_arguments_from_the_model_are_kept_well_formed(transactional_cast, engine):
+async def test_invalid_tool_arguments_from_the_model_are_kept_well_formed(
+    transactional_cast, engine
+):
     tools = [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}]
     engine.script = build_script(tool_calls=[("f", '"just a string')])
     body = (await post(transactional_cast.alice, input="x", tools=tools)).json()
@@ -174,13 +178,22 @@ async def test_tool_choice_forms_reach_the_engine(transactional_cast, engine):
         {"type": "function", "name": n, "parameters": {"type": "object"}, "strict": False}
         for n in ("a", "b")
     ]
-    await post(transactional_cast.alice, input="x", tools=tools, tool_choice={"type": "function", "name": "b"})
+    await post(
+        transactional_cast.alice,
+        input="x",
+        tools=tools,
+        tool_choice={"type": "function", "name": "b"},
+    )
     assert engine.last_request.tool_choice == {"type": "function", "function": {"name": "b"}}
     await post(
         transactional_cast.alice,
         input="x",
         tools=tools,
-        tool_choice={"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "a"}]},
+        tool_choice={
+            "type": "allowed_tools",
+            "mode": "required",
+            "tools": [{"type": "function", "name": "a"}],
+        },
     )
     assert engine.last_request.tool_choice == "required"
     assert [t["function"]["name"] for t in engine.last_request.tools] == ["a"]
@@ -189,7 +202,9 @@ async def test_tool_choice_forms_reach_the_engine(transactional_cast, engine):
 
 
 @pytest.mark.compliance("E8")
-async def test_truncation_disabled_refuses_an_oversized_prompt(transactional_cast, engine, scripted_model):
+async def test_truncation_disabled_refuses_an_oversized_prompt(
+    transactional_cast, engine, scripted_model
+):
     scripted_model.context_length = 256
     await scripted_model.asave()
     huge = "word " * 2000

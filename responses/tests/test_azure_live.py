@@ -89,11 +89,14 @@ def test_azure_openai_works_unchanged_on_every_form(
     check_response(text.model_dump(mode="json"))
     url = seen[-1].url
     assert url.params.get("api-version") == ("preview" if form == "v1" else API_VERSION)
-    assert url.path == {
-        "v1": "/openai/v1/responses",
-        "dated": "/openai/responses",
-        "deployment": f"/openai/deployments/{deployment}/responses",
-    }[form]
+    assert (
+        url.path
+        == {
+            "v1": "/openai/v1/responses",
+            "dated": "/openai/responses",
+            "deployment": f"/openai/deployments/{deployment}/responses",
+        }[form]
+    )
     assert seen[-1].headers["api-key"] == transactional_cast.alice.secret  # Azure's key header
 
     # Stream.
@@ -127,7 +130,9 @@ def test_azure_openai_works_unchanged_on_every_form(
 
 
 @pytest.mark.compliance("M1")
-def test_api_version_is_checked_where_azure_requires_it(live_daphne, transactional_cast, deployment):
+def test_api_version_is_checked_where_azure_requires_it(
+    live_daphne, transactional_cast, deployment
+):
     headers = {"api-key": transactional_cast.alice.secret}
     body = {"model": deployment, "input": "hi"}
     with httpx.Client(base_url=live_daphne, headers=headers, timeout=30) as http:
@@ -143,10 +148,13 @@ def test_api_version_is_checked_where_azure_requires_it(live_daphne, transaction
         ok = http.post("/openai/v1/responses", json=body)  # v1 needs no version
         assert ok.status_code == 200
         assert ok.headers["apim-request-id"] == ok.headers["x-request-id"]
-        assert http.post("/openai/v1/responses", params={"api-version": "bogus"}, json=body).status_code == 400
-        echoed = http.get(
-            "/openai/v1/models", headers={"x-ms-client-request-id": "abc-123"}
+        assert (
+            http.post(
+                "/openai/v1/responses", params={"api-version": "bogus"}, json=body
+            ).status_code
+            == 400
         )
+        echoed = http.get("/openai/v1/models", headers={"x-ms-client-request-id": "abc-123"})
         assert echoed.status_code == 200 and echoed.headers["x-ms-client-request-id"] == "abc-123"
 
 

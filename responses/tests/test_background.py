@@ -80,7 +80,9 @@ def models(transactional_cast, upstream, worker):
     names = {}
     for upstream_name in _BEHAVIORS:
         kind = upstream_name.removeprefix("up-")
-        model = ServedModel.objects.create(name=f"bg-{kind}-{upstream.port}", upstream_model=upstream_name)
+        model = ServedModel.objects.create(
+            name=f"bg-{kind}-{upstream.port}", upstream_model=upstream_name
+        )
         EngineReplica.objects.create(model=model, base_url=upstream.base_url)
         names[kind] = model.name
     return names
@@ -98,12 +100,18 @@ async def create(persona, **body) -> dict:
 
 
 async def replay(persona, response_id: str, starting_after: int | None = None) -> list[dict]:
-    query = "stream=true" + (f"&starting_after={starting_after}" if starting_after is not None else "")
-    response = await AsyncClient().get(f"/v1/responses/{response_id}?{query}", headers=persona.headers)
+    query = "stream=true" + (
+        f"&starting_after={starting_after}" if starting_after is not None else ""
+    )
+    response = await AsyncClient().get(
+        f"/v1/responses/{response_id}?{query}", headers=persona.headers
+    )
     return parse_sse(b"".join([chunk async for chunk in response.streaming_content]))
 
 
-async def test_a_background_response_runs_in_the_worker_and_replays_from_any_point(models, transactional_cast):
+async def test_a_background_response_runs_in_the_worker_and_replays_from_any_point(
+    models, transactional_cast
+):
     alice = transactional_cast.alice
     queued = await create(alice, model=models["quick"])
     assert queued["status"] == "queued" and queued["background"] is True
@@ -114,7 +122,11 @@ async def test_a_background_response_runs_in_the_worker_and_replays_from_any_poi
 
     events = await replay(alice, queued["id"])
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
-    assert [e["type"] for e in events[:3]] == ["response.created", "response.queued", "response.in_progress"]
+    assert [e["type"] for e in events[:3]] == [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+    ]
     assert events[0]["response"]["status"] == "queued"
     assert events[-1]["type"] == "response.completed"
     assert text_of(events) == _BEHAVIORS["up-quick"].text
@@ -129,8 +141,15 @@ async def test_a_reader_that_disconnects_resumes_without_gap_or_duplicate_in_ano
     alice = transactional_cast.alice
     accepted = await AsyncClient().post(
         "/v1/responses",
-        json.dumps({"model": models["slow"], "input": "x", "background": True, "stream": True,
-                    "max_output_tokens": 60}),
+        json.dumps(
+            {
+                "model": models["slow"],
+                "input": "x",
+                "background": True,
+                "stream": True,
+                "max_output_tokens": 60,
+            }
+        ),
         content_type="application/json",
         headers=alice.headers,
     )
@@ -162,7 +181,9 @@ async def test_another_web_process_streams_and_cancels_a_background_response(
     queued = await create(alice, model=models["slow"])  # accepted by this (test) process
     aborted_before = upstream.aborted_streams
     async with httpx.AsyncClient(base_url=live_daphne, headers=alice.headers, timeout=30) as http:
-        async with http.stream("GET", f"/v1/responses/{queued['id']}", params={"stream": "true"}) as live:
+        async with http.stream(
+            "GET", f"/v1/responses/{queued['id']}", params={"stream": "true"}
+        ) as live:
             deltas = 0
             buffer = b""
             async for chunk in live.aiter_bytes():
@@ -217,7 +238,9 @@ def test_periodic_upkeep_never_queues_in_front_of_background_runs() -> None:
     assert {queue_of(entry["task"]) for entry in schedule.values()} == {"upkeep"}
     assert queue_of("responses.run_background") == "celery"
     assert {"celery", "upkeep"} <= set(app.amqp.queues)
-    assert all(entry["options"]["expires"] >= 60 for entry in schedule.values() if "options" in entry)
+    assert all(
+        entry["options"]["expires"] >= 60 for entry in schedule.values() if "options" in entry
+    )
 
 
 @pytest.mark.compliance("E2")
@@ -232,9 +255,15 @@ async def test_a_tool_output_deadline_fires_in_the_worker(models, transactional_
     engine.script = build_script(tool_calls=[("get_weather", '{"city": "Paris"}', "call_1")])
     first = await AsyncClient().post(
         "/v1/responses",
-        json.dumps({"model": "scripted", "input": "Weather?", "tools": [
-            {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
-        ]}),
+        json.dumps(
+            {
+                "model": "scripted",
+                "input": "Weather?",
+                "tools": [
+                    {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+                ],
+            }
+        ),
         content_type="application/json",
         headers=alice.headers,
     )

@@ -123,7 +123,9 @@ def test_a_reader_resumes_a_running_background_stream_with_starting_after(embedd
     numbers = [event["sequence_number"] for event in seen]
     assert numbers == list(range(len(numbers))), numbers
     assert [e["type"] for e in seen[:3]] == [
-        "response.created", "response.queued", "response.in_progress"
+        "response.created",
+        "response.queued",
+        "response.in_progress",
     ]
     assert seen[-1]["type"] == "response.completed"
     assert text_of(seen) == SLOW_TEXT == seen[-1]["response"]["output"][0]["content"][0]["text"]

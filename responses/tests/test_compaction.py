@@ -35,7 +35,9 @@ def summarizing(engine):
             return build_script(text=SUMMARY)
         if request.messages[-1]["role"] == "tool":
             return build_script(text="Noted.")
-        return build_script(tool_calls=[("lookup", '{"q": "weather"}', f"call_{len(request.messages)}")])
+        return build_script(
+            tool_calls=[("lookup", '{"q": "weather"}', f"call_{len(request.messages)}")]
+        )
 
     engine.script = script
     return engine
@@ -110,8 +112,13 @@ async def test_compact_round_trip(client, transactional_cast, summarizing):
                         input=[output[1], {"role": "user", "content": "x"}])  # fmt: skip
     assert stolen.status_code == 400
     assert stolen.json()["error"]["param"] == "input[0].encrypted_content"
-    forged = await post(client, alice, "/v1/responses", model="scripted",
-                        input=[{"type": "compaction", "encrypted_content": "Zm9yZ2Vk"}])
+    forged = await post(
+        client,
+        alice,
+        "/v1/responses",
+        model="scripted",
+        input=[{"type": "compaction", "encrypted_content": "Zm9yZ2Vk"}],
+    )
     assert forged.status_code == 400
 
 
@@ -178,7 +185,9 @@ async def test_automatic_compaction_keeps_a_long_tool_session_going(
     answers = await _tool_session(client, alice, turns=6, context_management=[
         {"type": "compaction", "compact_threshold": 1000}])  # fmt: skip
     assert [a.status_code for a in answers] == [200] * 6
-    summaries = [r for r in small_model.requests if r.messages[0]["content"] == SUMMARY_INSTRUCTIONS]
+    summaries = [
+        r for r in small_model.requests if r.messages[0]["content"] == SUMMARY_INSTRUCTIONS
+    ]
     assert summaries, "no compaction happened"
     last = small_model.requests[-1]
     assert any(m["content"] == SUMMARY_HEADER + SUMMARY for m in last.messages)

@@ -35,7 +35,9 @@ def test_the_sdk_compacts_and_continues_from_the_compaction(
         base_url=f"{live_daphne}/v1", api_key=transactional_cast.alice.secret, max_retries=0
     )
     first = client.responses.create(model=model.name, input="I am Ada and I like sailing.")
-    raw = client.responses.with_raw_response.compact(model=model.name, previous_response_id=first.id)
+    raw = client.responses.with_raw_response.compact(
+        model=model.name, previous_response_id=first.id
+    )
     compacted = raw.parse()
     assert compacted.object == "response.compaction"
     assert [item.type for item in compacted.output] == ["message", "compaction"]

@@ -208,7 +208,9 @@ async def test_open_responses_golden_sequence_follows_the_specification(
 async def test_legacy_golden_sequence_uses_the_report_names(
     transactional_cast, turn_engine, reasoning_keys
 ):
-    raw = await _raw(await _create(transactional_cast.alice, headers={"X-Responses-Dialect": "legacy"}))
+    raw = await _raw(
+        await _create(transactional_cast.alice, headers={"X-Responses-Dialect": "legacy"})
+    )
     assert raw.endswith(b"\n\ndata: [DONE]\n\n")
     events = parse_sse(raw)
     assert _types(events) == GOLDEN_LEGACY
@@ -224,7 +226,9 @@ async def test_legacy_golden_sequence_uses_the_report_names(
 async def _failing_turn(persona, dialect):
     from engines.runtime.registry import engine_override
 
-    engine = ScriptedEngine(build_script(text="one two three"), fail_after=2, error=EngineError("boom"))
+    engine = ScriptedEngine(
+        build_script(text="one two three"), fail_after=2, error=EngineError("boom")
+    )
     with engine_override("scripted", engine):
         return parse_sse(
             await _raw(
@@ -251,11 +255,18 @@ async def test_a_failure_is_an_error_event_then_response_failed_in_every_dialect
     nested = await _failing_turn(alice, "open-responses")
     assert _types(nested)[-2:] == ["error", "response.failed"]
     assert nested[-2]["error"] == {
-        "type": "server_error", "code": "server_error", "message": shown, "param": None
+        "type": "server_error",
+        "code": "server_error",
+        "message": shown,
+        "param": None,
     }
 
     legacy = await _failing_turn(alice, "legacy")
-    assert _types(legacy)[-3:] == ["response.error", "response.failed", "response.rate_limits.updated"]
+    assert _types(legacy)[-3:] == [
+        "response.error",
+        "response.failed",
+        "response.rate_limits.updated",
+    ]
     assert legacy[-3]["message"] == shown
 
 
@@ -325,7 +336,10 @@ async def test_an_unknown_dialect_header_is_a_400_on_every_endpoint(
         await _create(alice, headers={"X-Responses-Dialect": "klingon"}),
         await AsyncClient().get("/v1/responses/resp_abc?stream=true", headers=bad),
         await AsyncClient().post(
-            "/v1/responses/resp_abc/tool_outputs", "{}", content_type="application/json", headers=bad
+            "/v1/responses/resp_abc/tool_outputs",
+            "{}",
+            content_type="application/json",
+            headers=bad,
         ),
     ]
     for answer in answers:
@@ -380,7 +394,9 @@ def test_every_dialect_end_to_end_on_a_live_server(
         assert (frames[-1].data == "[DONE]") is (dialect != "openai")
         data_frames = [frame for frame in frames if frame.data != "[DONE]"]
         events = [frame.json() for frame in data_frames]
-        assert all(frame.event == event["type"] for frame, event in zip(data_frames, events, strict=True))
+        assert all(
+            frame.event == event["type"] for frame, event in zip(data_frames, events, strict=True)
+        )
         assert reasoning_delta in _types(events)
         assert [e["sequence_number"] for e in events] == list(range(len(events)))
         if dialect == "openai":

@@ -385,12 +385,12 @@ def _leaks(baseline: ProcessSample, current: ProcessSample) -> list[str]:
     # most its 128 keep-alive slots); a stream still in flight would show in the fake's
     # active_streams, which the test checks separately.
     # Likewise the database pool and the database executor grow on demand up to their bounds
-    # (api/db.py): more connections or threads than after the warm-up, within those bounds, is
+    # (core/db.py): more connections or threads than after the warm-up, within those bounds, is
     # a busier moment, not a leak; a leak grows with the number of streams (1,000 here).
     from django.conf import settings
 
     pool_max = settings.DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 2)
-    # Redis: one process-wide pool (api/cache.py), used by the database executor's threads, the
+    # Redis: one process-wide pool (core/cache.py), used by the database executor's threads, the
     # loop's default executor (cancel flags) and the thread async views share for Django's
     # bookkeeping (api/handler.py): at most one connection per such thread.
     redis_max = settings.DATABASE_THREADS + 8
@@ -568,7 +568,6 @@ async def test_an_engine_failure_mid_stream_ends_in_response_failed(
 # --- the database drops its connections ------------------------------------------------------
 
 
-
 @contextlib.contextmanager
 def own_daphne(env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
     """A daphne of this test's own: the session's ``live_daphne`` must not inherit the broken
@@ -676,9 +675,7 @@ async def test_keep_alive_comments_while_the_engine_is_silent(
         ["keepalive"] if chunk == KEEPALIVE else [e["type"] for e in parse_sse(chunk)]
         for _, chunk in chunks
     ]
-    first_output = next(
-        i for i, chunk in enumerate(kinds) if "response.output_item.added" in chunk
-    )
+    first_output = next(i for i, chunk in enumerate(kinds) if "response.output_item.added" in chunk)
     assert kinds[0] == ["response.created", "response.in_progress"]
     assert all(chunk == ["keepalive"] for chunk in kinds[1:first_output]), kinds
     assert first_output - 1 >= 3, kinds
@@ -705,9 +702,12 @@ def test_a_web_process_killed_mid_stream_leaves_the_response_failed_not_in_progr
     daphne = DaphneProcess({"BACKGROUND_LEASE_SECONDS": str(lease)}).start()
     alice = transactional_cast.alice
     try:
-        with httpx.Client(base_url=daphne.base_url, timeout=30) as client, client.stream(
-            "POST", "/v1/responses", json=create_body(model_for["slow"]), headers=alice.headers
-        ) as response:
+        with (
+            httpx.Client(base_url=daphne.base_url, timeout=30) as client,
+            client.stream(
+                "POST", "/v1/responses", json=create_body(model_for["slow"]), headers=alice.headers
+            ) as response,
+        ):
             lines = response.iter_lines()
             response_id = None
             for line in lines:

@@ -184,9 +184,7 @@ def test_the_command_generates_a_usable_key_and_shows_fingerprints_only(settings
 
 
 @pytest.mark.compliance("H4")
-async def test_retrieving_with_the_include_and_no_key_is_refused_too(
-    transactional_cast, settings
-):
+async def test_retrieving_with_the_include_and_no_key_is_refused_too(transactional_cast, settings):
     settings.REASONING_ENCRYPTION_KEYS = []
     answer = await AsyncClient().get(
         "/v1/responses/resp_abc?include[]=reasoning.encrypted_content",

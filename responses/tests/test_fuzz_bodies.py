@@ -28,9 +28,9 @@ FUZZ = settings(
 )
 
 # Text that includes what broke things before: lone surrogates, NUL, non-BMP characters.
-text = st.text(
-    st.characters(codec=None, exclude_categories=()), max_size=20
-) | st.sampled_from(["\ud800", "a\udfffb", "\x00", "😀", "", "resp_", "scripted"])
+text = st.text(st.characters(codec=None, exclude_categories=()), max_size=20) | st.sampled_from(
+    ["\ud800", "a\udfffb", "\x00", "😀", "", "resp_", "scripted"]
+)
 numbers = st.one_of(
     st.integers(),
     st.integers(min_value=2**62, max_value=2**70),
@@ -40,8 +40,7 @@ numbers = st.one_of(
 scalars = st.none() | st.booleans() | numbers | text
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(text, children, max_size=3),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3),
     max_leaves=8,
 )
 
@@ -52,8 +51,7 @@ schema_keywords = st.sampled_from(
 schemas = st.recursive(
     st.dictionaries(
         schema_keywords,
-        st.sampled_from(["object", "string", "#", "#/$defs/a", "(", "[z-a]", "^a+$"])
-        | scalars,
+        st.sampled_from(["object", "string", "#", "#/$defs/a", "(", "[z-a]", "^a+$"]) | scalars,
         max_size=3,
     ),
     lambda children: st.dictionaries(
@@ -68,8 +66,10 @@ content_parts = st.fixed_dictionaries(
 items = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["message", "function_call", "function_call_output",
-                                 "item_reference", "reasoning"]) | text,  # fmt: skip
+        "type": st.sampled_from(
+            ["message", "function_call", "function_call_output", "item_reference", "reasoning"]
+        )
+        | text,  # fmt: skip
         "role": st.sampled_from(["user", "assistant", "system", "developer"]) | text,
         "content": text | st.lists(content_parts, max_size=2) | json_values,
         "call_id": text,
@@ -93,8 +93,11 @@ text_param = st.fixed_dictionaries(
     optional={
         "format": st.fixed_dictionaries(
             {"type": st.sampled_from(["text", "json_object", "json_schema"]) | text},
-            optional={"name": text | st.just("out"), "schema": schemas | json_values,
-                      "strict": st.booleans()},  # fmt: skip
+            optional={
+                "name": text | st.just("out"),
+                "schema": schemas | json_values,
+                "strict": st.booleans(),
+            },  # fmt: skip
         )
         | json_values,
         "verbosity": text,
@@ -255,8 +258,9 @@ async def test_tool_outputs_never_answers_5xx(
         engine.script = build_script(tool_calls=[("f", '{"a": 1}', "call_fuzz")])
         created = await AsyncClient().post(
             "/v1/responses",
-            json.dumps({"model": "scripted", "input": "hi",
-                        "tools": [{"type": "function", "name": "f"}]}),  # fmt: skip
+            json.dumps(
+                {"model": "scripted", "input": "hi", "tools": [{"type": "function", "name": "f"}]}
+            ),  # fmt: skip
             content_type="application/json",
             headers=transactional_cast.alice.headers,
         )

@@ -50,8 +50,10 @@ async def assert_nothing_kept() -> None:
         (f'{{"model": "scripted", "input": "a{LONE}b"}}', "input"),
         (f'{{"model": "scripted", "input": "hi", "instructions": "{LONE}"}}', "instructions"),
         (f'{{"model": "{LONE}", "input": "hi"}}', "model"),
-        (f'{{"model": "scripted", "input": "hi", "previous_response_id": "resp_{LONE}"}}',
-         "previous_response_id"),
+        (
+            f'{{"model": "scripted", "input": "hi", "previous_response_id": "resp_{LONE}"}}',
+            "previous_response_id",
+        ),
         (
             '{"model": "scripted", "input": "hi", "tools": [{"type": "function", "name": "f", '
             f'"description": "{LONE}"}}]}}',
@@ -99,7 +101,7 @@ async def test_numbers_out_of_range_are_a_400(client, transactional_cast, engine
 
 
 async def test_a_huge_integer_anywhere_is_a_400(client, transactional_cast, engine):
-    raw = '[' + "7" * 4400 + "]"
+    raw = "[" + "7" * 4400 + "]"
     response = await post_raw(client, transactional_cast.alice, "/v1/responses", raw)
     assert_envelope(response)
 
@@ -108,7 +110,9 @@ def _schema_body(schema) -> dict:
     return {
         "model": "scripted",
         "input": "hi",
-        "text": {"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}},
+        "text": {
+            "format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}
+        },
     }
 
 
@@ -246,9 +250,7 @@ async def test_top_p_zero_is_accepted_like_openai(client, transactional_cast, en
     assert 0 < engine.last_request.top_p < 1e-6
 
 
-async def test_an_unreachable_replica_does_not_reveal_its_url(
-    client, transactional_cast, engine
-):
+async def test_an_unreachable_replica_does_not_reveal_its_url(client, transactional_cast, engine):
     engine.fail_after = 0
     engine.error = EngineUnavailable("Engine replica unreachable: http://10.1.2.3:8100/v1")
     for stream in (False, True):
@@ -258,7 +260,9 @@ async def test_an_unreachable_replica_does_not_reveal_its_url(
             content_type="application/json",
             headers=transactional_cast.alice.headers,
         )
-        raw = b"".join([c async for c in response.streaming_content]) if stream else response.content
+        raw = (
+            b"".join([c async for c in response.streaming_content]) if stream else response.content
+        )
         assert b"10.1.2.3" not in raw
         assert b"http://" not in raw
     stored = [r.body async for r in StoredResponse.objects.all()]
@@ -271,13 +275,17 @@ async def test_lone_surrogate_in_a_tool_output(client, transactional_cast, engin
     engine.script = build_script(tool_calls=[("f", "{}", "call_s")])
     created = await client.post(
         "/v1/responses",
-        json.dumps({"model": "scripted", "input": "hi", "tools": [{"type": "function", "name": "f"}]}),
+        json.dumps(
+            {"model": "scripted", "input": "hi", "tools": [{"type": "function", "name": "f"}]}
+        ),
         content_type="application/json",
         headers=transactional_cast.alice.headers,
     )
     rid = created.json()["id"]
     raw = f'{{"tool_outputs": [{{"call_id": "call_s", "output": "x{LONE}"}}]}}'
-    response = await post_raw(client, transactional_cast.alice, f"/v1/responses/{rid}/tool_outputs", raw)
+    response = await post_raw(
+        client, transactional_cast.alice, f"/v1/responses/{rid}/tool_outputs", raw
+    )
     assert_envelope(response, param="tool_outputs[0].output")
     # Nothing was recorded: the same call can still be answered properly.
     ok = await client.post(

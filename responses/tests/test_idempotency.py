@@ -82,9 +82,7 @@ async def test_concurrent_duplicates_run_one_generation(transactional_cast, engi
 
 
 @pytest.mark.parametrize("store", [True, False])
-async def test_a_streamed_first_answer_is_replayed_as_its_events(
-    transactional_cast, engine, store
-):
+async def test_a_streamed_first_answer_is_replayed_as_its_events(transactional_cast, engine, store):
     alice = transactional_cast.alice
     first = parse_sse(await body_of(await create(alice, key="k-4", input="hi", stream=True,
                                                  store=store)))  # fmt: skip
@@ -134,12 +132,8 @@ async def test_a_key_that_cannot_be_a_key_is_a_400(transactional_cast, engine, k
 
 async def test_tool_outputs_refuse_a_used_key_with_another_body(transactional_cast, engine):
     alice = transactional_cast.alice
-    engine.script = build_script(
-        tool_calls=[("f", "{}", "call_a"), ("f", "{}", "call_b")]
-    )
-    created = await create(
-        alice, key=None, input="hi", tools=[{"type": "function", "name": "f"}]
-    )
+    engine.script = build_script(tool_calls=[("f", "{}", "call_a"), ("f", "{}", "call_b")])
+    created = await create(alice, key=None, input="hi", tools=[{"type": "function", "name": "f"}])
     response_id = created.json()["id"]
     engine.script = build_script(text="Done.")
 
@@ -173,9 +167,7 @@ async def test_concurrent_streamed_duplicates_get_the_same_events(transactional_
     assert engine.started == 1
 
 
-async def test_concurrent_duplicates_of_a_failing_request_get_its_error(
-    transactional_cast, engine
-):
+async def test_concurrent_duplicates_of_a_failing_request_get_its_error(transactional_cast, engine):
     engine.delay = 0.02
     engine.fail_after = 2
     alice = transactional_cast.alice

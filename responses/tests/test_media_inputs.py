@@ -107,7 +107,9 @@ async def test_images_reach_a_vision_model_as_chat_image_parts(
         f"/v1/responses/{answer.json()['id']}/input_items", headers=transactional_cast.alice.headers
     )
     assert items.json()["data"][0]["content"][1] == {
-        "type": "input_image", "image_url": PNG_URL, "detail": "auto"
+        "type": "input_image",
+        "image_url": PNG_URL,
+        "detail": "auto",
     }
 
 
@@ -135,7 +137,11 @@ async def test_text_and_pdf_files_reach_any_model_as_text(transactional_cast, mo
         models["text"],
         {"type": "input_text", "text": "Summarize."},
         {"type": "input_file", "filename": "notes.txt", "file_data": notes},
-        {"type": "input_file", "filename": "q3.pdf", "file_data": f"data:application/pdf;base64,{pdf}"},
+        {
+            "type": "input_file",
+            "filename": "q3.pdf",
+            "file_data": f"data:application/pdf;base64,{pdf}",
+        },
     )
     assert answer.status_code == 200, answer.content
     content = _sent(upstream)[0]["content"]
@@ -148,22 +154,58 @@ async def test_text_and_pdf_files_reach_any_model_as_text(transactional_cast, mo
 @pytest.mark.parametrize(
     ("part", "param", "fragment"),
     [
-        ({"type": "input_image", "image_url": "http://127.0.0.1:8000/admin"}, "image_url", "private"),
+        (
+            {"type": "input_image", "image_url": "http://127.0.0.1:8000/admin"},
+            "image_url",
+            "private",
+        ),
         ({"type": "input_image", "image_url": "http://10.1.2.3/x.png"}, "image_url", "private"),
-        ({"type": "input_image", "image_url": "http://169.254.169.254/latest/meta-data"}, "image_url", "private"),
+        (
+            {"type": "input_image", "image_url": "http://169.254.169.254/latest/meta-data"},
+            "image_url",
+            "private",
+        ),
         ({"type": "input_image", "image_url": "http://[::1]/x.png"}, "image_url", "private"),
-        ({"type": "input_image", "image_url": "http://[::ffff:192.168.0.1]/x"}, "image_url", "private"),
+        (
+            {"type": "input_image", "image_url": "http://[::ffff:192.168.0.1]/x"},
+            "image_url",
+            "private",
+        ),
         ({"type": "input_image", "image_url": "http://localhost/x.png"}, "image_url", "private"),
-        ({"type": "input_image", "image_url": "https://vault.internal/x.png"}, "image_url", "private"),
+        (
+            {"type": "input_image", "image_url": "https://vault.internal/x.png"},
+            "image_url",
+            "private",
+        ),
         ({"type": "input_image", "image_url": "http://printer/x.png"}, "image_url", "private"),
         ({"type": "input_image", "image_url": "file:///etc/passwd"}, "image_url", "http(s) URL"),
-        ({"type": "input_image", "image_url": "data:text/html;base64,PGI+"}, "image_url", "images must be"),
+        (
+            {"type": "input_image", "image_url": "data:text/html;base64,PGI+"},
+            "image_url",
+            "images must be",
+        ),
         ({"type": "input_image", "image_url": "data:image/png;base64,@@@"}, "image_url", "base64"),
         ({"type": "input_image", "file_id": "file-1"}, "file_id", "Files API"),
         ({"type": "input_file", "file_id": "file-1", "filename": "a"}, "file_id", "Files API"),
         ({"type": "input_file", "file_url": "https://x.example/a.pdf"}, "file_url", "fetches no"),
-        ({"type": "input_file", "filename": "a.bin", "file_data": base64.b64encode(b"\xff\xfe\x00").decode()}, "file_data", "neither a PDF"),
-        ({"type": "input_file", "filename": "a.pdf", "file_data": base64.b64encode(b"%PDF-1.4 junk").decode()}, "file_data", "PDF"),
+        (
+            {
+                "type": "input_file",
+                "filename": "a.bin",
+                "file_data": base64.b64encode(b"\xff\xfe\x00").decode(),
+            },
+            "file_data",
+            "neither a PDF",
+        ),
+        (
+            {
+                "type": "input_file",
+                "filename": "a.pdf",
+                "file_data": base64.b64encode(b"%PDF-1.4 junk").decode(),
+            },
+            "file_data",
+            "PDF",
+        ),
         ({"type": "input_file", "file_data": "aGk="}, "filename", "filename"),
     ],
 )

@@ -150,7 +150,9 @@ def assert_openai_answer(response: httpx.Response) -> None:
     elif kind.startswith("text/event-stream"):
         events = parse_sse(response.content)
         assert events and events[-1]["type"] in (
-            "response.completed", "response.failed", "response.incomplete"
+            "response.completed",
+            "response.failed",
+            "response.incomplete",
         ), events[-3:]
 
 

@@ -8,7 +8,7 @@ import pydantic
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 from responses.requests import (
     build_chat_messages,
     build_chat_tools,

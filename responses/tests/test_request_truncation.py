@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 from responses.requests import fit_to_context
 from responses.requests.truncation import CONTEXT_LENGTH_EXCEEDED_MESSAGE, drop_points
 

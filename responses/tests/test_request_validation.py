@@ -21,7 +21,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_reasoning_item import Content, Summary
 
-from api.errors import InvalidRequest
+from core.errors import InvalidRequest
 from responses.requests import (
     CreateResponseRequest,
     parse_create_request,
@@ -1089,10 +1089,14 @@ def test_conversation_is_an_id_or_an_object_and_input_may_be_omitted():
 def test_context_management_gives_the_compaction_threshold():
     assert parse_create_request(body()).compact_threshold is None
     assert parse_create_request(body(context_management=[])).compact_threshold is None
-    assert parse_create_request(
-        body(context_management=[{"type": "compaction", "compact_threshold": 4000}])
-    ).compact_threshold == 4000
+    assert (
+        parse_create_request(
+            body(context_management=[{"type": "compaction", "compact_threshold": 4000}])
+        ).compact_threshold
+        == 4000
+    )
     # Without a threshold: compact only when the context would not fit the model.
-    assert parse_create_request(
-        body(context_management=[{"type": "compaction"}])
-    ).compact_threshold == 0
+    assert (
+        parse_create_request(body(context_management=[{"type": "compaction"}])).compact_threshold
+        == 0
+    )

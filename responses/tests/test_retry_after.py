@@ -21,7 +21,8 @@ async def test_no_healthy_replica_is_a_503_that_says_when_the_next_health_check_
     settings.ENGINE_HEALTH_INTERVAL_SECONDS = 40.0
     model = await ServedModel.objects.acreate(name=f"down-{free_port()}", upstream_model="down")
     await EngineReplica.objects.acreate(
-        model=model, base_url=f"http://127.0.0.1:{free_port()}/v1"  # nothing listens
+        model=model,
+        base_url=f"http://127.0.0.1:{free_port()}/v1",  # nothing listens
     )
     answers = []
     for _ in range(2):

@@ -132,7 +132,9 @@ async def test_unknown_duplicate_and_idempotent_retry(transactional_cast, engine
     assert completed.status_code == 200
     again = await submit(alice, first["id"], [out("call_oslo")], key="k-2")
     assert again.status_code == 200 and again.json()["id"] == completed.json()["id"]
-    count = await sync_to_async(StoredResponse.objects.filter(previous_response__public_id=first["id"]).count)()
+    count = await sync_to_async(
+        StoredResponse.objects.filter(previous_response__public_id=first["id"]).count
+    )()
     assert count == 1  # the retry did not run a second continuation
 
 
@@ -215,12 +217,22 @@ def test_purge_responses_honours_retention_and_dry_run(transactional_cast, capsy
 
     org = transactional_cast.alice.organization
     old = Row.objects.create(
-        public_id="resp_old", organization=org, model="m", status="completed", body={},
+        public_id="resp_old",
+        organization=org,
+        model="m",
+        status="completed",
+        body={},
         created_at=timezone.now() - timedelta(days=31),
     )
-    Row.objects.create(public_id="resp_new", organization=org, model="m", status="completed", body={})
     Row.objects.create(
-        public_id="resp_running", organization=org, model="m", status="in_progress", body={},
+        public_id="resp_new", organization=org, model="m", status="completed", body={}
+    )
+    Row.objects.create(
+        public_id="resp_running",
+        organization=org,
+        model="m",
+        status="in_progress",
+        body={},
         created_at=timezone.now() - timedelta(days=31),
     )
     call_command("purge_responses", "--dry-run")

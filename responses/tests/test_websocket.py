@@ -91,7 +91,11 @@ async def test_turns_stream_the_sse_events_and_chain_without_storage(transaction
         previous = final["id"]
     # The third turn saw the whole connection-local chain: 2 earlier turns of 2 messages + 1.
     assert [m["content"] for m in engine.last_request.messages] == [
-        "question 0", "turn 1", "question 1", "turn 3", "question 2"
+        "question 0",
+        "turn 1",
+        "question 1",
+        "turn 3",
+        "question 2",
     ]
     assert not await StoredResponse.objects.aexists()
     # Usage is settled per turn, exactly like over HTTP.
@@ -109,7 +113,9 @@ async def test_stored_turns_and_a_warm_up(transactional_cast, engine):
     await send(communicator, instructions="Be brief.", input="context only", generate=False)
     warm = await turn(communicator)
     assert [e["type"] for e in warm] == [
-        "response.created", "response.in_progress", "response.completed"
+        "response.created",
+        "response.in_progress",
+        "response.completed",
     ]
     assert warm[-1]["response"]["output"] == []
     assert engine.started == 0  # nothing was generated
@@ -123,9 +129,7 @@ async def test_stored_turns_and_a_warm_up(transactional_cast, engine):
     await communicator.disconnect()
 
 
-async def test_errors_are_error_events_and_the_connection_stays_usable(
-    transactional_cast, engine
-):
+async def test_errors_are_error_events_and_the_connection_stays_usable(transactional_cast, engine):
     communicator = await connected(transactional_cast.alice)
     await communicator.send_to(text_data="not json")
     assert (await receive(communicator))["error"]["code"] == "invalid_json"
@@ -191,9 +195,9 @@ async def test_the_connection_warns_then_closes_at_its_maximum_lifetime(
 async def test_a_turn_on_a_conversation(transactional_cast, engine):
     from asgiref.sync import sync_to_async
 
-    from api.authentication import ApiPrincipal
     from conversations.models import ConversationItem
     from conversations.services import conversation_create
+    from tenants.principal import ApiPrincipal
 
     alice = transactional_cast.alice
     principal = ApiPrincipal(api_key=alice.api_key, organization=alice.organization, project=None)

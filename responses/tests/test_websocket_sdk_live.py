@@ -76,7 +76,9 @@ def test_three_store_false_turns_over_one_connection(sdk, upstream):
                                    store=False, generate=False)  # fmt: skip
         warm = _until_terminal(connection)
         assert [e.type for e in warm] == [
-            "response.created", "response.in_progress", "response.completed"
+            "response.created",
+            "response.in_progress",
+            "response.completed",
         ]
         previous = warm[-1].response.id
         for number in range(3):

@@ -4,30 +4,38 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organization',
-            name='max_chain_length',
-            field=models.PositiveIntegerField(default=200, help_text='Cap on turns in one previous_response_id chain; 0 = none.'),
+            model_name="organization",
+            name="max_chain_length",
+            field=models.PositiveIntegerField(
+                default=200, help_text="Cap on turns in one previous_response_id chain; 0 = none."
+            ),
         ),
         migrations.AddField(
-            model_name='organization',
-            name='max_stored_bytes',
-            field=models.PositiveBigIntegerField(default=1073741824, help_text='Cap on stored response data (bodies and input items); 0 = none.'),
+            model_name="organization",
+            name="max_stored_bytes",
+            field=models.PositiveBigIntegerField(
+                default=1073741824,
+                help_text="Cap on stored response data (bodies and input items); 0 = none.",
+            ),
         ),
         migrations.AddField(
-            model_name='organization',
-            name='response_retention_days',
-            field=models.PositiveIntegerField(default=30, help_text='Stored responses older than this are purged.'),
+            model_name="organization",
+            name="response_retention_days",
+            field=models.PositiveIntegerField(
+                default=30, help_text="Stored responses older than this are purged."
+            ),
         ),
         migrations.AddField(
-            model_name='organization',
-            name='tool_output_timeout_seconds',
-            field=models.PositiveIntegerField(default=600, help_text='How long a response waits for its tool outputs (E2).'),
+            model_name="organization",
+            name="tool_output_timeout_seconds",
+            field=models.PositiveIntegerField(
+                default=600, help_text="How long a response waits for its tool outputs (E2)."
+            ),
         ),
     ]

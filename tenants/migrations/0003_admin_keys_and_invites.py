@@ -8,44 +8,91 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0002_organization_session_limits'),
+        ("tenants", "0002_organization_session_limits"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apikey',
-            name='kind',
-            field=models.CharField(choices=[('project', 'API key'), ('admin', 'Admin key (Administration API only)')], default='project', max_length=8),
+            model_name="apikey",
+            name="kind",
+            field=models.CharField(
+                choices=[("project", "API key"), ("admin", "Admin key (Administration API only)")],
+                default="project",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='organization',
-            name='console_edits_limits',
-            field=models.BooleanField(default=False, help_text="Let the organization's owners and admins change their rate limits and budgets in the console (otherwise only staff can).", verbose_name='owners may edit limits'),
+            model_name="organization",
+            name="console_edits_limits",
+            field=models.BooleanField(
+                default=False,
+                help_text="Let the organization's owners and admins change their rate limits and budgets in the console (otherwise only staff can).",
+                verbose_name="owners may edit limits",
+            ),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='permissions',
-            field=models.JSONField(blank=True, default=dict, help_text='For restricted keys: endpoint group → none, read or write.'),
+            model_name="apikey",
+            name="permissions",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="For restricted keys: endpoint group → none, read or write.",
+            ),
         ),
         migrations.CreateModel(
-            name='Invite',
+            name="Invite",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.CharField(default=tenants.ids.new_invite_id, max_length=40, unique=True)),
-                ('email', models.EmailField(max_length=254)),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member')], default='member', max_length=16)),
-                ('token', models.CharField(default=tenants.ids.new_invite_token, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField(default=tenants.ids.invite_expiry)),
-                ('accepted_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invites', to='tenants.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "public_id",
+                    models.CharField(default=tenants.ids.new_invite_id, max_length=40, unique=True),
+                ),
+                ("email", models.EmailField(max_length=254)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("owner", "Owner"), ("admin", "Admin"), ("member", "Member")],
+                        default="member",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "token",
+                    models.CharField(
+                        default=tenants.ids.new_invite_token, max_length=64, unique=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField(default=tenants.ids.invite_expiry)),
+                ("accepted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="invites",
+                        to="tenants.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0002_organization_session_limits'),
+        ("tenants", "0002_organization_session_limits"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organization',
-            name='stream_dialect',
-            field=models.CharField(blank=True, choices=[('openai', 'openai'), ('open-responses', 'open-responses'), ('legacy', 'legacy')], default='', help_text="Default stream dialect of this organization's requests (an X-Responses-Dialect header overrides it); blank = the server's RESPONSES_DIALECT.", max_length=20),
+            model_name="organization",
+            name="stream_dialect",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("openai", "openai"),
+                    ("open-responses", "open-responses"),
+                    ("legacy", "legacy"),
+                ],
+                default="",
+                help_text="Default stream dialect of this organization's requests (an X-Responses-Dialect header overrides it); blank = the server's RESPONSES_DIALECT.",
+                max_length=20,
+            ),
         ),
     ]

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0003_admin_keys_and_invites'),
-        ('tenants', '0003_organization_stream_dialect'),
+        ("tenants", "0003_admin_keys_and_invites"),
+        ("tenants", "0003_organization_stream_dialect"),
     ]
 
-    operations = [
-    ]
+    operations = []

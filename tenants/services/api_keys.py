@@ -86,7 +86,9 @@ def validate_permissions(permissions: dict[str, str]) -> dict[str, str]:
     cleaned: dict[str, str] = {}
     for group, level in permissions.items():
         if group not in ENDPOINT_GROUPS:
-            raise ValueError(f"Unknown endpoint group {group!r}; known: {', '.join(ENDPOINT_GROUPS)}")
+            raise ValueError(
+                f"Unknown endpoint group {group!r}; known: {', '.join(ENDPOINT_GROUPS)}"
+            )
         if level not in PERMISSION_LEVELS:
             raise ValueError(f"Permission for {group!r} must be one of none/read/write")
         cleaned[group] = level

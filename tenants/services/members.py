@@ -34,7 +34,9 @@ def can_manage(role: str | None) -> bool:
     return role in MANAGER_ROLES
 
 
-def membership_role_set(*, membership: Membership, role: str, acting_role: str | None) -> Membership:
+def membership_role_set(
+    *, membership: Membership, role: str, acting_role: str | None
+) -> Membership:
     role = role_from_wire(role)
     if Membership.Role.OWNER in (role, membership.role) and acting_role not in (
         None,
@@ -72,7 +74,11 @@ def _refuse_last_owner(membership: Membership) -> None:
 
 
 def invite_create(
-    *, organization: Organization, email: str, role: str, created_by=None,
+    *,
+    organization: Organization,
+    email: str,
+    role: str,
+    created_by=None,
     acting_role: str | None = None,
 ) -> Invite:
     role = role_from_wire(role)

@@ -11,9 +11,7 @@ def organization_create(*, name: str, slug: str | None = None, owner=None) -> Or
     organization = Organization.objects.create(name=name, slug=slug or slugify(name)[:64])
     Project.objects.create(organization=organization, name="Default project")
     if owner is not None:
-        Membership.objects.create(
-            user=owner, organization=organization, role=Membership.Role.OWNER
-        )
+        Membership.objects.create(user=owner, organization=organization, role=Membership.Role.OWNER)
     return organization
 
 

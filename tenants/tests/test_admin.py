@@ -106,12 +106,19 @@ def test_creating_an_organization_in_the_admin_makes_a_default_project(staff_cli
     response = staff_client.post(
         "/admin/tenants/organization/add/",
         {
-            "name": "Initech", "slug": "initech", "allowed_service_tiers": ["auto", "default"],
-            "tool_output_timeout_seconds": 600, "response_retention_days": 30,
-            "max_stored_bytes": 1024, "max_chain_length": 10,
-            "created_at_0": "2026-01-01", "created_at_1": "00:00:00",
-            "projects-TOTAL_FORMS": 0, "projects-INITIAL_FORMS": 0,
-            "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+            "name": "Initech",
+            "slug": "initech",
+            "allowed_service_tiers": ["auto", "default"],
+            "tool_output_timeout_seconds": 600,
+            "response_retention_days": 30,
+            "max_stored_bytes": 1024,
+            "max_chain_length": 10,
+            "created_at_0": "2026-01-01",
+            "created_at_1": "00:00:00",
+            "projects-TOTAL_FORMS": 0,
+            "projects-INITIAL_FORMS": 0,
+            "memberships-TOTAL_FORMS": 0,
+            "memberships-INITIAL_FORMS": 0,
         },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -126,19 +133,33 @@ def test_admin_issues_admin_keys_and_restricted_permissions_without_json(staff_c
     response = staff_client.post(
         "/admin/tenants/apikey/add/",
         {
-            "organization": cast.alice.organization.pk, "project": "", "name": "restricted",
-            "kind": "project", "scope": "restricted", "permission_models": "read",
-            "permission_responses": "write", "expires_at_0": "", "expires_at_1": "",
+            "organization": cast.alice.organization.pk,
+            "project": "",
+            "name": "restricted",
+            "kind": "project",
+            "scope": "restricted",
+            "permission_models": "read",
+            "permission_responses": "write",
+            "expires_at_0": "",
+            "expires_at_1": "",
         },
     )
     assert response.status_code == 302
     assert ApiKey.objects.get(name="restricted").permissions == {
-        "models": "read", "responses": "write"
+        "models": "read",
+        "responses": "write",
     }
     staff_client.post(
         "/admin/tenants/apikey/add/",
-        {"organization": cast.alice.organization.pk, "project": "", "name": "ops admin",
-         "kind": "admin", "scope": "all", "expires_at_0": "", "expires_at_1": ""},
+        {
+            "organization": cast.alice.organization.pk,
+            "project": "",
+            "name": "ops admin",
+            "kind": "admin",
+            "scope": "all",
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
     )
     assert ApiKey.objects.get(name="ops admin").is_admin
 

@@ -97,7 +97,9 @@ def test_a_project_from_another_organization_is_refused(cast):
 
 
 @pytest.mark.django_db
-def test_last_use_is_recorded_without_a_write_per_request(client: Client, cast, django_assert_num_queries):
+def test_last_use_is_recorded_without_a_write_per_request(
+    client: Client, cast, django_assert_num_queries
+):
     assert cast.alice.api_key.last_used_at is None
     client.get("/v1/models", **cast.alice.auth)
     cast.alice.api_key.refresh_from_db()

@@ -104,7 +104,8 @@ def test_cancel_a_running_response(client, real_engine, live_daphne, transaction
     def run() -> None:
         try:
             result["response"] = client.responses.create(
-                model=model, input="Write a very long story about a lighthouse.",
+                model=model,
+                input="Write a very long story about a lighthouse.",
                 max_output_tokens=1500,
             )
         except openai.APIError as exc:  # pragma: no cover - reported below
@@ -115,11 +116,15 @@ def test_cancel_a_running_response(client, real_engine, live_daphne, transaction
     worker.start()
     running = wait_until(
         lambda: StoredResponse.objects.filter(status="in_progress").first(),
-        within=60, every=0.2, what="the response starts",
+        within=60,
+        every=0.2,
+        what="the response starts",
     )
     wait_until(  # it is generating: a few tokens made
         lambda: real_engine.metric("vllm:generation_tokens_total") >= generated_before + 5,
-        within=60, every=0.2, what="the engine generates",
+        within=60,
+        every=0.2,
+        what="the engine generates",
     )
     cancelled = client.responses.cancel(running.public_id)
     assert cancelled.status == "cancelled"
@@ -130,5 +135,7 @@ def test_cancel_a_running_response(client, real_engine, live_daphne, transaction
     # vLLM stopped generating for it: nothing is running upstream any more.
     wait_until(
         lambda: real_engine.metric("vllm:num_requests_running") == 0,
-        within=5, every=0.2, what="vLLM drops the cancelled request",
+        within=5,
+        every=0.2,
+        what="vLLM drops the cancelled request",
     )

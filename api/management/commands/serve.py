@@ -56,8 +56,16 @@ class Command(BaseCommand):
         # busy process would otherwise overflow the accept queue (seen at 256 streams).
         parser.add_argument("--backlog", type=int, default=1024)
 
-    def handle(self, *args, host: str, port: int, server: str, processes: int | None,
-               backlog: int, **options) -> None:
+    def handle(
+        self,
+        *args,
+        host: str,
+        port: int,
+        server: str,
+        processes: int | None,
+        backlog: int,
+        **options,
+    ) -> None:
         if server not in SERVERS:
             raise CommandError(f"WEB_SERVER must be one of {', '.join(SERVERS)}, not {server!r}")
         processes = processes or default_processes()

@@ -50,7 +50,9 @@ def admin_client(secret: str, *, strict: bool = True) -> openai.OpenAI:
 def acme_admin(cast):
     """Acme's admin key, issued by Alice (Acme's owner)."""
     issued = api_key_issue(
-        organization=cast.alice.organization, name="acme admin", kind=ApiKey.Kind.ADMIN,
+        organization=cast.alice.organization,
+        name="acme admin",
+        kind=ApiKey.Kind.ADMIN,
         created_by=cast.alice.user,
     )
     return issued

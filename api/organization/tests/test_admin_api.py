@@ -29,7 +29,9 @@ def test_projects_create_list_retrieve_update_archive(admin, cast):
     assert names == ["Default project", "Mobile", "Search"]
 
     renamed = admin.admin.organization.projects.update(created.id, name="Search v2")
-    assert admin.admin.organization.projects.retrieve(created.id).name == renamed.name == "Search v2"
+    assert (
+        admin.admin.organization.projects.retrieve(created.id).name == renamed.name == "Search v2"
+    )
 
     archived = admin.admin.organization.projects.archive(created.id)
     assert archived.status == "archived" and archived.archived_at is not None
@@ -77,7 +79,9 @@ def test_project_api_keys_secret_once_list_redacted_update_revoke(admin, cast):
     )
     assert updated.model_extra["scopes"] == ["api.responses.write"]
 
-    deleted = admin.admin.organization.projects.api_keys.delete(created["id"], project_id=project.id)
+    deleted = admin.admin.organization.projects.api_keys.delete(
+        created["id"], project_id=project.id
+    )
     assert deleted.deleted and deleted.id == created["id"]
     assert api_key_find_active(secret=secret) is None
 
@@ -96,7 +100,9 @@ def test_rate_limits_list_and_update_reach_the_limiter(admin, cast):
     limits = admin.admin.organization.projects.rate_limits.list_rate_limits(mobile.public_id)
     [limit] = limits.data
     updated = admin.admin.organization.projects.rate_limits.update_rate_limit(
-        limit.id, project_id=mobile.public_id, max_requests_per_1_minute=7,
+        limit.id,
+        project_id=mobile.public_id,
+        max_requests_per_1_minute=7,
         max_tokens_per_1_minute=9000,
     )
     assert updated.max_requests_per_1_minute == 7 and updated.max_tokens_per_1_minute == 9000
@@ -143,7 +149,9 @@ def test_users_of_another_organization_are_not_found(admin, cast):
 
 def test_invites_create_list_retrieve_delete(admin, cast):
     invite = admin.admin.organization.invites.create(email="dana@example.com", role="reader")
-    assert invite.status == "pending" and invite.role == "reader" and invite.id.startswith("invite_")
+    assert (
+        invite.status == "pending" and invite.role == "reader" and invite.id.startswith("invite_")
+    )
     assert [i.email for i in admin.admin.organization.invites.list()] == ["dana@example.com"]
     assert admin.admin.organization.invites.retrieve(invite.id).email == "dana@example.com"
     with pytest.raises(openai.BadRequestError, match="pending invitation"):
@@ -171,7 +179,9 @@ def test_admin_keys_only_work_on_the_administration_api(acme_admin, cast, client
     assert answer.status_code == 401
     assert "Administration API" in answer.json()["error"]["message"]
     answer = client.post(
-        "/v1/responses", data={"model": "m", "input": "hi"}, content_type="application/json",
+        "/v1/responses",
+        data={"model": "m", "input": "hi"},
+        content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {acme_admin.secret}",
     )
     assert answer.status_code == 401
@@ -198,10 +208,15 @@ def test_another_organizations_objects_are_404(admin, globex_admin, cast):
 
 def _turn(cast, *, response_id, model, created_at, usage, project=None, api_key=None):
     usage_record_open(
-        response_id=response_id, request_id="req_1", organization_id=cast.alice.organization.pk,
+        response_id=response_id,
+        request_id="req_1",
+        organization_id=cast.alice.organization.pk,
         project_id=project.pk if project else None,
-        api_key_id=(api_key or cast.alice.api_key).pk, model=model, service_tier="default",
-        stored=True, reserved_tokens=100,
+        api_key_id=(api_key or cast.alice.api_key).pk,
+        model=model,
+        service_tier="default",
+        stored=True,
+        reserved_tokens=100,
     )
     UsageRecord.objects.filter(response_id=response_id).update(created_at=created_at)
     usage_record_settle(response_id=response_id, status="completed", usage=usage)
@@ -210,16 +225,33 @@ def _turn(cast, *, response_id, model, created_at, usage, project=None, api_key=
 def test_usage_completions_buckets_grouped_by_project_and_model(admin, cast):
     mobile = Project.objects.get(organization=cast.alice.organization, name="Mobile")
     day = datetime(2026, 3, 2, tzinfo=UTC)
-    _turn(cast, response_id="resp_a", model="small", created_at=day + timedelta(hours=1),
-          usage=TokenUsage(input_tokens=10, cached_tokens=4, output_tokens=5))
-    _turn(cast, response_id="resp_b", model="small", created_at=day + timedelta(hours=2),
-          usage=TokenUsage(input_tokens=20, output_tokens=1), project=mobile,
-          api_key=cast.bob.api_key)
-    _turn(cast, response_id="resp_c", model="big", created_at=day + timedelta(days=1),
-          usage=TokenUsage(input_tokens=3, output_tokens=3))
+    _turn(
+        cast,
+        response_id="resp_a",
+        model="small",
+        created_at=day + timedelta(hours=1),
+        usage=TokenUsage(input_tokens=10, cached_tokens=4, output_tokens=5),
+    )
+    _turn(
+        cast,
+        response_id="resp_b",
+        model="small",
+        created_at=day + timedelta(hours=2),
+        usage=TokenUsage(input_tokens=20, output_tokens=1),
+        project=mobile,
+        api_key=cast.bob.api_key,
+    )
+    _turn(
+        cast,
+        response_id="resp_c",
+        model="big",
+        created_at=day + timedelta(days=1),
+        usage=TokenUsage(input_tokens=3, output_tokens=3),
+    )
 
     page = admin.admin.organization.usage.completions(
-        start_time=int(day.timestamp()), end_time=int((day + timedelta(days=3)).timestamp()),
+        start_time=int(day.timestamp()),
+        end_time=int((day + timedelta(days=3)).timestamp()),
     )
     assert [len(bucket.results) for bucket in page.data] == [1, 1, 0]
     first = page.data[0].results[0]
@@ -227,15 +259,18 @@ def test_usage_completions_buckets_grouped_by_project_and_model(admin, cast):
     assert first.input_cached_tokens == 4
 
     grouped = admin.admin.organization.usage.completions(
-        start_time=int(day.timestamp()), end_time=int((day + timedelta(days=1)).timestamp()),
+        start_time=int(day.timestamp()),
+        end_time=int((day + timedelta(days=1)).timestamp()),
         group_by=["project_id", "model"],
     )
     results = {(r.project_id, r.model, r.num_model_requests) for r in grouped.data[0].results}
     assert results == {(None, "small", 1), (mobile.public_id, "small", 1)}
 
     by_key = admin.admin.organization.usage.completions(
-        start_time=int(day.timestamp()), end_time=int((day + timedelta(days=1)).timestamp()),
-        api_key_ids=[cast.bob.api_key.public_id], bucket_width="1h",
+        start_time=int(day.timestamp()),
+        end_time=int((day + timedelta(days=1)).timestamp()),
+        api_key_ids=[cast.bob.api_key.public_id],
+        bucket_width="1h",
     )
     counts = [sum(r.num_model_requests for r in b.results) for b in by_key.data]
     assert counts[2] == 1 and sum(counts) == 1
@@ -243,8 +278,13 @@ def test_usage_completions_buckets_grouped_by_project_and_model(admin, cast):
 
 def test_usage_pages_follow_next_page(admin, cast):
     day = datetime(2026, 3, 2, tzinfo=UTC)
-    _turn(cast, response_id="resp_late", model="small", created_at=day + timedelta(days=9),
-          usage=TokenUsage(input_tokens=1, output_tokens=1))
+    _turn(
+        cast,
+        response_id="resp_late",
+        model="small",
+        created_at=day + timedelta(days=9),
+        usage=TokenUsage(input_tokens=1, output_tokens=1),
+    )
     start, end = int(day.timestamp()), int((day + timedelta(days=10)).timestamp())
     first = admin.admin.organization.usage.completions(start_time=start, end_time=end)
     assert len(first.data) == 7 and first.has_more and first.next_page
@@ -263,23 +303,32 @@ def test_usage_rejects_bad_parameters_with_400(admin, cast):
         admin.admin.organization.usage.completions(start_time=0, group_by=["user_id"])
     with pytest.raises(openai.BadRequestError):
         admin.get(
-            "/organization/usage/completions", cast_to=dict,
+            "/organization/usage/completions",
+            cast_to=dict,
             options={"security": {"admin_api_key_auth": True}},
         )
 
 
 def test_costs_use_the_models_price_at_settlement(admin, cast):
     ModelPrice.objects.create(
-        model="small", input_per_million=Decimal("2"), cached_input_per_million=Decimal("1"),
+        model="small",
+        input_per_million=Decimal("2"),
+        cached_input_per_million=Decimal("1"),
         output_per_million=Decimal("8"),
     )
     day = datetime(2026, 3, 2, tzinfo=UTC)
-    _turn(cast, response_id="resp_p", model="small", created_at=day + timedelta(hours=3),
-          usage=TokenUsage(input_tokens=1_000_000, cached_tokens=500_000, output_tokens=250_000))
+    _turn(
+        cast,
+        response_id="resp_p",
+        model="small",
+        created_at=day + timedelta(hours=3),
+        usage=TokenUsage(input_tokens=1_000_000, cached_tokens=500_000, output_tokens=250_000),
+    )
     record = UsageRecord.objects.get(response_id="resp_p")
     assert record.cost == Decimal("3.5")  # 0.5M×2 + 0.5M×1 + 0.25M×8 = 1 + 0.5 + 2
     costs = admin.admin.organization.usage.costs(
-        start_time=int(day.timestamp()), end_time=int((day + timedelta(days=1)).timestamp()),
+        start_time=int(day.timestamp()),
+        end_time=int((day + timedelta(days=1)).timestamp()),
         group_by=["line_item"],
     )
     [result] = costs.data[0].results
@@ -316,9 +365,13 @@ def test_no_client_input_gives_a_5xx(admin, cast):
     ]
     for method, path, body in odd_inputs:
         response = admin._client.request(
-            method, f"http://platform.test/v1{path}", content=body,
-            headers={"Authorization": f"Bearer {admin.admin_api_key}",
-                     "Content-Type": "application/json"},
+            method,
+            f"http://platform.test/v1{path}",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {admin.admin_api_key}",
+                "Content-Type": "application/json",
+            },
         )
         assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
         assert set(response.json()["error"]) == {"message", "type", "param", "code"}

@@ -16,7 +16,9 @@ def test_sdk_admin_client_against_a_live_server(live_daphne, transactional_cast)
         organization=transactional_cast.alice.organization, name="live", kind=ApiKey.Kind.ADMIN
     )
     client = openai.OpenAI(
-        admin_api_key=issued.secret, base_url=f"{live_daphne}/v1", max_retries=0,
+        admin_api_key=issued.secret,
+        base_url=f"{live_daphne}/v1",
+        max_retries=0,
         _strict_response_validation=True,
     )
     project = client.admin.organization.projects.create(name="Live")

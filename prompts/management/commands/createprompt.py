@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from api.errors import ApiError
+from core.errors import ApiError
 from prompts.models import Prompt
 from prompts.services import prompt_create, prompt_version_create
 from tenants.models import Organization, Project
@@ -58,8 +58,12 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(
                 jsonlib.dumps(
-                    {"id": prompt.public_id, "version": str(version.version),
-                     "project": prompt.project.public_id, "name": prompt.name}  # fmt: skip
+                    {
+                        "id": prompt.public_id,
+                        "version": str(version.version),
+                        "project": prompt.project.public_id,
+                        "name": prompt.name,
+                    }  # fmt: skip
                 )
             )
         else:

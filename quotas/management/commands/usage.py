@@ -161,7 +161,11 @@ def _ledger_rows(organization, since: date, until: date | None, project, key) ->
     end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
     rows = []
     for bucket in usage_buckets(
-        organization=organization, start=start, end=end, width="1d", group_by=("model",),
+        organization=organization,
+        start=start,
+        end=end,
+        width="1d",
+        group_by=("model",),
         project_ids=(project.public_id,) if project else (),
         api_key_ids=(key.public_id,) if key else (),
     ):

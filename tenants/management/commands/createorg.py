@@ -17,7 +17,9 @@ class Command(BaseCommand):
         try:
             organization = organization_create(name=name, slug=slug)
         except IntegrityError as exc:
-            raise CommandError(f"An organization with slug {slug or name!r} already exists.") from exc
+            raise CommandError(
+                f"An organization with slug {slug or name!r} already exists."
+            ) from exc
         project = organization.projects.first()
         if json:
             self.stdout.write(

@@ -24,7 +24,9 @@ class Command(BaseCommand):
         header = f"{'ID':<30} {'KEY':<22} {'ORG':<16} {'SCOPE':<10} {'STATUS':<8} LAST USED"
         self.stdout.write(header)
         for key in keys:
-            last_used = key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
+            last_used = (
+                key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never"
+            )
             self.stdout.write(
                 f"{key.public_id:<30} {key.redacted_value:<22} {key.organization.slug:<16} "
                 f"{key.scope:<10} {key.status:<8} {last_used}"

@@ -20,7 +20,11 @@ _pools_lock = threading.Lock()
 class SharedPoolRedisCacheClient(RedisCacheClient):
     def _get_connection_pool(self, write):
         url = self._servers[self._get_connection_pool_index(write)]
-        key = (url, self._pool_class, tuple(sorted((k, repr(v)) for k, v in self._pool_options.items())))
+        key = (
+            url,
+            self._pool_class,
+            tuple(sorted((k, repr(v)) for k, v in self._pool_options.items())),
+        )
         pool = _pools.get(key)
         if pool is None:
             with _pools_lock:

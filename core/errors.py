@@ -17,8 +17,6 @@ from typing import Any
 
 from django.conf import settings
 from django.http import JsonResponse
-from rest_framework import exceptions as drf_exceptions
-from rest_framework.response import Response as DrfResponse
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +173,11 @@ def database_unavailable_response(request_id: str) -> JsonResponse:
 
 
 def error_body(
-    message: str, *, type: str, param: str | None, code: str | None  # noqa: A002
+    message: str,
+    *,
+    type: str,  # noqa: A002 (the envelope's own field name)
+    param: str | None,
+    code: str | None,
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
@@ -216,56 +218,3 @@ def generic_error_for_status(status: int, *, method: str, path: str) -> ApiError
     if status >= 500:
         return ServerError("The server had an error while processing your request.")
     return InvalidRequest("The request could not be processed.", status=status)
-
-
-def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, str]:
-    """Walk DRF's nested ValidationError detail to the first message and its dotted param."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            sub = key if not path else f"{path}.{key}"
-            if key == "non_field_errors":
-                sub = path
-            return _first_validation_error(value, sub)
-    if isinstance(detail, list) and detail:
-        if all(not isinstance(item, dict | list) for item in detail):
-            return (path or None), str(detail[0])
-        for index, value in enumerate(detail):
-            if value:
-                return _first_validation_error(value, f"{path}[{index}]")
-    return (path or None), str(detail)
-
-
-def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> DrfResponse | None:
-    """DRF's EXCEPTION_HANDLER: every DRF view answers in the same envelope."""
-    request = context.get("request")
-    method = request.method if request is not None else "GET"
-    path = request.path if request is not None else ""
-    if isinstance(exc, ApiError):
-        error = exc
-    elif isinstance(exc, drf_exceptions.ParseError):
-        error = MalformedJson() if "JSON" in str(exc.detail) else InvalidRequest(str(exc.detail))
-    elif isinstance(exc, drf_exceptions.ValidationError):
-        param, message = _first_validation_error(exc.detail)
-        error = InvalidRequest(message, param=param)
-    elif isinstance(exc, drf_exceptions.MethodNotAllowed):
-        error = MethodNotAllowed(f"Method {method} is not allowed for {path}.")
-    elif isinstance(exc, drf_exceptions.NotFound):
-        error = NotFound(str(exc.detail))
-    elif isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
-        error = AuthenticationFailed(str(exc.detail))
-    elif isinstance(exc, drf_exceptions.PermissionDenied):
-        error = PermissionDenied(str(exc.detail))
-    elif isinstance(exc, drf_exceptions.UnsupportedMediaType):
-        error = InvalidRequest(str(exc.detail), status=415, code="unsupported_media_type")
-    elif isinstance(exc, drf_exceptions.APIException):
-        error = generic_error_for_status(exc.status_code, method=method, path=path)
-        error.message = str(exc.detail)
-    else:
-        return None  # unhandled: the gateway middleware renders the 500 with the request id
-    response = DrfResponse(
-        error_body(error.message, type=error.type, param=error.param, code=error.code),
-        status=error.status,
-    )
-    for name, value in error.headers.items():
-        response[name] = value
-    return response

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from api.errors import InvalidRequest, MalformedJson
+from core.errors import InvalidRequest, MalformedJson
 
 # A \uD800–\uDFFF escape in the raw body: the only way a surrogate gets into a parsed string
 # (raw bytes that are not UTF-8 already fail to decode). Valid pairs match too; they are then
