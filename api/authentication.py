@@ -8,7 +8,9 @@ API on purpose: a browser holding an admin session must not be able to drive the
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from collections.abc import Mapping
+from typing import Protocol
+
 from rest_framework.authentication import BaseAuthentication
 
 from core.errors import AuthenticationFailed
@@ -19,11 +21,21 @@ from tenants.services.api_keys import api_key_find_active, api_key_mark_used
 ADMIN_API_PREFIX = "/v1/organization/"
 
 
+class RequestHead(Protocol):
+    """What authentication reads from a request: an HttpRequest, or a WebSocket handshake."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def path(self) -> str: ...
+
+
 def is_admin_api_path(path: str) -> bool:
     return path.startswith(ADMIN_API_PREFIX) or path == ADMIN_API_PREFIX.rstrip("/")
 
 
-def _presented_secret(request: HttpRequest) -> str | None:
+def _presented_secret(request: RequestHead) -> str | None:
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, value = header.partition(" ")
@@ -40,7 +52,7 @@ def _incorrect_key_message(secret: str) -> str:
     return f"Incorrect API key provided: {shown}. You can find your API keys in the admin."
 
 
-def authenticate_request(request: HttpRequest) -> ApiPrincipal:
+def authenticate_request(request: RequestHead) -> ApiPrincipal:
     secret = _presented_secret(request)
     if secret is None:
         raise AuthenticationFailed(

@@ -19,8 +19,9 @@ import re
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpResponseBase
 
+from api.middleware import ApiRequest
 from core.errors import ApiError
 
 API_VERSION = "api-version"
@@ -57,7 +58,7 @@ def api_version_check(value: str | None, *, required: bool) -> None:
         )
 
 
-def _azure_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+def _azure_headers(request: ApiRequest, response: HttpResponseBase) -> HttpResponseBase:
     response["apim-request-id"] = request.request_id
     client_id = request.headers.get("x-ms-client-request-id")
     if client_id:
@@ -70,7 +71,7 @@ def azure_route(view: Callable, *, dated: bool) -> Callable:
     the ``deployment`` URL part on ``request.azure_deployment`` for the view, and adds Azure's
     headers. Works for async views (the Responses endpoints) and sync ones (DRF's)."""
 
-    def before(request: HttpRequest, deployment: str | None) -> None:
+    def before(request: ApiRequest, deployment: str | None) -> None:
         request.azure_deployment = deployment
         api_version_check(request.GET.get(API_VERSION), required=dated)
 

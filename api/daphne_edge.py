@@ -80,8 +80,9 @@ def install() -> None:
                 EdgeRefusal(431, "The request headers are too large.", "request_header_too_large"),
             )
 
-    channel_class._respondToBadRequestAndDisconnect = respond_to_bad_request
-    channel_class.lineLengthExceeded = line_length_exceeded
+    # Deliberately replacing Twisted's methods (see this module's docstring).
+    channel_class._respondToBadRequestAndDisconnect = respond_to_bad_request  # type: ignore[method-assign]
+    channel_class.lineLengthExceeded = line_length_exceeded  # type: ignore[method-assign]
 
     original_got_length = WebRequest.gotLength
     original_chunk = WebRequest.handleContentChunk
@@ -99,8 +100,12 @@ def install() -> None:
             return
         if length != 0:
             self._edge_last_data = time.monotonic()
+            # Twisted declares the reactor's methods on a zope Interface, without `self`: mypy
+            # (without the zope plugin) reads every argument one place off.
             self._edge_timer = reactor.callLater(
-                settings.REQUEST_BODY_TIMEOUT_SECONDS, _check_idle, self
+                settings.REQUEST_BODY_TIMEOUT_SECONDS,  # type: ignore[arg-type]
+                _check_idle,
+                self,
             )
 
     def _check_idle(self) -> None:

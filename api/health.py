@@ -31,6 +31,7 @@ def _check_database() -> None:
 def _check_redis() -> None:
     import redis
 
+    assert settings.REDIS_URL  # checked only when Redis is configured
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
         client.ping()

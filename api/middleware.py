@@ -24,9 +24,9 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.http import Http404, HttpResponseBase
 
-from api.authentication import authenticate_request
+from api.authentication import RequestHead, authenticate_request
 from core.db import db_async
 from core.errors import (
     ApiError,
@@ -42,6 +42,7 @@ from core.errors import (
 from core.logging import current_request_id
 from engines.runtime.types import EngineError
 from quotas.services.headers import (
+    LimitedRequest,
     rate_limit_headers_apply,
     rate_limit_peek,
     rate_limit_peek_sync,
@@ -57,11 +58,19 @@ _DATABASE_DOWN = (OperationalError, InterfaceError)
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
+class ApiRequest(LimitedRequest):
+    """An API request as this middleware prepares it, for type checking only."""
+
+    method: str  # always set on a request Django routes
+    request_id: str
+    azure_deployment: str | None  # set by api.azure on the Azure routes
+
+
 def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES) or path in ("/v1", "/openai")
 
 
-def choose_request_id(request: HttpRequest) -> str:
+def choose_request_id(request: RequestHead) -> str:
     for header in ("X-Client-Request-Id", "X-Request-Id"):
         value = request.headers.get(header, "")
         if value and _CLIENT_REQUEST_ID.match(value):
@@ -78,7 +87,7 @@ class ApiGatewayMiddleware:
         if iscoroutinefunction(self.get_response):
             markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest):
+    def __call__(self, request: ApiRequest):
         if iscoroutinefunction(self):
             return self.__acall__(request)
         if not is_api_path(request.path):
@@ -100,7 +109,7 @@ class ApiGatewayMiddleware:
         rate_limit_peek_sync(request)  # M5: the limiter's state when no admission reported it
         return self._finish(request, response, started)
 
-    async def __acall__(self, request: HttpRequest):
+    async def __acall__(self, request: ApiRequest):
         if not is_api_path(request.path):
             current_request_id.set("-")
             return await self.get_response(request)
@@ -120,7 +129,7 @@ class ApiGatewayMiddleware:
         await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
         return self._finish(request, response, started)
 
-    def _begin(self, request: HttpRequest) -> float:
+    def _begin(self, request: ApiRequest) -> float:
         request.request_id = choose_request_id(request)
         request.principal = None
         # Not reset when the middleware returns: Django logs the response ("Bad Request: …")
@@ -131,7 +140,7 @@ class ApiGatewayMiddleware:
         rate_limit_slot_open(request)
         return time.monotonic()
 
-    def process_exception(self, request: HttpRequest, exception: Exception):
+    def process_exception(self, request: ApiRequest, exception: Exception):
         if not is_api_path(request.path):
             return None
         if isinstance(exception, ApiError):
@@ -151,14 +160,14 @@ class ApiGatewayMiddleware:
         logger.exception("Unhandled error on %s %s", request.method, request.path)
         return server_error_response(getattr(request, "request_id", "unknown"))
 
-    def _database_down(self, request: HttpRequest) -> HttpResponseBase:
+    def _database_down(self, request: ApiRequest) -> HttpResponseBase:
         # Connection refused, too many clients, the pool exhausted: the request did nothing the
         # client could fix, and retrying may well work (a 503 the SDK retries by itself).
         logger.exception("Database unavailable on %s %s", request.method, request.path)
         return database_unavailable_response(request.request_id)
 
     def _finish(
-        self, request: HttpRequest, response: HttpResponseBase, started: float
+        self, request: ApiRequest, response: HttpResponseBase, started: float
     ) -> HttpResponseBase:
         if response.status_code >= 400 and not _is_json(response):
             response = error_response(

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.decorators import classonlymethod
 from django.views import View
 
+from api.middleware import ApiRequest
 from api.permissions import require_scope
 from core.errors import ApiError, MethodNotAllowed, error_response
 from core.json_body import parse_json_object
@@ -29,10 +30,15 @@ class AsyncApiView(View):
     def as_view(cls, **initkwargs):
         view = super().as_view(**initkwargs)
         # API requests authenticate with keys, never cookies: CSRF does not apply.
-        view.csrf_exempt = True
+        # The flag Django's CSRF middleware reads; the stubs type the view as a bare Callable.
+        view.csrf_exempt = True  # type: ignore[attr-defined]
         return view
 
-    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    # Django runs an async dispatch for a view whose handlers are async (View.view_is_async);
+    # the stubs know only the sync one.
+    async def dispatch(  # type: ignore[override]
+        self, request: ApiRequest, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
         handler = getattr(self, request.method.lower(), None)
         if request.method.lower() not in self.http_method_names or handler is None:
             return error_response(

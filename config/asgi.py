@@ -36,8 +36,9 @@ django_asgi_app = ReusedThreadASGIHandler()
 # WebSocket: authentication is the API key on the handshake (no cookies, so no origin check).
 websocket_app = URLRouter(
     [
-        re_path(r"^/?(?:openai/)?v1/responses$", ResponsesWebSocketConsumer.as_asgi()),
-        re_path(r"", RefusedWebSocketConsumer.as_asgi()),
+        # Channels routes with Django's re_path; django-stubs type its target as a view only.
+        re_path(r"^/?(?:openai/)?v1/responses$", ResponsesWebSocketConsumer.as_asgi()),  # type: ignore[arg-type,list-item]
+        re_path(r"", RefusedWebSocketConsumer.as_asgi()),  # type: ignore[arg-type,list-item]
     ]
 )
 

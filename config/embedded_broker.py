@@ -72,14 +72,15 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue, payload, **kwargs):
+    # kombu's own filesystem Channel already renames the base class's `message` argument.
+    def _put(self, queue, payload, **kwargs):  # type: ignore[override]
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         try:
             _write_atomically(Path(self.data_folder_out) / name, str_to_bytes(dumps(payload)))
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add a message to {queue!r}") from exc
 
-    def _get(self, queue):
+    def _get(self, queue, timeout=None):
         wanted = f"{queue}.msg"
         inbox = Path(self.data_folder_in)
         claimed = Path(self.processed_folder)

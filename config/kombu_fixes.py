@@ -28,4 +28,4 @@ def _connparams_or_connection_error(self, asynchronous=False):
 
 
 def apply() -> None:
-    kombu_redis.Channel._connparams = _connparams_or_connection_error
+    kombu_redis.Channel._connparams = _connparams_or_connection_error  # type: ignore[method-assign]

@@ -27,7 +27,8 @@ class ApiKeyForm(forms.Form):
     def __init__(self, *args, organization, **kwargs):
         super().__init__(*args, **kwargs)
         # Only this organization's live projects: never another organization's.
-        self.fields["project"].queryset = Project.objects.filter(
+        # A ModelChoiceField; `fields` is typed with the Field base class.
+        self.fields["project"].queryset = Project.objects.filter(  # type: ignore[attr-defined]
             organization=organization, archived_at__isnull=True
         ).order_by("name")
         for group in ENDPOINT_GROUPS:
@@ -87,7 +88,8 @@ class SignUpForm(forms.Form):
         return username
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("password"):
             user = get_user_model()(
                 username=cleaned.get("username", ""), email=cleaned.get("email", "")

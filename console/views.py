@@ -133,7 +133,7 @@ def _usage_selection(request, tenant: Tenant):
 
 def _group_labels(tenant: Tenant, group: str) -> dict[str | None, str]:
     if group == "project":
-        labels = {
+        labels: dict[str | None, str] = {
             p.public_id: p.name
             for p in project_list(organization=tenant.organization, include_archived=True)
         }
@@ -415,7 +415,8 @@ def members(request, tenant: Tenant):
             "form": form,
             "members": membership_list(organization=tenant.organization),
             "invites": invites,
-            "roles": RoleForm.base_fields["role"].choices,
+            # A ChoiceField; base_fields is typed with the Field base class.
+            "roles": RoleForm.base_fields["role"].choices,  # type: ignore[attr-defined]
         },
     )
 
@@ -517,7 +518,8 @@ def limits(request, tenant: Tenant):
         messages.error(
             request,
             "Limits not saved: "
-            + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),
+            # An ErrorList iterates over rendered messages (str); the stubs say ValidationError too.
+            + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),  # type: ignore[arg-type]
         )
     rows = {
         (row.project_id, row.api_key_id): row

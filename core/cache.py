@@ -10,6 +10,8 @@ threads and forks (a child process drops its parent's connections).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
@@ -18,6 +20,12 @@ _pools_lock = threading.Lock()
 
 
 class SharedPoolRedisCacheClient(RedisCacheClient):
+    # RedisCacheClient's private attributes, which django-stubs leave out.
+    _servers: list[str]
+    _pool_class: Any
+    _pool_options: dict[str, Any]
+    _get_connection_pool_index: Callable[[bool], int]
+
     def _get_connection_pool(self, write):
         url = self._servers[self._get_connection_pool_index(write)]
         key = (

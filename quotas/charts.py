@@ -7,7 +7,7 @@ a point or bar shows its exact value through SVG ``<title>`` tooltips.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 from django.utils.html import escape
@@ -85,7 +85,7 @@ def _empty(title: str) -> SafeString:
 
 
 def line_chart(
-    *, title: str, days: Sequence[date], series: dict[str, Sequence[float]], whole: bool = True
+    *, title: str, days: Sequence[date], series: Mapping[str, Sequence[float]], whole: bool = True
 ) -> SafeString:
     """One line per series over ``days`` (tokens per day by model)."""
     if not days or not series:
@@ -126,7 +126,7 @@ def _day_labels(days: Sequence[date], step: float) -> list[str]:
 
 
 def bar_chart(
-    *, title: str, labels: Sequence[str], series: dict[str, Sequence[float]], whole: bool = True
+    *, title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]], whole: bool = True
 ) -> SafeString:
     """Grouped bars: one group per label, one bar per series (requests per day; 429s per
     organization split by kind)."""

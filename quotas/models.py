@@ -140,18 +140,18 @@ class QuotaLimit(models.Model):
 
     @property
     def scope_label(self) -> str:
-        if self.api_key_id:
+        if self.api_key is not None:
             return f"key {self.api_key.redacted_value}"
-        if self.project_id:
+        if self.project is not None:
             return f"project {self.project.name}"
         return f"organization {self.organization.name}"
 
     def clean(self) -> None:
         if self.project_id and self.api_key_id:
             raise ValidationError("Limit either a project or an API key, not both.")
-        if self.project_id and self.project.organization_id != self.organization_id:
+        if self.project is not None and self.project.organization_id != self.organization_id:
             raise ValidationError({"project": "This project belongs to another organization."})
-        if self.api_key_id and self.api_key.organization_id != self.organization_id:
+        if self.api_key is not None and self.api_key.organization_id != self.organization_id:
             raise ValidationError({"api_key": "This key belongs to another organization."})
         if self.api_key_id and self.monthly_token_budget is not None:
             raise ValidationError(
@@ -196,7 +196,7 @@ class MonthlyUsage(models.Model):
         ]
 
     def __str__(self) -> str:
-        scope = self.project.name if self.project_id else self.organization.name
+        scope = self.project.name if self.project is not None else self.organization.name
         return f"{scope} {self.month:%Y-%m}"
 
 

@@ -76,7 +76,9 @@ def budget_status_list(
         counter = counters.get(limit.project_id)
         out.append(
             BudgetStatus(
-                scope=f"project {limit.project.name}" if limit.project_id else "organization",
+                scope=f"project {limit.project.name}"
+                if limit.project is not None
+                else "organization",
                 month=month,
                 budget=limit.monthly_token_budget,
                 hard=limit.budget_is_hard,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 from django.http import StreamingHttpResponse
 
@@ -15,7 +16,7 @@ _closing: set[asyncio.Task] = set()  # strong references: the loop keeps only we
 
 
 def sse_response(
-    events: AsyncIterator[object],  # events, lists of events (batches) or keepalive markers
+    events: AsyncGenerator[Any, None],  # events, lists of events (batches) or keepalive markers
     *,
     request_id: str,
     keepalive_marker: object,
@@ -28,7 +29,7 @@ def sse_response(
     response, however it ended; it is how a stream that never started (its client left before
     the first byte) still gets cleaned up."""
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         # The gateway's logging context ended when the view returned; streaming happens after.
         token = current_request_id.set(request_id)
         try:
@@ -77,7 +78,8 @@ def sse_response(
 
         loop.call_soon_threadsafe(start)
 
-    response._resource_closers.append(schedule_close)
+    # django-stubs leave out this private list; Django offers no public hook for it.
+    response._resource_closers.append(schedule_close)  # type: ignore[attr-defined]
     response["Cache-Control"] = "no-store"  # tenant data: never kept by a cache
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
     return response

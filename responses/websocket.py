@@ -30,7 +30,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -64,7 +64,7 @@ class _HandshakeRequest:
     """What :func:`authenticate_request` reads from a request (its headers), built from the
     WebSocket handshake's ASGI scope."""
 
-    def __init__(self, scope: dict[str, Any]) -> None:
+    def __init__(self, scope: Mapping[str, Any]) -> None:
         meta = {}
         for raw_name, raw_value in scope.get("headers") or []:
             name = raw_name.decode("latin-1").upper().replace("-", "_")
@@ -77,7 +77,7 @@ class _NoOutputEngine:
     """``generate: false``: the turn runs the whole generation path (storage, quotas, events)
     with an engine that produces nothing."""
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Any]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Any, None]:
         yield Finish(reason="stop")
         yield Usage(input_tokens=0, output_tokens=0)
 
@@ -160,7 +160,7 @@ class ResponsesWebSocketConsumer(AsyncWebsocketConsumer):
         if self.principal is None:
             return
         try:
-            message = json.loads(text_data if text_data is not None else bytes_data)
+            message = json.loads(text_data if text_data is not None else bytes_data or b"")
         except (ValueError, UnicodeDecodeError):
             await self._send_json(
                 error_frame(status=400, code="invalid_json", message="The message is not JSON.")
@@ -231,6 +231,7 @@ class ResponsesWebSocketConsumer(AsyncWebsocketConsumer):
                 current_request_id.reset(token)
 
     async def _turn(self, message: dict[str, Any], *, request_id: str) -> None:
+        assert self.principal is not None  # turns run only after the handshake authenticated
         body = {key: value for key, value in message.items() if key != "type"}
         for key in _TRANSPORT_ONLY:
             body.pop(key, None)  # every turn streams; nothing else to choose

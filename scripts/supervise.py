@@ -145,9 +145,11 @@ class Supervisor:
         running = [c for c in self.children if c.process and c.process.poll() is None]
         self.log(f"stopping {', '.join(c.name for c in running) or 'nothing'}")
         for child in running:
+            assert child.process is not None  # `running` holds started children only
             _signal_group(child.process, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
         for child in running:
+            assert child.process is not None
             try:
                 child.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -4,6 +4,7 @@ details and the differences."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from api.openapi.components import ADMIN_SECURITY, errors, json_answer, ref
@@ -171,7 +172,7 @@ def _op(
     summary: str,
     answer: str,
     *,
-    parameters: list[dict[str, Any]] = (),
+    parameters: Sequence[dict[str, Any]] = (),
     body: str | None = None,
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {

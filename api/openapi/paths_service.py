@@ -25,7 +25,7 @@ SCHEMAS = {
     },
 }
 
-_PUBLIC = {"security": []}
+_PUBLIC: dict[str, list] = {"security": []}
 
 PATHS = {
     "/healthz": {

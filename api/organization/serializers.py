@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import overload
 
 from rest_framework import serializers
 
@@ -10,6 +11,10 @@ from tenants.models import ApiKey, Invite, Membership, Project
 from tenants.services.api_keys import ENDPOINT_GROUPS
 
 
+@overload
+def unix(moment: datetime) -> int: ...
+@overload
+def unix(moment: datetime | None) -> int | None: ...
 def unix(moment: datetime | None) -> int | None:
     return int(moment.timestamp()) if moment is not None else None
 

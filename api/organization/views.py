@@ -57,7 +57,9 @@ class AdminViewSet(viewsets.ViewSet):
 
     @property
     def organization(self) -> Organization:
-        return self.request.user.organization
+        # DRF's request.user is what the authentication class returned (an ApiPrincipal here);
+        # the stubs type it as Django's user.
+        return self.request.user.organization  # type: ignore[union-attr]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -408,6 +410,7 @@ class UsageViewSet(AdminViewSet):
         default, high = _DEFAULT_LIMITS[width]
         limit = int_param(request, "limit", default, low=1, high=max_limit or high)
         start = _time_param(request, "start_time", required=True)
+        assert start is not None  # required=True raised if it was missing
         end = _time_param(request, "end_time", required=False) or timezone.now()
         page = request.query_params.get("page")
         if page:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CONVERTER = Path(__file__).with_name("convert_gguf.py")
 MANIFEST = "prepared.json"
@@ -215,7 +216,7 @@ def _convert(
             what="the GGUF conversion",
             env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
         )
-        files = {
+        files: dict[str, dict[str, Any]] = {
             path.name: {"size": path.stat().st_size, "sha256": sha256_of(path)}
             for path in sorted(scratch.iterdir())
             if path.is_file()

@@ -17,7 +17,7 @@ import asyncio
 import copy
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from engines.runtime.types import (
@@ -202,7 +202,7 @@ class ScriptedEngine:
         script = self.script
         return list(script(request) if callable(script) else script)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[EngineDelta, None]:
         self.requests.append(request)
         self.started += 1
         deltas = self._deltas_for(request)

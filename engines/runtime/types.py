@@ -11,7 +11,7 @@ deterministic tests. Nothing outside ``engines`` may depend on which one it has.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -165,7 +165,7 @@ class EngineBadRequest(EngineError):
 
     status = 400
     type = "invalid_request_error"
-    code = None
+    code: str | None = None
     permanent = True
 
 
@@ -189,7 +189,7 @@ class Engine(Protocol):
     first delta a failure may be retried on another replica, after it never.
     """
 
-    def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]: ...
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[EngineDelta, None]: ...
 
     async def count_tokens(
         self,

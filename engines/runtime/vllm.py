@@ -22,7 +22,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import httpx
@@ -306,7 +306,7 @@ class VllmEngine:
         return params | params.pop("extra_body", {})
 
     # --- Engine ------------------------------------------------------------------------------
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[EngineDelta, None]:
         tried: list[Replica] = []
         last_error: EngineError | None = None
         while True:
@@ -345,7 +345,7 @@ class VllmEngine:
 
     async def _attempt(
         self, replica: Replica, request: GenerationRequest
-    ) -> AsyncIterator[EngineDelta]:
+    ) -> AsyncGenerator[EngineDelta, None]:
         """One try against one replica; raises EngineError subclasses only.
 
         Plain httpx, not the ``openai`` SDK: building and validating a request through the SDK
@@ -386,7 +386,7 @@ class VllmEngine:
 
     async def _read_stream(
         self, replica: Replica, response: httpx.Response, progress: EngineProgress | None = None
-    ) -> AsyncIterator[EngineDelta]:
+    ) -> AsyncGenerator[EngineDelta, None]:
         """Parse vLLM's SSE body into deltas.
 
         Why not the SDK's ``AsyncStream``: it builds a pydantic model per chunk, which costs about

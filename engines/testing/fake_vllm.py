@@ -952,7 +952,9 @@ class _Plan:
             final = self._usage()
             produced = 0
             for event in events:
-                delta = event["choices"][0]["delta"] if isinstance(event, dict) else {}
+                if not isinstance(event, dict):
+                    continue  # only chunks carry usage
+                delta = event["choices"][0]["delta"]
                 if any(delta.get(key) for key in ("content", "tool_calls", "reasoning",
                                                   "reasoning_content")):  # fmt: skip
                     produced += 1

@@ -34,6 +34,7 @@ from core.db import db_async
 from core.errors import retry_after_headers  # noqa: F401 - M3's format, used by admission
 from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
 from quotas.services.limits import limits_cached, limits_for
+from tenants.principal import ApiPrincipal
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +87,20 @@ class RateLimitSlot:
     state: HeaderState | None = None
 
 
+class LimitedRequest(HttpRequest):
+    """An API request as the gateway middleware prepares it, for type checking only (no such
+    object is ever made): the caller, once authenticated, and the slot for its rate limits."""
+
+    principal: ApiPrincipal | None
+    rate_limit: RateLimitSlot
+
+
 _slot: contextvars.ContextVar[RateLimitSlot | None] = contextvars.ContextVar(
     "rate_limit_slot", default=None
 )
 
 
-def rate_limit_slot_open(request: HttpRequest) -> RateLimitSlot:
+def rate_limit_slot_open(request: LimitedRequest) -> RateLimitSlot:
     slot = RateLimitSlot(
         events_opt_in=request.headers.get(EVENTS_OPT_IN_HEADER, "").strip().lower()
         in ("true", "1", "yes")
@@ -171,12 +180,13 @@ def _cached_limits(principal):
     )
 
 
-async def rate_limit_peek(request: HttpRequest) -> None:
+async def rate_limit_peek(request: LimitedRequest) -> None:
     """For answers no admission decided: the caller's current state, into the slot. Never
     raises: headers are a courtesy, the answer itself must not fail over them."""
     if not _needs_peek(request):
         return
     principal = request.principal
+    assert principal is not None  # _needs_peek saw it
     try:
         limits = _cached_limits(principal) or await db_async(limits_for)(
             organization=principal.organization,
@@ -192,10 +202,11 @@ async def rate_limit_peek(request: HttpRequest) -> None:
         logger.exception("rate-limit peek failed")
 
 
-def rate_limit_peek_sync(request: HttpRequest) -> None:
+def rate_limit_peek_sync(request: LimitedRequest) -> None:
     if not _needs_peek(request):
         return
     principal = request.principal
+    assert principal is not None  # _needs_peek saw it
     try:
         limits = _cached_limits(principal) or limits_for(
             organization=principal.organization,

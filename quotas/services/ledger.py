@@ -232,7 +232,7 @@ def cost_budget_exceeded(
     nothing is reserved: a turn's cost is known only when it settles, so turns already running
     may take the spend a little past the budget."""
     month = month_start(timezone.now())
-    spent = {
+    spent: dict[int | None, Decimal] = {
         row["project_id"]: row["cost"]
         for row in MonthlyUsage.objects.filter(organization_id=organization_id, month=month).values(
             "project_id", "cost"

@@ -133,7 +133,7 @@ def drop_points(messages: Sequence[dict[str, Any]]) -> list[int]:
         return []
     last_user = user_indices[-1]
     forbidden: set[int] = set()
-    call_at: dict[str, int] = {}
+    call_at: dict[str | None, int] = {}
     for index, message in enumerate(messages):
         for call in message.get("tool_calls") or []:
             call_at[call.get("id")] = index

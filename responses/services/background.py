@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import timedelta
 from typing import Any
 
@@ -120,7 +120,7 @@ def _enqueue(record: StoredResponse, task) -> None:
 
 async def background_follow(
     *, response_pk: int, keepalive_seconds: float
-) -> AsyncIterator[dict | None]:
+) -> AsyncGenerator[dict | None, None]:
     """The events of a just-accepted background response as its worker produces them."""
     from responses.services.stored import response_replay
 
@@ -151,6 +151,7 @@ def _renew_lease(response_pk: int, body: dict[str, Any] | None) -> int:
 
 
 async def _keep_lease(generation: Generation) -> None:
+    assert generation.record_pk is not None  # a background response is always stored
     while True:
         await asyncio.sleep(settings.BACKGROUND_LEASE_SECONDS / 3)
         builder = generation.builder
@@ -160,6 +161,7 @@ async def _keep_lease(generation: Generation) -> None:
 
 def _generation_from_job(record: StoredResponse, engine) -> Generation:
     job = record.background_job
+    assert job is not None  # the row was created as a background job
     builder = StreamBuilder(
         echo=ResponseEcho(**job["echo"]),
         response_id=record.public_id,
@@ -267,7 +269,9 @@ def _live_events(public_id: str) -> list[dict]:
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        return [json.loads(fields[b"e"]) for _id, fields in client.xrange(stream_key(public_id))]
+        # redis-py types every stream entry as possibly empty; XRANGE answers whole entries.
+        entries = client.xrange(stream_key(public_id))
+        return [json.loads(fields[b"e"]) for _id, fields in entries]  # type: ignore[index,union-attr]
     finally:
         client.close()
 

@@ -100,7 +100,9 @@ async def _raised(keys: list[str]) -> list[bool]:
     client = _loop_clients.get(loop)
     if client is None:
         client = _loop_clients[loop] = redis.asyncio.Redis.from_url(
-            backend._servers[0], socket_timeout=2.0, socket_connect_timeout=2.0
+            backend._servers[0],  # type: ignore[attr-defined]  # private, absent from the stubs
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
         )
     values = await client.mget([backend.make_and_validate_key(key) for key in keys])
     return [value is not None for value in values]
@@ -151,7 +153,11 @@ class _Watcher:
                 self.fire(response_id)
 
     async def _check_rows(self) -> None:
-        watched = {e.record_pk: rid for rid, e in self.entries.items() if e.watch_row}
+        watched = {
+            e.record_pk: rid
+            for rid, e in self.entries.items()
+            if e.watch_row and e.record_pk is not None
+        }
         if not watched:
             return
         for record_pk in await db_async(_rows_cancelled)(list(watched)):

@@ -209,7 +209,8 @@ class RedisEventLog:
     ) -> list[dict]:
         block = int(wait * 1000) if wait > 0 else None
         try:
-            answer = await self._redis.xread(
+            # RESP2 answers a list of [stream, entries] pairs; redis-py's type covers RESP3 too.
+            answer: Any = await self._redis.xread(
                 {stream_key(public_id): f"0-{after + 1}"}, count=1000, block=block
             )
         except _redis_errors() as exc:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from core.db import db_async
 from core.metrics import record_first_token
@@ -30,6 +31,7 @@ from engines.runtime.types import (
     ContextLengthExceeded,
     Engine,
     EngineBadRequest,
+    EngineDelta,
     EngineError,
     EngineTimeout,
     EngineUnavailable,
@@ -44,7 +46,13 @@ from responses.streaming.builder import StreamBuilder
 
 logger = logging.getLogger(__name__)
 
-KEEPALIVE = object()
+
+class _Marker(enum.Enum):
+    # An enum member rather than a bare object(), so that `batch is KEEPALIVE` narrows the type.
+    KEEPALIVE = "keepalive"
+
+
+KEEPALIVE: Final = _Marker.KEEPALIVE
 """Yielded instead of an event when nothing happened for ``keepalive_seconds``."""
 
 _END = object()
@@ -177,7 +185,7 @@ def _upstream_stop(generation: Generation) -> None:
 
 async def _deltas(
     generation: Generation, request: GenerationRequest
-) -> AsyncIterator[list[object] | object]:
+) -> AsyncGenerator[list[EngineDelta] | _Marker, None]:
     """Batches (lists) of the deltas of one engine call — everything the engine produced since
     the last batch, so that one batch becomes one write to the client — interleaved with
     KEEPALIVE; raises _Cancelled or the producer's exception."""
@@ -202,7 +210,7 @@ async def _deltas(
                 last_activity = loop.time()
                 yield KEEPALIVE
                 continue
-            batch: list[object] = []
+            batch: list[EngineDelta] = []
             while True:
                 if item is _END:
                     if batch:
@@ -232,13 +240,16 @@ def _wake(queue: asyncio.Queue) -> None:
         queue.put_nowait(_WAKE)
 
 
-async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str, Any]] | object]:
+async def generate_events(
+    generation: Generation,
+) -> AsyncGenerator[list[dict[str, Any]] | _Marker, None]:
     """Batches (lists) of events and KEEPALIVE markers for one response, start to terminal
     event. A batch is what is ready at once; the SSE edge writes each batch in one piece."""
     generation.started = True
     builder = generation.builder
     began, first_delta_seen = time.monotonic(), False
-    outcome: str | None = None  # None = the stream reached a terminal event by itself
+    # None = the stream reached a terminal event by itself
+    outcome: Literal["disconnect", "cancelled"] | None = None
     reasoning_text: list[str] = []
 
     def record(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -370,7 +381,7 @@ def _reported_usage(request: GenerationRequest) -> Usage | None:
 
 async def _summarize(
     generation: Generation, reasoning: str, record
-) -> AsyncIterator[list[dict[str, Any]] | object]:
+) -> AsyncGenerator[list[dict[str, Any]] | _Marker, None]:
     """H3: a reasoning summary is generated text (a second, short engine call), never a copy of
     the raw reasoning."""
     builder = generation.builder
@@ -404,6 +415,7 @@ async def _summarize(
 
 
 async def _store_outcome(generation: Generation, *, disconnected: bool = False) -> None:
+    assert generation.record_pk is not None  # called for stored responses only
     try:
         await db_async(lifecycle.response_finalize)(
             response_pk=generation.record_pk,

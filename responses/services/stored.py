@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from django.utils import timezone
 
@@ -98,7 +98,7 @@ def _cancel_background(response: StoredResponse) -> StoredResponse:
 
 async def response_replay(
     *, response: StoredResponse, starting_after: int | None, keepalive_seconds: float
-) -> AsyncIterator[dict | None]:
+) -> AsyncGenerator[dict | None, None]:
     """Events after ``starting_after`` with their original sequence numbers, then, while the
     response is still running, the new ones as they come (None is a keep-alive marker).
 

@@ -21,6 +21,7 @@ class Command(BaseCommand):
                 f"An organization with slug {slug or name!r} already exists."
             ) from exc
         project = organization.projects.first()
+        assert project is not None  # organization_create makes the default project
         if json:
             self.stdout.write(
                 dumps(
