@@ -78,7 +78,8 @@ class QuotaLimitAdmin(admin.ModelAdmin):
     def this_month(self, obj: QuotaLimit):
         if obj.api_key_id or obj.monthly_token_budget is None:
             return "—"
-        counter = MonthlyUsage.objects.filter(
+        # django-stubs refuse None in a nullable foreign key's `_id` lookup; Django reads IS NULL.
+        counter = MonthlyUsage.objects.filter(  # type: ignore[misc]
             organization_id=obj.organization_id,
             project_id=obj.project_id,
             month=month_start(timezone.now()),

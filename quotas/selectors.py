@@ -90,9 +90,10 @@ def budget_status_list(
 
 
 def budget_for_counter(counter: MonthlyUsage) -> QuotaLimit | None:
+    # django-stubs refuse None in a nullable foreign key's `_id` lookup; Django reads IS NULL.
     return QuotaLimit.objects.filter(
         organization_id=counter.organization_id,
-        project_id=counter.project_id,
+        project_id=counter.project_id,  # type: ignore[misc]
         api_key__isnull=True,
         monthly_token_budget__isnull=False,
     ).first()

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 import openai
+from openai.types.responses import FunctionToolParam
 
-TOOL = {
+TOOL: FunctionToolParam = {
     "type": "function",
     "name": "get_weather",
     "description": "Get the weather for a city",
@@ -89,7 +91,7 @@ def main() -> int:
         max_output_tokens=64,
     )
     call = next(item for item in third.output if item.type == "function_call")
-    continued = client.post(
+    continued: Any = client.post(
         f"/responses/{third.id}/tool_outputs",
         body={"tool_outputs": [{"call_id": call.call_id, "output": "snow, -3C"}]},
         cast_to=object,

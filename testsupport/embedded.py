@@ -54,7 +54,9 @@ def manage(env: dict[str, str], *args: str) -> str:
 def bootstrap(env: dict[str, str]) -> str:
     """Migrate the embedded database and return the demo API key ``bootstrap`` prints."""
     manage(env, "migrate", "--noinput")
-    return re.search(r"sk-rp-[A-Za-z0-9]+", manage(env, "bootstrap")).group(0)
+    found = re.search(r"sk-rp-[A-Za-z0-9]+", manage(env, "bootstrap"))
+    assert found, "bootstrap printed no API key"
+    return found.group(0)
 
 
 def free_port() -> int:
@@ -140,7 +142,9 @@ class SupervisedPlatform:
     def pid_of(self, name: str) -> int:
         started = self.matching(rf"supervise\s+\| started {name} \(pid (\d+)\)")
         assert started, f"{name} was never started:\n{self.output()}"
-        return int(re.search(r"pid (\d+)", started[-1]).group(1))
+        pid = re.search(r"pid (\d+)", started[-1])
+        assert pid  # `started` matched this pattern
+        return int(pid.group(1))
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -146,7 +146,8 @@ class AsyncioStream(AsyncNetworkStream):
         except (OSError, ssl.SSLError) as exc:
             self._transport.close()
             raise httpcore.ConnectError(str(exc)) from exc
-        return AsyncioStream(transport, self._protocol)
+        # start_tls answers the new transport or raises; typeshed also allows None.
+        return AsyncioStream(transport, self._protocol)  # type: ignore[arg-type]
 
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":

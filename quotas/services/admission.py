@@ -175,6 +175,7 @@ async def quota_admit(
                     scope.label,
                 )
                 for scope in limits.cost_budgets
+                if scope.monthly_cost_budget is not None
             ],
         )
         if over is not None:
@@ -194,6 +195,7 @@ async def quota_admit(
             label=scope.label,
         )
         for scope in limits.hard_budgets
+        if scope.monthly_token_budget is not None
     )
     try:
         await db_async(usage_record_open)(

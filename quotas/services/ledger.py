@@ -76,7 +76,8 @@ def next_month_start(moment: datetime) -> datetime:
 
 
 def _counter(*, organization_id: int, project_id: int | None, month: date) -> MonthlyUsage:
-    counter, _ = MonthlyUsage.objects.get_or_create(
+    # django-stubs refuse None in a nullable foreign key's `_id` lookup; Django reads IS NULL.
+    counter, _ = MonthlyUsage.objects.get_or_create(  # type: ignore[misc]
         organization_id=organization_id, project_id=project_id, month=month
     )
     return counter

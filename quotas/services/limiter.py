@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -48,9 +49,13 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import redis
+    from redis.commands.core import Script
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +178,7 @@ class LocalLimiter:
                             Outcome(check, False, check.limit - len(members) - check.cost, 0, 0)
                         )
                         expiry = now + _concurrency_ttl_ms()
-                        writes.append(lambda m=members, e=expiry: m.__setitem__(member, e))
+                        writes.append(functools.partial(members.__setitem__, member, expiry))
                     continue
                 tat = max(self._tat.get(check.key, now), now)
                 interval = check.period_ms / check.limit
@@ -190,7 +195,7 @@ class LocalLimiter:
                             check, False, _remaining(now, new_tat, check), _ms(new_tat - now), 0
                         )
                     )
-                    writes.append(lambda k=check.key, t=new_tat: self._tat.__setitem__(k, t))
+                    writes.append(functools.partial(self._tat.__setitem__, check.key, new_tat))
             allowed = not any(outcome.limited for outcome in outcomes)
             if allowed:
                 for write in writes:
@@ -437,8 +442,8 @@ class RedisLimiter:
         )
         self._down_until = 0.0
         self._async: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._sync_client = None
-        self._sync_script = None
+        self._sync_client: redis.Redis | None = None
+        self._sync_script: Script | None = None
         self._lock = threading.Lock()
 
     def _client_kwargs(self) -> dict:

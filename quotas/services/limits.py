@@ -128,10 +128,10 @@ def limits_for(
     rows = QuotaLimit.objects.filter(scope_filter, organization=organization)
     scopes = []
     for row in rows:
-        if row.api_key_id:
+        if row.api_key_id and api_key is not None:
             label = f"API key {api_key.redacted_value}"
             pk = row.api_key_id
-        elif row.project_id:
+        elif row.project_id and project is not None:
             label = f"project {project.public_id}"
             pk = row.project_id
         else:

@@ -82,7 +82,7 @@ def stored_input_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     stored: list[dict[str, Any]] = []
     used: set[str] = set()
     for item in items:
-        kind = item.get("type")
+        kind = item["type"]  # canonical items always have one
         if kind == "item_reference":
             raise ValueError("resolve item references before storing input items")
         record = _stored_item(item)

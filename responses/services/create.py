@@ -110,6 +110,7 @@ def _load_context(
             organization=principal.organization, response_id=request.previous_response_id
         )
         if previous is None:  # only the connection has it (store=false)
+            assert local is not None  # previous_response_get raises rather than answer None
             history = list(local.items)
         else:
             if previous.status not in StoredResponse.TERMINAL:
@@ -207,7 +208,9 @@ def _echo(
     return ResponseEcho(
         model=model,
         instructions=instructions,
-        prompt=({**request.prompt, "version": prompt.version} if prompt is not None else None),
+        prompt=(
+            {**(request.prompt or {}), "version": prompt.version} if prompt is not None else None
+        ),
         previous_response_id=request.previous_response_id,
         conversation={"id": request.conversation} if request.conversation else None,
         tools=list(request.tools),
@@ -336,7 +339,8 @@ async def _check_media(*, items: list[dict[str, Any]], context: _Context) -> Non
                 param=param,
                 code="invalid_value",
             ) from None
-        addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
+        # typeshed's address union includes non-IP families; a host name resolves to IPs only.
+        addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}  # type: ignore[union-attr]
         if not all(media.address_is_public(address) for address in addresses):
             media.refuse_internal(param)
 
@@ -519,7 +523,7 @@ async def _store_record(
     status = (
         StoredResponse.Status.QUEUED if request.background else StoredResponse.Status.IN_PROGRESS
     )
-    fields = dict(
+    fields: dict[str, Any] = dict(
         public_id=builder.response_id,
         organization=principal.organization,
         project=principal.project,

@@ -123,8 +123,9 @@ def _turn_ended(
             .values_list("organization__tool_output_timeout_seconds", flat=True)
             .first()
         )
+        assert timeout is not None  # the response's row is there: its session points at it
         deadline = timezone.now() + timedelta(seconds=timeout)
-    changes = dict(
+    changes: dict[str, Any] = dict(
         head_response_id=response_pk,
         status=status,
         pending_call_ids=pending,
@@ -208,6 +209,7 @@ def sessions_repair(*, limit: int = 500) -> int:
     )
     for session in ended:
         continuation = session.continuation
+        assert continuation is not None  # the filter above joined it
         with transaction.atomic():
             if _continuation_failed(session, response_pk=continuation.pk, body=continuation.body):
                 moved += session_reopen(session=session)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -77,6 +78,7 @@ class Command(BaseCommand):
             )
             if key is None:
                 raise CommandError(f"No API key {options['key']!r} in {organization.slug}.")
+        rows: list[dict[str, Any]]
         if project is None and key is None:
             rows = [
                 {"day": row.day, "model": row.model, "cost": row.cost}
