@@ -109,7 +109,8 @@ class ApiKeyAuthentication(BaseAuthentication):
     """Hands DRF the principal the gateway middleware already authenticated."""
 
     def authenticate(self, request):
-        principal = getattr(request._request, "principal", None)
+        # DRF's wrapped HttpRequest, where the gateway middleware put the principal.
+        principal = getattr(request._request, "principal", None)  # noqa: SLF001
         if principal is None:
             raise AuthenticationFailed("You didn't provide an API key.")
         return (principal, principal.api_key)

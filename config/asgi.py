@@ -10,10 +10,10 @@ import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.urls import re_path  # noqa: E402
+import django
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.urls import re_path
 
 django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does first
 
@@ -26,7 +26,7 @@ from responses.websocket import (  # noqa: E402
 
 if "daphne.http_protocol" in sys.modules:
     # Served by daphne: what it decides before calling the application follows the same rules.
-    from api.daphne_edge import install  # noqa: E402
+    from api.daphne_edge import install
 
     install()
 

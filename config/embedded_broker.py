@@ -74,7 +74,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 class Channel(filesystem.Channel):
     # kombu's own filesystem Channel already renames the base class's `message` argument.
     def _put(self, queue, payload, **kwargs):  # type: ignore[override]
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         try:
             _write_atomically(Path(self.data_folder_out) / name, str_to_bytes(dumps(payload)))
         except OSError as exc:

@@ -79,7 +79,7 @@ def sse_response(
         loop.call_soon_threadsafe(start)
 
     # django-stubs leave out this private list; Django offers no public hook for it.
-    response._resource_closers.append(schedule_close)  # type: ignore[attr-defined]
+    response._resource_closers.append(schedule_close)  # type: ignore[attr-defined]  # noqa: SLF001
     response["Cache-Control"] = "no-store"  # tenant data: never kept by a cache
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
     return response

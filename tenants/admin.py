@@ -273,7 +273,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # The admin continues with `obj` (log entry, redirect); point it at the issued row.
         obj.pk = issued.api_key.pk
         obj.public_id = issued.api_key.public_id
-        request._issued_secret = issued.secret
+        request._issued_secret = issued.secret  # noqa: SLF001 - our own attribute, for response_add
 
     def response_add(self, request, obj, post_url_continue=None):
         secret = getattr(request, "_issued_secret", None)

@@ -132,7 +132,7 @@ def test_concurrent_producers_and_a_consumer_lose_nothing(tmp_path):
                     message = queue.get(timeout=10)
                 except Empty:
                     break
-                except Exception as exc:  # the failure this test exists to catch
+                except Exception as exc:  # noqa: BLE001 - the failure this test exists to catch
                     errors.append(exc)
                     break
                 received.append(message.payload["n"])

@@ -32,6 +32,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def pool(self):
         pool = super().pool
         # Django passes psycopg's check when CONN_HEALTH_CHECKS is on and takes no other.
-        if pool is not None and pool._check is ConnectionPool.check_connection:
-            pool._check = check_pooled_connection
+        # psycopg_pool has no setter for the check once the pool exists.
+        if pool is not None and pool._check is ConnectionPool.check_connection:  # noqa: SLF001
+            pool._check = check_pooled_connection  # noqa: SLF001
         return pool

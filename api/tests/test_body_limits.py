@@ -47,7 +47,7 @@ def small_limit(settings):
     return 2048
 
 
-@pytest.mark.parametrize("size,status", [(2047, 200), (2048, 200), (2049, 413)])
+@pytest.mark.parametrize(("size", "status"), [(2047, 200), (2048, 200), (2049, 413)])
 async def test_declared_length_around_the_limit(small_limit, size, status):
     sent = await _call(
         BodyLimitMiddleware(EchoApp()),
@@ -63,7 +63,7 @@ async def test_declared_length_around_the_limit(small_limit, size, status):
         assert sent[1]["body"] == str(size).encode()
 
 
-@pytest.mark.parametrize("size,status", [(2048, 200), (2049, 413)])
+@pytest.mark.parametrize(("size", "status"), [(2048, 200), (2049, 413)])
 @pytest.mark.compliance("E4")
 async def test_chunked_bodies_are_counted(small_limit, size, status):
     chunks = [b"x" * 500] * (size // 500) + [b"x" * (size % 500)]

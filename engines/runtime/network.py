@@ -218,5 +218,5 @@ def engine_transport(*, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
     """httpx's transport (its pool, HTTP/1.1, error mapping) over :class:`AsyncioBackend`."""
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     # httpx does not take a network backend; its pool keeps the one it hands every connection.
-    transport._pool._network_backend = AsyncioBackend()
+    transport._pool._network_backend = AsyncioBackend()  # noqa: SLF001
     return transport

@@ -33,7 +33,7 @@ from engines.runtime.types import (
     Usage,
 )
 
-__all__ = ["ScriptedEngine", "Script", "build_script", "text_script", "whitespace_token_count"]
+__all__ = ["Script", "ScriptedEngine", "build_script", "text_script", "whitespace_token_count"]
 
 Script = Sequence[EngineDelta] | Callable[[GenerationRequest], Sequence[EngineDelta]]
 

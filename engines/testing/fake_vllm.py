@@ -418,7 +418,7 @@ class FakeVllm:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self.astart())
-            except BaseException as exc:  # surface bind errors to the caller
+            except BaseException as exc:  # noqa: BLE001 - surface bind errors to the caller
                 failure.append(exc)
                 started.set()
                 loop.close()
@@ -510,11 +510,14 @@ class FakeVllm:
         record = RecordedRequest(method=method, path=path, headers=headers, body=body)
         if self.record:
             self.requests.append(record)
-        if self.api_key and path.startswith("/v1/"):
-            if headers.get("authorization") != f"Bearer {self.api_key}":
-                record.outcome = "served"
-                await self._send_json(conn, 401, {"error": "Unauthorized"}, keep_alive)
-                return keep_alive
+        if (
+            self.api_key
+            and path.startswith("/v1/")
+            and headers.get("authorization") != f"Bearer {self.api_key}"
+        ):
+            record.outcome = "served"
+            await self._send_json(conn, 401, {"error": "Unauthorized"}, keep_alive)
+            return keep_alive
         if path == "/v1/models" and method == "GET":
             record.outcome = "served"
             await self._send_json(conn, 200, self._models_body(), keep_alive)
@@ -786,7 +789,7 @@ class FakeVllm:
                 return "error_event"
             writer.write(_chunk(_sse(event)))
             await writer.drain()
-            sent += 1
+            sent += 1  # noqa: SIM113 - counted after the checks above, which read it first
             record.events_sent = sent
         writer.write(b"0\r\n\r\n")
         await writer.drain()

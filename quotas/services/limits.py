@@ -171,12 +171,12 @@ def limits_set(
     organization: Organization,
     project: Project | None = None,
     api_key: ApiKey | None = None,
-    requests_per_minute: int | None | object = UNSET,
-    tokens_per_minute: int | None | object = UNSET,
-    max_concurrent: int | None | object = UNSET,
-    monthly_token_budget: int | None | object = UNSET,
+    requests_per_minute: int | object | None = UNSET,
+    tokens_per_minute: int | object | None = UNSET,
+    max_concurrent: int | object | None = UNSET,
+    monthly_token_budget: int | object | None = UNSET,
     budget_is_hard: bool | object = UNSET,
-    monthly_cost_budget: Decimal | None | object = UNSET,
+    monthly_cost_budget: Decimal | object | None = UNSET,
 ) -> QuotaLimit:
     """Create or change the limits of one scope; fields left UNSET keep their value."""
     if project is not None and api_key is not None:

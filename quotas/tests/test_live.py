@@ -193,7 +193,7 @@ def test_the_sdk_retries_after_our_retry_after_and_then_succeeds(
 
     statuses = [status for _, status, _ in wire.answers]
     assert statuses == [200, 429, 200]
-    (_, _, ok), (refused_at, _, refused), (retried_at, _, _) = wire.answers
+    (_, _, _ok), (refused_at, _, refused), (retried_at, _, _) = wire.answers
     assert refused["x-ratelimit-remaining-requests"] == "0"
     assert int(refused["retry-after"]) >= 1
     wait_ms = int(refused["retry-after-ms"])

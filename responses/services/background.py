@@ -101,7 +101,7 @@ def _enqueue(record: StoredResponse, task) -> None:
     ``queued`` until the queued timeout) and the client gets a 503 it may retry."""
     try:
         task.delay(record.pk)
-    except Exception as exc:  # noqa: BLE001 - kombu raises several kinds for a lost broker
+    except Exception as exc:  # kombu raises several kinds for a lost broker
         logger.warning("could not enqueue background response %s: %s", record.public_id, exc)
         body = dict(
             record.body,

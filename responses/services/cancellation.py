@@ -100,7 +100,8 @@ async def _raised(keys: list[str]) -> list[bool]:
     client = _loop_clients.get(loop)
     if client is None:
         client = _loop_clients[loop] = redis.asyncio.Redis.from_url(
-            backend._servers[0],  # type: ignore[attr-defined]  # private, absent from the stubs
+            # Django's cache has no public accessor for its server list.
+            backend._servers[0],  # type: ignore[attr-defined]  # noqa: SLF001
             socket_timeout=2.0,
             socket_connect_timeout=2.0,
         )
@@ -119,7 +120,7 @@ class _Watcher:
             return False
         try:
             entry.on_cancel()
-        except Exception:  # noqa: BLE001 - one generation's callback must not stop the watcher
+        except Exception:  # one generation's callback must not stop the watcher
             logger.exception("cancel callback of %s failed", response_id)
         return True
 
@@ -140,7 +141,7 @@ class _Watcher:
                     await self._renew_leases()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - Redis or the database away: try again next tick
+            except Exception:  # Redis or the database away: try again next tick
                 logger.warning("cancel watcher tick failed", exc_info=True)
 
     async def _check_flags(self) -> None:

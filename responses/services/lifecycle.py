@@ -138,10 +138,13 @@ def events_store(*, response_pk: int, events: list[dict[str, Any]]) -> None:
         return
     table = connection.ops.quote_name(ResponseEvent._meta.db_table)
     copy_sql = f"COPY {table} (response_id, sequence_number, data) FROM STDIN"
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        with cursor.cursor.copy(copy_sql) as copy:
-            for event in events:
-                copy.write_row((response_pk, event["sequence_number"], json.dumps(event)))
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(copy_sql) as copy,
+    ):
+        for event in events:
+            copy.write_row((response_pk, event["sequence_number"], json.dumps(event)))
 
 
 def response_row_delete(*, response: StoredResponse) -> None:

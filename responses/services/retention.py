@@ -77,14 +77,17 @@ def storage_check(
     *, organization: Organization, previous: StoredResponse | None, incoming_bytes: int
 ) -> None:
     """400 before anything is generated when storing this response would pass a cap."""
-    if previous is not None and organization.max_chain_length:
-        if previous.chain_length + 1 > organization.max_chain_length:
-            raise InvalidRequest(
-                f"This conversation reached the maximum of {organization.max_chain_length} "
-                "turns; start a new one (without previous_response_id).",
-                param="previous_response_id",
-                code="chain_length_exceeded",
-            )
+    if (
+        previous is not None
+        and organization.max_chain_length
+        and previous.chain_length + 1 > organization.max_chain_length
+    ):
+        raise InvalidRequest(
+            f"This conversation reached the maximum of {organization.max_chain_length} "
+            "turns; start a new one (without previous_response_id).",
+            param="previous_response_id",
+            code="chain_length_exceeded",
+        )
     if organization.max_stored_bytes:
         used = stored_bytes_used(organization_id=organization.pk)
         if used + incoming_bytes > organization.max_stored_bytes:

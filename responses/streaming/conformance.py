@@ -106,7 +106,7 @@ def check_event(event: dict[str, Any]) -> Any:
 
 
 class _ItemTrack:
-    __slots__ = ("added", "done", "item_id", "kind", "parts", "summaries", "arguments")
+    __slots__ = ("added", "arguments", "done", "item_id", "kind", "parts", "summaries")
 
     def __init__(self, item: dict[str, Any]) -> None:
         self.item_id: str = item["id"]

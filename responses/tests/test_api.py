@@ -181,7 +181,7 @@ async def test_an_engine_failure_is_an_error_and_a_failed_response(
 
 
 @pytest.mark.parametrize(
-    "body,param,code",
+    ("body", "param", "code"),
     [
         ({"input": "hi"}, "model", "missing_required_parameter"),
         ({"model": "scripted", "input": "hi", "temperature": 3}, "temperature", None),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import time
@@ -681,7 +682,7 @@ async def test_keep_alive_comments_while_the_engine_is_silent(
     assert first_output - 1 >= 3, kinds
     assert ["keepalive"] not in kinds[first_output:]
     times = [at for at, chunk in chunks[: first_output + 1]]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert max(gaps) < 0.5, gaps
 
 

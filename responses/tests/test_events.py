@@ -327,4 +327,4 @@ def test_a_finished_summary_part_has_no_status_key():
 
 
 def test_terminal_types():
-    assert ev.TERMINAL_TYPES == {"response.completed", "response.incomplete", "response.failed"}
+    assert {"response.completed", "response.incomplete", "response.failed"} == ev.TERMINAL_TYPES

@@ -69,7 +69,7 @@ items = st.fixed_dictionaries(
         "type": st.sampled_from(
             ["message", "function_call", "function_call_output", "item_reference", "reasoning"]
         )
-        | text,  # fmt: skip
+        | text,
         "role": st.sampled_from(["user", "assistant", "system", "developer"]) | text,
         "content": text | st.lists(content_parts, max_size=2) | json_values,
         "call_id": text,
@@ -97,7 +97,7 @@ text_param = st.fixed_dictionaries(
                 "name": text | st.just("out"),
                 "schema": schemas | json_values,
                 "strict": st.booleans(),
-            },  # fmt: skip
+            },
         )
         | json_values,
         "verbosity": text,
@@ -260,7 +260,7 @@ async def test_tool_outputs_never_answers_5xx(
             "/v1/responses",
             json.dumps(
                 {"model": "scripted", "input": "hi", "tools": [{"type": "function", "name": "f"}]}
-            ),  # fmt: skip
+            ),
             content_type="application/json",
             headers=transactional_cast.alice.headers,
         )

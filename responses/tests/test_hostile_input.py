@@ -45,7 +45,7 @@ async def assert_nothing_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw,param",
+    ("raw", "param"),
     [
         (f'{{"model": "scripted", "input": "a{LONE}b"}}', "input"),
         (f'{{"model": "scripted", "input": "hi", "instructions": "{LONE}"}}', "instructions"),
@@ -82,7 +82,7 @@ async def test_lone_surrogate_in_input_tokens(client, transactional_cast, engine
 
 
 @pytest.mark.parametrize(
-    "fragment,param",
+    ("fragment", "param"),
     [
         ('"max_output_tokens": 9223372036854775808', "max_output_tokens"),
         ('"max_output_tokens": 18446744073709551616', "max_output_tokens"),
@@ -298,7 +298,7 @@ async def test_lone_surrogate_in_a_tool_output(client, transactional_cast, engin
 
 
 @pytest.mark.parametrize(
-    "error,param,leaked",
+    ("error", "param", "leaked"),
     [
         (
             "ContextLengthExceeded",

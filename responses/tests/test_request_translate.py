@@ -303,7 +303,8 @@ def test_output_without_its_call_is_openais_400():
 
 
 def test_call_without_its_output_is_openais_400():
-    history = stored_input_items(parsed_input({"role": "user", "content": "a"})) + [
+    history = [
+        *stored_input_items(parsed_input({"role": "user", "content": "a"})),
         {"id": "fc_1", "type": "function_call", "status": "completed", "call_id": "call_1", "name": "get_time", "arguments": "{}"},
     ]  # fmt: skip
     with pytest.raises(InvalidRequest) as caught:

@@ -447,7 +447,7 @@ def test_every_parameter_at_once_is_normalized():
             "repetition_penalty": 1.1,
             "seed": 7,
             "stop": ["END"],
-        }  # fmt: skip
+        }
     )
     assert request.input[0] == {
         "type": "message",
@@ -648,7 +648,7 @@ def test_message_forms_normalize_content():
             },
             {"role": "user", "content": "u", "phase": "commentary"},
             {"role": "assistant", "content": [{"type": "input_text", "text": "tolerated"}]},
-        )  # fmt: skip
+        )
     )
     assert request.input == (
         {"type": "message", "role": "system", "content": [{"type": "input_text", "text": "sys"}]},
@@ -672,7 +672,7 @@ def test_invalid_json_arguments_are_history_and_are_recorded():
             fn_output("call_a"),
             fn_output("call_b"),
             fn_output("call_c"),
-        )  # fmt: skip
+        )
     )
     assert request.input[1]["arguments"] == '{"city": "Par'
     assert request.invalid_arguments == ("input[1].arguments", "input[2].arguments")
@@ -704,7 +704,7 @@ def test_tool_items_keep_optional_fields():
             },
             {"id": "msg_ref"},
             {"type": "item_reference", "id": "fc_ref"},
-        )  # fmt: skip
+        )
     )
     call, output, thought, reference, typed_reference = request.input
     assert call == {
@@ -746,7 +746,7 @@ def test_canonical_items_are_valid_sdk_input_items():
             fn_output(output=[{"type": "input_text", "text": "t"}]),
             reasoning(content=[{"type": "reasoning_text", "text": "r"}]),
             {"type": "item_reference", "id": "x"},
-        )  # fmt: skip
+        )
     )
     adapter = pydantic.TypeAdapter(ResponseInputItem)
     for item in request.input:
@@ -928,7 +928,7 @@ def test_stored_items_have_ids_and_openai_shapes():
                 content=[{"type": "reasoning_text", "text": "r"}],
             ),
             reasoning(id="rs_2"),
-        )  # fmt: skip
+        )
     )
     stored = stored_input_items(request.input)
     expected = [

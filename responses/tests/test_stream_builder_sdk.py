@@ -132,7 +132,7 @@ def test_responses_stream_takes_a_summary_on_a_reasoning_item_kept_open():
     events += builder.finish()
     with sdk_client(events).responses.stream(model="m", input="x") as stream:
         final = stream.get_final_response()
-    reasoning, message = final.output
+    reasoning, _message = final.output
     assert reasoning.summary[0].text == "Short summary."
     assert reasoning.content[0].text == "why"
     assert final.output_text == "Hi"
@@ -152,7 +152,7 @@ def test_an_incomplete_stream_is_read_to_the_end_but_has_no_final_response():
         assert last.type == "response.incomplete"
         assert last.response.incomplete_details.reason == "max_output_tokens"
         assert last.response.output[0].status == "incomplete"
-        with pytest.raises(RuntimeError, match="response.completed"):
+        with pytest.raises(RuntimeError, match=r"response.completed"):
             stream.get_final_response()
 
 

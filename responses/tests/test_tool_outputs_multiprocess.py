@@ -160,18 +160,20 @@ def test_a_continuation_lost_with_its_web_process_reopens_the_session(
             {"call_id": "call_paris", "output": "sun"},
             {"call_id": "call_oslo", "output": "snow"},
         ]
-        with httpx.Client(base_url=doomed.base_url, headers=alice.headers, timeout=30) as http:
-            with http.stream(
+        with (
+            httpx.Client(base_url=doomed.base_url, headers=alice.headers, timeout=30) as http,
+            http.stream(
                 "POST",
                 f"/v1/responses/{first['id']}/tool_outputs",
                 json={"tool_outputs": outputs, "stream": True},
-            ) as live:
-                buffer = b""
-                for chunk in live.iter_bytes():
-                    buffer += chunk
-                    if buffer.count(b"event: response.output_text.delta") >= 3:
-                        break
-                doomed.kill()  # the web process running the continuation is gone
+            ) as live,
+        ):
+            buffer = b""
+            for chunk in live.iter_bytes():
+                buffer += chunk
+                if buffer.count(b"event: response.output_text.delta") >= 3:
+                    break
+            doomed.kill()  # the web process running the continuation is gone
     finally:
         doomed.stop()
     session = ResponseSession.objects.get(root_response__public_id=first["id"])

@@ -116,9 +116,8 @@ def test_errors_arrive_as_events(sdk):
 
 def test_a_bad_key_is_refused_at_the_handshake(live_daphne, transactional_cast):
     client = openai.OpenAI(base_url=f"{live_daphne}/v1", api_key="sk-rp-wrong", max_retries=0)
-    with pytest.raises(InvalidStatus) as refused:
-        with client.responses.connect(max_retries=0):
-            pass
+    with pytest.raises(InvalidStatus) as refused, client.responses.connect(max_retries=0):
+        pass
     assert refused.value.response.status_code == 403
 
 

@@ -104,7 +104,7 @@ def invite_accept(*, invite: Invite, user) -> Membership:
         invite = Invite.objects.select_for_update().get(pk=invite.pk)
         if invite.status != Invite.Status.PENDING:
             raise MembershipError(f"This invitation is {invite.status}.")
-        membership, created = Membership.objects.get_or_create(
+        membership, _created = Membership.objects.get_or_create(
             user=user, organization=invite.organization, defaults={"role": invite.role}
         )
         invite.accepted_at = timezone.now()

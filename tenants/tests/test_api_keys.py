@@ -136,7 +136,7 @@ def test_restricted_permissions_are_validated(cast):
 
 
 @pytest.mark.parametrize(
-    "scope,permissions,group,write,allowed",
+    ("scope", "permissions", "group", "write", "allowed"),
     [
         ("all", {}, "responses", True, True),
         ("read_only", {}, "responses", False, True),

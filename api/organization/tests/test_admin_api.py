@@ -378,7 +378,7 @@ def test_no_client_input_gives_a_5xx(admin, cast):
 
 
 @pytest.mark.parametrize(
-    "path,status,param",
+    ("path", "status", "param"),
     [
         ("/v1/organization/projects?after=a%00b", 400, "after"),
         ("/v1/organization/users?emails=a%00b", 400, "emails"),

@@ -63,7 +63,7 @@ class Command(BaseCommand):
                         "version": str(version.version),
                         "project": prompt.project.public_id,
                         "name": prompt.name,
-                    }  # fmt: skip
+                    }
                 )
             )
         else:
