@@ -1,5 +1,7 @@
 # The two commands of the README: `make run` (the whole platform, embedded default) and
-# `make test` (the whole suite). Both install whatever is missing first.
+# `make test` (the whole suite). Both install whatever is missing first. `make check` is the
+# quick one for while you work (docs/contributing.md): lint, format, types, the import contract
+# and the tests that need no database, engine, server or process — under a minute.
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +19,7 @@ TEST_ENV := \
 	SECURE_SSL_REDIRECT=false \
 	PLATFORM_DATA_DIR=$${PLATFORM_DATA_DIR:-$(CURDIR)/.data}
 
-.PHONY: run test install engine lint compliance
+.PHONY: run test check install engine lint typecheck contract pure compliance
 
 install: $(INSTALLED)
 
@@ -39,8 +41,24 @@ run: install engine
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
-test: install engine lint
+# The Django plugin loads config.settings, which reads the environment: hence TEST_ENV.
+typecheck: install
+	$(TEST_ENV) $(VENV)/bin/mypy
+
+# The layers' one import direction (docs/architecture.md).
+contract: install
+	$(TEST_ENV) $(PY) -m pytest -q tests/test_import_contract.py
+
+# Tests that need no database, engine, server or process (tests/pure_plugin.py decides); the
+# import contract is one of them.
+pure: install
+	$(TEST_ENV) $(PY) -m pytest -q -p tests.pure_plugin -m pure $(PYTEST_ARGS)
+
+check: lint typecheck pure
+
+test: install engine lint typecheck contract
 	$(TEST_ENV) $(PY) manage.py prepare_model
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
