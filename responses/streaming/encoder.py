@@ -158,7 +158,8 @@ def _dumps_ascii(value: Any) -> bytes:
 try:
     import orjson
 except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
+    # Without orjson installed mypy sees Any here, with it a module: either way this is fine.
+    orjson = None  # type: ignore[assignment, unused-ignore]
 
 
 def dumps(value: Any) -> bytes:
