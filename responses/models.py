@@ -1,4 +1,4 @@
-"""Stored responses (M6) and their event logs (for ``GET …?stream=true`` replay, L6)."""
+"""Stored responses and their event logs (for ``GET …?stream=true`` replay)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ class ResponseEvent(models.Model):
 
 
 class ResponseSession(models.Model):
-    """The durable state of one conversation chain between turns (C3): which function calls the
+    """The durable state of one conversation chain between turns: which function calls the
     latest response is waiting on, what was submitted for them so far, and until when.
 
     Only :mod:`responses.services.sessions` changes it, by conditional updates."""
@@ -137,7 +137,8 @@ class ResponseSession(models.Model):
 
 
 class ToolOutputSubmission(models.Model):
-    """The first answer given to an ``Idempotency-Key`` on ``…/tool_outputs`` (E6)."""
+    """The first answer given to an ``Idempotency-Key`` on ``…/tool_outputs``, so that a retry
+    gets it again."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
     response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE)

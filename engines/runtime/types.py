@@ -37,7 +37,8 @@ class EngineProgress:
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     request_id: str
-    """Our request id (x-request-id); sent upstream as vLLM's request id (L7)."""
+    """Our request id (x-request-id); sent upstream as vLLM's request id, so one id names the
+    request in our logs and in vLLM's."""
     model: str
     """The platform's public model name; the engine maps it to the upstream name."""
     messages: list[dict[str, Any]]
