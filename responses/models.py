@@ -49,7 +49,8 @@ class StoredResponse(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     stored_bytes = models.PositiveBigIntegerField(
-        default=0, help_text="Size of the stored body and input items (for the org's cap, E8)."
+        default=0,
+        help_text="Size of the stored body and input items (counted against the organization's storage cap).",
     )
     end_reason = models.CharField(
         max_length=32,

@@ -37,7 +37,7 @@ class Organization(models.Model):
     )
     # Response sessions (tool-output deadlines) and stored-response limits.
     tool_output_timeout_seconds = models.PositiveIntegerField(
-        default=600, help_text="How long a response waits for its tool outputs (E2)."
+        default=600, help_text="How long a response waits for its tool outputs."
     )
     response_retention_days = models.PositiveIntegerField(
         default=30, help_text="Stored responses older than this are purged."
