@@ -281,7 +281,9 @@ def test_a_client_that_leaves_before_the_headers_leaves_nothing_in_progress(
     assert _settle(
         lambda: not StoredResponse.objects.filter(status="in_progress").exists(), within=3
     ), list(StoredResponse.objects.values_list("public_id", "status"))
-    assert upstream.active_streams == 0
+    # The engine request starts alongside the INSERT, so it may be open when the client leaves;
+    # the abandoned stream closes it shortly after (a condition, not an instant).
+    assert _settle(lambda: upstream.active_streams == 0, within=5), upstream.active_streams
 
 
 # --- E5: a thousand disconnects ----------------------------------------------------------------
