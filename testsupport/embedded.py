@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from testsupport.paths import REPO_ROOT
+from testsupport.ports import free_port
 from testsupport.waiting import wait_until
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def embedded_env(data_dir: Path, models: list[dict], **overrides: str) -> dict[str, str]:
@@ -55,12 +54,6 @@ def bootstrap(env: dict[str, str]) -> str:
     """Migrate the embedded database and return the demo API key ``bootstrap`` prints."""
     manage(env, "migrate", "--noinput")
     return re.search(r"sk-rp-[A-Za-z0-9]+", manage(env, "bootstrap")).group(0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SupervisedPlatform:

@@ -23,9 +23,12 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
-from responses.tests.conftest import Worker, parse_sse, text_of, wait_for_status
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
+from testsupport.sse import parse_sse, streamed_events, text_of
+from testsupport.stored_responses import wait_for_status
 from testsupport.waiting import await_until
+from testsupport.worker import Worker
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -51,13 +54,7 @@ def _declare_queues() -> None:
             queue(conn.default_channel).declare()
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
-    fake.behavior_for = lambda body: _BEHAVIORS.get(body.get("model"))
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(by_model=_BEHAVIORS)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +103,7 @@ async def replay(persona, response_id: str, starting_after: int | None = None) -
     response = await AsyncClient().get(
         f"/v1/responses/{response_id}?{query}", headers=persona.headers
     )
-    return parse_sse(b"".join([chunk async for chunk in response.streaming_content]))
+    return await streamed_events(response)
 
 
 async def test_a_background_response_runs_in_the_worker_and_replays_from_any_point(
@@ -245,8 +242,8 @@ def test_periodic_upkeep_never_queues_in_front_of_background_runs() -> None:
 
 @pytest.mark.compliance("E2")
 async def test_a_tool_output_deadline_fires_in_the_worker(models, transactional_cast, engine):
-    from engines.runtime.scripted import build_script
     from responses.models import ResponseSession
+    from testsupport.scripted_engine import build_script
 
     alice = transactional_cast.alice
     org = alice.organization
