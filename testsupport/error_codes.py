@@ -7,7 +7,7 @@ import ast
 
 from testsupport.paths import REPO_ROOT
 
-APPS = ("api", "tenants", "engines", "quotas", "responses")
+APPS = ("core", "api", "tenants", "engines", "quotas", "responses", "conversations", "prompts")
 
 
 def _strings(node: ast.AST) -> set[str]:

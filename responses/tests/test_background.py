@@ -288,14 +288,29 @@ async def test_deleting_a_running_background_response_stops_it_settles_and_frees
     its ledger row reserved and its concurrency slot taken."""
     from quotas.models import UsageRecord
     from quotas.services.limits import limits_set
+    from responses.models import StoredResponse
+    from responses.services.event_log import live_event_log
 
     alice = transactional_cast.alice
     await sync_to_async(limits_set)(organization=alice.organization, max_concurrent=1)
     queued = await create(alice, model=models["slow"])
     await wait_for_status(queued["id"], {"in_progress"}, within=20)
     streams_before = upstream.aborted_streams
-    # Generating for real (a few deltas in the live log) before the delete.
+    # Generating for real (a few deltas in the live log) before the delete: an open engine
+    # stream is not enough, under load the delete could land before the first token.
     assert await upstream.await_until(lambda f: f.active_streams > 0, within=10)
+
+    stored = await StoredResponse.objects.aget(public_id=queued["id"])
+    log = live_event_log()
+
+    async def generating():
+        events = await log.read(response_pk=stored.pk, public_id=queued["id"], after=-1, wait=0.5)
+        return any(e["type"] == "response.output_text.delta" for e in events)
+
+    try:
+        await await_until(generating, within=20, what="a delta in the live event log")
+    finally:
+        await log.close()
 
     deleted = await AsyncClient().delete(f"/v1/responses/{queued['id']}", headers=alice.headers)
     assert deleted.status_code == 200, deleted.content
