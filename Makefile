@@ -62,8 +62,8 @@ test: install engine lint typecheck contract
 	$(TEST_ENV) $(PY) manage.py prepare_model
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
-# The compliance suite (T1): every test marked @pytest.mark.compliance("ID"), then the table
-# feature ID → tests → pass/fail; the same table is written into docs/compatibility.md (D3).
+# The compliance suite: every test marked @pytest.mark.compliance("ID"), then the table
+# feature ID → tests → pass/fail; the same table is written into docs/compatibility.md.
 # The table's test list is written first (from collection), so the run checks an up-to-date one.
 COMPLIANCE_REPORT := .data/compliance.json
 compliance: install

@@ -1,4 +1,5 @@
-"""Shared fixtures: a cast of tenants (healthchecks-style personas) and a live daphne server.
+"""Shared fixtures: a cast of tenants (healthchecks-style personas), a live daphne server and
+fake vLLM replicas (their harnesses live in ``testsupport``).
 
 * Alice owns the Acme organization and holds a full-access key;
 * Bob is Alice's teammate at Acme with a read-only key, bound to Acme's "Mobile" project;
@@ -8,20 +9,14 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent
+from testsupport.fixtures import fake_vllm_servers
+from testsupport.live_server import DaphneProcess
 
-pytest_plugins = ["engines.testing.fixtures", "tests.compliance_plugin"]
+pytest_plugins = ["testsupport.compliance_plugin"]
 
 
 @dataclass
@@ -50,7 +45,7 @@ class Cast:
 def _make_cast() -> Cast:
     from tenants.models import ApiKey, Membership
     from tenants.services.api_keys import api_key_issue
-    from tenants.tests.factories import (
+    from testsupport.factories import (
         MembershipFactory,
         OrganizationFactory,
         ProjectFactory,
@@ -103,86 +98,17 @@ def _isolated_cache():
     cache.clear()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@pytest.fixture
+def fake_vllm_factory():
+    """``make(**FakeVllm options) -> started FakeVllm``; every one is stopped at teardown."""
+    with fake_vllm_servers() as make:
+        yield make
 
 
-def _database_url_for_tests() -> str:
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    host = db["HOST"] or "127.0.0.1"
-    port = db["PORT"] or "5432"
-    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
-
-
-class DaphneProcess:
-    """A real daphne process serving config.asgi against the test database; ``env`` overrides
-    settings for this process only. Tests that use it must commit their data
-    (``transactional_db`` / ``transactional_cast``): the server has its own connections."""
-
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = env or {}
-        self.process: subprocess.Popen | None = None
-        self.log_path = REPO_ROOT / ".data" / f"test-daphne-{self.port}.log"
-
-    def start(self) -> DaphneProcess:
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url_for_tests(),
-            "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "WARNING",
-            **self.env,
-        }
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daphne",
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.port),
-                    "config.asgi:application",
-                ],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.process.kill()
-        raise RuntimeError(f"daphne did not become ready; see {self.log_path}")
-
-    def kill(self) -> None:
-        """SIGKILL: no finally, no shutdown hook — a process lost mid-response."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+@pytest.fixture
+def fake_vllm(fake_vllm_factory):
+    """One started fake vLLM replica (accepts any model name)."""
+    return fake_vllm_factory()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Azure OpenAI's route forms (M1): the same API under ``/openai/…``, so the official SDK's
+"""Azure OpenAI's route forms: the same API under ``/openai/…``, so the official SDK's
 ``AzureOpenAI`` client works unchanged.
 
 * ``/openai/v1/…`` — Azure's v1 API: ``api-version`` optional (``preview``, ``latest``, ``v1``);

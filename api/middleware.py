@@ -106,7 +106,7 @@ class ApiGatewayMiddleware:
             logger.exception("Authentication failed unexpectedly on %s", request.path)
             return self._finish(request, server_error_response(request.request_id), started)
         response = self.get_response(request)
-        rate_limit_peek_sync(request)  # M5: the limiter's state when no admission reported it
+        rate_limit_peek_sync(request)  # the limiter's state when no admission reported it
         return self._finish(request, response, started)
 
     async def __acall__(self, request: ApiRequest):
@@ -126,7 +126,7 @@ class ApiGatewayMiddleware:
             logger.exception("Authentication failed unexpectedly on %s", request.path)
             return self._finish(request, server_error_response(request.request_id), started)
         response = await self.get_response(request)
-        await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
+        await rate_limit_peek(request)  # the limiter's state when no admission reported it
         return self._finish(request, response, started)
 
     def _begin(self, request: ApiRequest) -> float:
@@ -195,7 +195,7 @@ class ApiGatewayMiddleware:
             response["openai-organization"] = principal.organization.public_id
             if principal.project is not None:
                 response["openai-project"] = principal.project.public_id
-            rate_limit_headers_apply(request, response)  # M5: x-ratelimit-*
+            rate_limit_headers_apply(request, response)  # x-ratelimit-*
         return response
 
 

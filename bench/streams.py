@@ -6,7 +6,7 @@
 
 What it starts (all on this machine, each in its own process):
 
-* two fake vLLM replicas (``engines.testing.fake_vllm``): a *fast* one that streams
+* two fake vLLM replicas (``testsupport.fake_vllm``): a *fast* one that streams
   ``--tokens`` tokens per request as fast as it can, and a *hold* one that sends its headers and
   then nothing for an hour (to keep streams open for the memory measurement);
 * one daphne serving ``config.asgi`` with the production settings shape (PostgreSQL + Redis) on
@@ -415,7 +415,7 @@ def start_everything(args: argparse.Namespace, workdir: Path) -> Setup:
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
     )
 
-    fake = [PYTHON, "-m", "engines.testing.fake_vllm", "--no-record", "--max-model-len", "8192"]
+    fake = [PYTHON, "-m", "testsupport.fake_vllm", "--no-record", "--max-model-len", "8192"]
     flavours = {
         # As fast as it can: what the platform adds when the upstream costs nothing.
         "fast": ["--output-tokens", str(args.tokens)],

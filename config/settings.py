@@ -307,16 +307,16 @@ CORS_EXPOSE_HEADERS = (
     "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "retry-after",
 )  # fmt: skip
 OPENAI_VERSION_HEADER = "2020-10-01"
-# An SSE comment frame is sent when a stream has been silent this long (L4), so proxies and load
+# An SSE comment frame is sent when a stream has been silent this long, so proxies and load
 # balancers with idle timeouts keep the connection open during a long prefill or while queued.
 SSE_KEEPALIVE_SECONDS = env_float("SSE_KEEPALIVE_SECONDS", 15.0, minimum=0.05)
-# Stream dialect (L3) when neither the request header nor the organization chooses one.
+# Stream dialect when neither the request header nor the organization chooses one.
 RESPONSES_DIALECT = env_str("RESPONSES_DIALECT", "openai")
 if RESPONSES_DIALECT not in ("openai", "open-responses", "legacy"):
     raise ImproperlyConfigured(
         f"RESPONSES_DIALECT={RESPONSES_DIALECT!r}: use openai, open-responses or legacy"
     )
-# Encrypted reasoning (H4): Fernet keys, newest first (encrypts with the first, decrypts with
+# Encrypted reasoning: Fernet keys, newest first (encrypts with the first, decrypts with
 # any), and how long a blob stays valid. Production without keys refuses the include value.
 REASONING_ENCRYPTION_KEYS = env_list("REASONING_ENCRYPTION_KEYS", _reasoning_keys_default)
 for _key in REASONING_ENCRYPTION_KEYS:
@@ -387,7 +387,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SWEEP_INTERVAL_SECONDS,
         "options": {"expires": _SWEEP_EXPIRES_SECONDS},
     },
-    # Tool-output deadlines whose own ETA task never ran (E2), and retention (E8).
+    # Tool-output deadlines whose own ETA task never ran, and retention of stored responses.
     "expire-response-sessions": {
         "task": "responses.expire_sessions",
         "schedule": SWEEP_INTERVAL_SECONDS,
@@ -402,7 +402,7 @@ CELERY_BEAT_SCHEDULE = {
 # A running worker renews its lease every third of this; the sweeper fails a background response
 # whose lease ran out (its worker died) after at most this plus SWEEP_INTERVAL_SECONDS.
 BACKGROUND_LEASE_SECONDS = env_float("BACKGROUND_LEASE_SECONDS", 30.0, minimum=0.5)
-# The per-organization stored-bytes cap (E8) reads a usage figure at most this old.
+# The per-organization stored-bytes cap reads a usage figure at most this old.
 STORAGE_USAGE_CACHE_SECONDS = env_float("STORAGE_USAGE_CACHE_SECONDS", 30.0, minimum=0.0)
 # Keys for content handed to clients encrypted (compaction items): comma-separated Fernet keys,
 # the first encrypts, all decrypt (rotation). Unset: one key derived from SECRET_KEY.

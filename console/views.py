@@ -67,6 +67,21 @@ def _url(name: str, tenant: Tenant, *args) -> str:
     return reverse(f"console:{name}", args=(tenant.organization.slug, *args))
 
 
+def _or_404(found, what: str):
+    """``found``, the object a request names (looked up within the tenant's organization), or
+    a 404 when there is none."""
+    if found is None:
+        raise Http404(f"No such {what}.")
+    return found
+
+
+def _done(request, tenant: Tenant, page: str, message: str):
+    """After a change: say what was done and go back to the tenant's ``page``
+    (POST-redirect-GET)."""
+    messages.success(request, message)
+    return redirect(_url(page, tenant))
+
+
 # --- signing in ----------------------------------------------------------------------------
 
 
@@ -260,8 +275,7 @@ def projects(request, tenant: Tenant):
                 form.add_error("name", "A project with this name already exists.")
             else:
                 project_create(organization=tenant.organization, name=name)
-                messages.success(request, f"Project {name} created.")
-                return redirect(_url("projects", tenant))
+                return _done(request, tenant, "projects", f"Project {name} created.")
     return render(
         request,
         "console/projects.html",
@@ -276,12 +290,11 @@ def projects(request, tenant: Tenant):
 @require_POST
 @tenant_view(manage=True)
 def project_archive_view(request, tenant: Tenant, project_id: str):
-    project = project_get(organization=tenant.organization, ref=project_id)
-    if project is None:
-        raise Http404("No such project.")
+    project = _or_404(project_get(organization=tenant.organization, ref=project_id), "project")
     project_archive(project=project)
-    messages.success(request, f"Project {project.name} archived; its keys were revoked.")
-    return redirect(_url("projects", tenant))
+    return _done(
+        request, tenant, "projects", f"Project {project.name} archived; its keys were revoked."
+    )
 
 
 # --- keys ----------------------------------------------------------------------------------
@@ -345,11 +358,14 @@ def _show_new_key(request, tenant: Tenant, issued):
     return redirect(_url("key_created", tenant, issued.api_key.public_id))
 
 
+def _key_or_404(tenant: Tenant, key_id: str) -> ApiKey:
+    key = api_key_list(organization=tenant.organization).filter(public_id=key_id).first()
+    return _or_404(key, "key")
+
+
 @tenant_view(manage=True)
 def key_created(request, tenant: Tenant, key_id: str):
-    key = api_key_list(organization=tenant.organization).filter(public_id=key_id).first()
-    if key is None:
-        raise Http404("No such key.")
+    key = _key_or_404(tenant, key_id)
     pending = request.session.get(NEW_KEY_SESSION)
     secret = None
     if pending and pending.get("id") == key_id:
@@ -365,14 +381,11 @@ def key_created(request, tenant: Tenant, key_id: str):
 @require_POST
 @tenant_view(manage=True)
 def key_revoke(request, tenant: Tenant, key_id: str):
-    key = api_key_list(organization=tenant.organization).filter(public_id=key_id).first()
-    if key is None:
-        raise Http404("No such key.")
+    key = _key_or_404(tenant, key_id)
     if key.kind == ApiKey.Kind.ADMIN and not tenant.is_owner:
         raise PermissionDenied("Only owners can revoke admin keys.")
     api_key_revoke(api_key=key)
-    messages.success(request, f"Key {key.name} ({key.redacted_value}) revoked.")
-    return redirect(_url("keys", tenant))
+    return _done(request, tenant, "keys", f"Key {key.name} ({key.redacted_value}) revoked.")
 
 
 # --- members and invitations ----------------------------------------------------------------
@@ -396,8 +409,7 @@ def members(request, tenant: Tenant):
             except MembershipError as error:
                 form.add_error(None, str(error))
             else:
-                messages.success(request, f"Invitation for {invite.email} created.")
-                return redirect(_url("members", tenant))
+                return _done(request, tenant, "members", f"Invitation for {invite.email} created.")
     invites = (
         [
             (invite, request.build_absolute_uri(reverse("console:invite", args=(invite.token,))))
@@ -422,10 +434,7 @@ def members(request, tenant: Tenant):
 
 
 def _member_or_404(tenant: Tenant, user_id: int):
-    membership = membership_get(organization=tenant.organization, user_id=user_id)
-    if membership is None:
-        raise Http404("No such member.")
-    return membership
+    return _or_404(membership_get(organization=tenant.organization, user_id=user_id), "member")
 
 
 @require_POST
@@ -460,11 +469,9 @@ def member_remove(request, tenant: Tenant, user_id: int):
 @tenant_view(manage=True)
 def invite_revoke(request, tenant: Tenant, invite_id: str):
     invite = invite_list(organization=tenant.organization).filter(public_id=invite_id).first()
-    if invite is None:
-        raise Http404("No such invitation.")
+    invite = _or_404(invite, "invitation")
     invite_delete(invite=invite)
-    messages.success(request, f"Invitation for {invite.email} withdrawn.")
-    return redirect(_url("members", tenant))
+    return _done(request, tenant, "members", f"Invitation for {invite.email} withdrawn.")
 
 
 def invite(request, token: str):
@@ -507,14 +514,13 @@ def limits(request, tenant: Tenant):
             raise PermissionDenied("Limits are managed by the platform's staff.")
         project = None
         if request.POST.get("project"):
-            project = project_get(organization=organization, ref=request.POST["project"])
-            if project is None:
-                raise Http404("No such project.")
+            project = _or_404(
+                project_get(organization=organization, ref=request.POST["project"]), "project"
+            )
         form = LimitForm(request.POST)
         if form.is_valid():
             limits_set(organization=organization, project=project, **form.cleaned_data)
-            messages.success(request, "Limits saved.")
-            return redirect(_url("limits", tenant))
+            return _done(request, tenant, "limits", "Limits saved.")
         messages.error(
             request,
             "Limits not saved: "

@@ -1,4 +1,4 @@
-"""One error vocabulary for the whole API (M2).
+"""One error vocabulary for the whole API, in OpenAI's types and codes.
 
 Every failure under ``/v1/`` and ``/openai/`` is rendered as OpenAI's envelope
 ``{"error": {"message", "type", "param", "code"}}`` with the status OpenAI would use, so the

@@ -1,4 +1,4 @@
-"""Request-scoped logging: every log line of a request carries its request id (L7), and nothing
+"""Request-scoped logging: every log line of a request carries its request id, and nothing
 that looks like an API key ever reaches a log handler."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stored responses (M6) and their event logs (for ``GET …?stream=true`` replay, L6)."""
+"""Stored responses and their event logs (for ``GET …?stream=true`` replay)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ class StoredResponse(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     stored_bytes = models.PositiveBigIntegerField(
-        default=0, help_text="Size of the stored body and input items (for the org's cap, E8)."
+        default=0,
+        help_text="Size of the stored body and input items (counted against the organization's storage cap).",
     )
     end_reason = models.CharField(
         max_length=32,
@@ -97,7 +98,7 @@ class ResponseEvent(models.Model):
 
 
 class ResponseSession(models.Model):
-    """The durable state of one conversation chain between turns (C3): which function calls the
+    """The durable state of one conversation chain between turns: which function calls the
     latest response is waiting on, what was submitted for them so far, and until when.
 
     Only :mod:`responses.services.sessions` changes it, by conditional updates."""
@@ -137,7 +138,8 @@ class ResponseSession(models.Model):
 
 
 class ToolOutputSubmission(models.Model):
-    """The first answer given to an ``Idempotency-Key`` on ``…/tool_outputs`` (E6)."""
+    """The first answer given to an ``Idempotency-Key`` on ``…/tool_outputs``, so that a retry
+    gets it again."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE)
     response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE)

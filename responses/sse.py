@@ -24,8 +24,8 @@ def sse_response(
     done: bool = False,
     on_close: Callable[[], Awaitable[None]] | None = None,
 ) -> StreamingHttpResponse:
-    """``dialect`` names the events (L3); ``done`` sends ``data: [DONE]`` after the last event
-    even when the dialect does not (L5, on request). ``on_close`` runs when Django closes the
+    """``dialect`` names the events; ``done`` sends ``data: [DONE]`` after the last event
+    even when the dialect does not. ``on_close`` runs when Django closes the
     response, however it ended; it is how a stream that never started (its client left before
     the first byte) still gets cleaned up."""
 

@@ -34,7 +34,7 @@ def session_expire_task(session_pk: int) -> int:
 
 @shared_task(name="responses.expire_sessions")
 def sessions_expire_task() -> int:
-    # Catches deadlines whose own task never ran (worker down, broker restarted: E2), and
+    # Catches deadlines whose own task never ran (worker down, broker restarted), and
     # sessions whose continuation ended without response_finalize (failed by the sweeper).
     # Returns how many sessions expired (the repaired ones are logged).
     expired = session_expire()

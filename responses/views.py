@@ -65,7 +65,7 @@ DONE_HEADER = "X-Responses-Done"
 
 
 def _stream_wire(request) -> None:
-    """Pick the stream dialect (L3) once per request, into ``request.stream_dialect`` and
+    """Pick the stream dialect once per request, into ``request.stream_dialect`` and
     ``request.stream_done``: the ``X-Responses-Dialect`` header wins, then the organization's
     default, then the server's ``RESPONSES_DIALECT``. An unknown header value is a 400 whatever
     the endpoint, so a typo never silently falls back to another vocabulary."""
@@ -89,7 +89,7 @@ def _stream_wire(request) -> None:
         "yes",
     )
     if dialect == "legacy":
-        # Legacy clients always get response.rate_limits.updated (H5), opt-in header or not.
+        # Legacy clients always get response.rate_limits.updated, opt-in header or not.
         slot = getattr(request, "rate_limit", None)
         if slot is not None:
             slot.events_opt_in = True
@@ -379,7 +379,7 @@ class ResponseCancelApi(AsyncApiView):
 
 
 class ResponseToolOutputsApi(AsyncApiView):
-    """``POST /v1/responses/{id}/tool_outputs`` (C1): 202 with the session's state until the
+    """``POST /v1/responses/{id}/tool_outputs``: 202 with the session's state until the
     set is complete; the request that completes it gets the continuation, like create."""
 
     endpoint_group = "responses"

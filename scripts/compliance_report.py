@@ -19,7 +19,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.compliance_ids import FEATURES, NOT_YET  # noqa: E402
+from testsupport.compliance_ids import FEATURES, NOT_YET  # noqa: E402
 
 START, END = "<!-- compliance:start -->", "<!-- compliance:end -->"
 

@@ -23,7 +23,7 @@ def _all_service_tiers() -> list[str]:
 
 
 STREAM_DIALECTS = ["openai", "open-responses", "legacy"]
-"""The stream dialects (L3); ``responses.streaming.encoder`` defines them, a test keeps the two
+"""The stream dialects; ``responses.streaming.encoder`` defines them, a test keeps the two
 lists equal (tenants sits below responses and cannot import it)."""
 
 
@@ -35,9 +35,9 @@ class Organization(models.Model):
         default=_all_service_tiers,
         help_text="Service tiers this organization may request (auto, default, flex, priority).",
     )
-    # Sessions and storage (C1, E2, E8).
+    # Response sessions (tool-output deadlines) and stored-response limits.
     tool_output_timeout_seconds = models.PositiveIntegerField(
-        default=600, help_text="How long a response waits for its tool outputs (E2)."
+        default=600, help_text="How long a response waits for its tool outputs."
     )
     response_retention_days = models.PositiveIntegerField(
         default=30, help_text="Stored responses older than this are purged."

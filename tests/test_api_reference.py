@@ -11,7 +11,7 @@ from api.openapi.components import COMMON_RESPONSE_HEADERS, REQUEST_HEADER_PARAM
 from api.openapi.document import openapi_document
 from responses.openapi import STREAM_EVENTS
 from responses.requests.validation import CREATE_PARAMS, INCLUDABLE
-from tests.test_troubleshooting import emitted_codes
+from testsupport.error_codes import emitted_codes
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "api-reference.md"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compliance_ids import ENDPOINTS, FEATURES, KNOWN_IDS, NOT_YET
+from testsupport.compliance_ids import ENDPOINTS, FEATURES, KNOWN_IDS, NOT_YET
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_ROOTS = (
@@ -77,7 +77,7 @@ def test_every_served_id_has_a_test_and_no_unserved_one_pretends_to():
     assert not missing, f"served but untested: {missing}"
     pretending = [fid for fid, f in FEATURES.items() if f.status == NOT_YET and fid in marks]
     assert not pretending, (
-        f"{pretending} are marked 'not supported yet' in tests/compliance_ids.py but have "
+        f"{pretending} are marked 'not supported yet' in testsupport/compliance_ids.py but have "
         "tests now: update their status"
     )
 

@@ -13,10 +13,10 @@ from cryptography.fernet import Fernet
 from jsonschema import Draft202012Validator
 
 from api.openapi.document import openapi_document
-from conftest import DaphneProcess
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm
 from responses.requests.validation import INCLUDABLE
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm
+from testsupport.live_server import DaphneProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

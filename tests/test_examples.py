@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("D4")]
 
@@ -157,7 +157,7 @@ def test_sdk_azure_form(platform):
 
 
 def test_sdk_background_poll_and_resume(platform, tmp_path):
-    from responses.tests.conftest import Worker
+    from testsupport.worker import Worker
 
     worker = Worker(tmp_path).start()
     try:

@@ -15,8 +15,10 @@ import httpx
 import openai
 import pytest
 
-from conftest import REPO_ROOT, _database_url_for_tests, _free_port
 from engines.models import EngineReplica, ServedModel
+from testsupport.live_server import database_url_for_tests
+from testsupport.paths import REPO_ROOT
+from testsupport.ports import free_port
 from testsupport.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,10 +52,10 @@ def _web_processes(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def serving(server: str, processes: int):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url_for_tests(),
+        "DATABASE_URL": database_url_for_tests(),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
         "WEB_SERVER": server,

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from testsupport.paths import REPO_ROOT
 
 _LOAD = (
     "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; django.setup(); "

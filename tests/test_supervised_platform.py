@@ -16,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from testsupport.embedded import SupervisedPlatform, bootstrap, embedded_env
+from testsupport.fake_vllm import FakeBehavior, FakeVllm
 from testsupport.waiting import wait_until
 
 QUICK_TEXT = "one two three four five six"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from testsupport.paths import REPO_ROOT
+from testsupport.ports import free_port
 from testsupport.waiting import wait_until
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def embedded_env(data_dir: Path, models: list[dict], **overrides: str) -> dict[str, str]:
@@ -57,12 +56,6 @@ def bootstrap(env: dict[str, str]) -> str:
     found = re.search(r"sk-rp-[A-Za-z0-9]+", manage(env, "bootstrap"))
     assert found, "bootstrap printed no API key"
     return found.group(0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class SupervisedPlatform:

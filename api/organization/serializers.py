@@ -146,7 +146,10 @@ def _owner(api_key: ApiKey) -> dict:
     }
 
 
-class ProjectApiKeySerializer(serializers.ModelSerializer):
+class _ApiKeySerializerBase(serializers.ModelSerializer):
+    """What project keys and admin keys show alike: id, redacted value, timestamps (Unix
+    seconds) and owner. A subclass names its ``object`` and says who the owner is."""
+
     id = serializers.CharField(source="public_id")
     object = serializers.SerializerMethodField()
     redacted_value = serializers.CharField()
@@ -154,28 +157,17 @@ class ProjectApiKeySerializer(serializers.ModelSerializer):
     last_used_at = serializers.SerializerMethodField()
     expires_at = serializers.SerializerMethodField()
     owner = serializers.SerializerMethodField()
-    owner_project_access = serializers.SerializerMethodField()
-    scopes = serializers.SerializerMethodField()
-    status = serializers.CharField()
 
-    class Meta:
-        model = ApiKey
-        fields = (
-            "id",
-            "object",
-            "name",
-            "redacted_value",
-            "created_at",
-            "last_used_at",
-            "expires_at",
-            "owner",
-            "owner_project_access",
-            "scopes",
-            "status",
-        )
-
-    def get_object(self, key) -> str:
-        return "organization.project.api_key"
+    FIELDS = (
+        "id",
+        "object",
+        "name",
+        "redacted_value",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "owner",
+    )
 
     def get_created_at(self, key) -> int:
         return unix(key.created_at)
@@ -185,6 +177,19 @@ class ProjectApiKeySerializer(serializers.ModelSerializer):
 
     def get_expires_at(self, key) -> int | None:
         return unix(key.expires_at)
+
+
+class ProjectApiKeySerializer(_ApiKeySerializerBase):
+    owner_project_access = serializers.SerializerMethodField()
+    scopes = serializers.SerializerMethodField()
+    status = serializers.CharField()
+
+    class Meta:
+        model = ApiKey
+        fields = (*_ApiKeySerializerBase.FIELDS, "owner_project_access", "scopes", "status")
+
+    def get_object(self, key) -> str:
+        return "organization.project.api_key"
 
     def get_owner(self, key) -> dict:
         return _owner(key)
@@ -223,39 +228,13 @@ class ApiKeyUpdateSerializer(serializers.Serializer):
         return attrs
 
 
-class AdminApiKeySerializer(serializers.ModelSerializer):
-    id = serializers.CharField(source="public_id")
-    object = serializers.SerializerMethodField()
-    redacted_value = serializers.CharField()
-    created_at = serializers.SerializerMethodField()
-    last_used_at = serializers.SerializerMethodField()
-    expires_at = serializers.SerializerMethodField()
-    owner = serializers.SerializerMethodField()
-
+class AdminApiKeySerializer(_ApiKeySerializerBase):
     class Meta:
         model = ApiKey
-        fields = (
-            "id",
-            "object",
-            "name",
-            "redacted_value",
-            "created_at",
-            "last_used_at",
-            "expires_at",
-            "owner",
-        )
+        fields = _ApiKeySerializerBase.FIELDS
 
     def get_object(self, key) -> str:
         return "organization.admin_api_key"
-
-    def get_created_at(self, key) -> int:
-        return unix(key.created_at)
-
-    def get_last_used_at(self, key) -> int | None:
-        return unix(key.last_used_at)
-
-    def get_expires_at(self, key) -> int | None:
-        return unix(key.expires_at)
 
     def get_owner(self, key) -> dict:
         user = key.created_by

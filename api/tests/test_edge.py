@@ -17,8 +17,8 @@ import pytest
 from django.test import AsyncClient
 
 from api.asgi import BodyLimitMiddleware
-from conftest import DaphneProcess
 from core.logging import EscapeControlCharactersFilter
+from testsupport.live_server import DaphneProcess
 
 SECURITY = ("x-content-type-options", "x-frame-options", "referrer-policy")
 

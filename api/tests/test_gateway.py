@@ -329,8 +329,8 @@ def test_an_unreachable_database_is_a_503_envelope_not_an_html_page():
     """A real daphne whose database refuses connections (nothing listens on its port): the key
     lookup fails inside the gateway, and the client gets OpenAI's envelope with a 503 (which
     the SDK retries), never Django's HTML error page."""
-    from conftest import DaphneProcess
     from engines.embedded.server import free_port
+    from testsupport.live_server import DaphneProcess
 
     unreachable = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
     daphne = DaphneProcess({"DATABASE_URL": unreachable, "DATABASE_POOL_TIMEOUT": "1"}).start()

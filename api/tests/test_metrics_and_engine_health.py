@@ -9,10 +9,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from conftest import DaphneProcess
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior
 from quotas.services.limits import limits_set
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.live_server import DaphneProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "metrics-test-token"

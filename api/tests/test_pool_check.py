@@ -9,7 +9,7 @@ from django.db import connection
 from psycopg_pool import ConnectionPool
 
 from api.postgres.base import check_pooled_connection
-from conftest import _database_url_for_tests
+from testsupport.live_server import database_url_for_tests
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,14 +23,14 @@ def test_the_pool_uses_it():
 def test_a_healthy_idle_connection_passes_without_a_query(monkeypatch):
     queries = []
     monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(queries.append))
-    with psycopg.connect(_database_url_for_tests(), autocommit=True) as conn:
+    with psycopg.connect(database_url_for_tests(), autocommit=True) as conn:
         conn.execute("SELECT 1")
         check_pooled_connection(conn)
     assert queries == []  # the kernel had nothing waiting: no round trip
 
 
 def test_a_connection_the_server_terminated_fails_the_check():
-    url = _database_url_for_tests()
+    url = database_url_for_tests()
     with (
         psycopg.connect(url, autocommit=True) as victim,
         psycopg.connect(url, autocommit=True) as admin,

@@ -28,9 +28,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior
 from tenants.models import ApiKey
 from tenants.services.api_keys import api_key_issue
+from testsupport.fake_vllm import FakeBehavior
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

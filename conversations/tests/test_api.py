@@ -12,7 +12,8 @@ from django.test import AsyncClient
 from django.utils import timezone
 
 from conversations.models import Conversation, ConversationItem
-from engines.runtime.scripted import build_script
+from testsupport.scripted_engine import build_script
+from testsupport.sse import streamed_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("conversations")]
 
@@ -227,7 +228,7 @@ async def test_streamed_and_failed_turns(client, transactional_cast, engine):
     conversation_id = (await post(client, alice, "/v1/conversations", {})).json()["id"]
     streamed = await post(client, alice, "/v1/responses", {"model": "scripted", "input": "hi",
                           "conversation": conversation_id, "stream": True})  # fmt: skip
-    b"".join([chunk async for chunk in streamed.streaming_content])
+    await streamed_body(streamed)
     assert len(await all_items(client, alice, conversation_id)) == 2
 
     engine.fail_after = 1  # a failed turn leaves the conversation as it was

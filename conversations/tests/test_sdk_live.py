@@ -8,21 +8,18 @@ import openai
 import pytest
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("conversations")]
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
-    # The answer names how many messages the prompt had: the conversation's items show up in it.
-    fake.behavior_for = lambda body: FakeBehavior(
+# The answer names how many messages the prompt had: the conversation's items show up in it.
+upstream = fake_vllm_fixture(
+    behavior_for=lambda body: FakeBehavior(
         text=f"I read {len(body.get('messages') or [])} messages."
     )
-    fake.start()
-    yield fake
-    fake.stop()
+)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The vLLM replicas behind one model: health, load and which one a request goes to.
 
-Routing rules (H1):
+Routing rules:
 
 * a request with a ``prompt_cache_key`` goes to the replica with the highest rendezvous (HRW) score
   for (organization, key) among the *healthy* replicas, so the same conversation prefix keeps

@@ -5,8 +5,9 @@ stream of small, normalized deltas. Requests are already in chat-completions voc
 ``tools`` as ``{"type": "function", "function": {...}}``, ``tool_choice``, ``response_format``),
 because that is what vLLM's OpenAI-compatible server speaks; the Responses layer translates.
 
-Two implementations sit behind :class:`Engine`: the vLLM HTTP client and the scripted engine used by
-deterministic tests. Nothing outside ``engines`` may depend on which one it has.
+Two implementations sit behind :class:`Engine`: the vLLM HTTP client and, for deterministic tests,
+the scripted engine in ``testsupport.scripted_engine``. Nothing outside ``engines`` may depend on
+which one it has.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class EngineProgress:
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     request_id: str
-    """Our request id (x-request-id); sent upstream as vLLM's request id (L7)."""
+    """Our request id (x-request-id); sent upstream as vLLM's request id, so one id names the
+    request in our logs and in vLLM's."""
     model: str
     """The platform's public model name; the engine maps it to the upstream name."""
     messages: list[dict[str, Any]]

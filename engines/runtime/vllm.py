@@ -11,7 +11,7 @@ Failure rules (what the API layer relies on):
 * a failure before the first delta was handed to the caller is retried on another healthy
   replica (unless it is the client's fault, e.g. a 400); after the first delta it propagates;
 * closing the generator or cancelling the task that drives it closes the HTTP response at once,
-  which is how vLLM learns to abort the sequence (E5).
+  which is how vLLM learns to abort the sequence when the client disconnects.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def organization_cache_salt(*, secret: str, organization_id: str) -> str:
     """vLLM ``cache_salt`` for an organization: HMAC-SHA256(secret, organization id), hex.
 
     Prefix-cache blocks are only shared between requests with the same salt, so tenants never hit
-    each other's cache entries (H1), and the salt cannot be guessed from the public org id.
+    each other's cache entries, and the salt cannot be guessed from the public org id.
     """
     return hmac.new(secret.encode(), organization_id.encode(), hashlib.sha256).hexdigest()
 
@@ -292,8 +292,8 @@ class VllmEngine:
             # knows what was processed and generated, which is what is billed.
             "stream_options": {"include_usage": True, "continuous_usage_stats": True},
             **request.extra_body,
-            # Policy, never overridable: scheduling priority from the tier (L8) and the tenant's
-            # prefix-cache isolation (H1).
+            # Policy, never overridable: scheduling priority from the service tier and the tenant's
+            # prefix-cache isolation.
             "priority": TIER_PRIORITY.get(request.service_tier, TIER_PRIORITY["default"]),
             "cache_salt": self._cache_salt(request.organization_id),
         }

@@ -1,4 +1,4 @@
-"""Service tiers (L8): which tier a request runs in, and what that means to vLLM.
+"""Service tiers: which tier a request runs in, and what that means to vLLM.
 
 ``service_tier`` is ``auto|default|flex|priority``. The organization's ``allowed_service_tiers``
 says which concrete tiers it may use. ``auto`` (or no value) is always acceptable as a *request*:

@@ -20,7 +20,7 @@ from engines.runtime.types import (
     Usage,
 )
 from engines.runtime.vllm import VllmEngine, cache_salt_factory
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
+from testsupport.fake_vllm import FakeBehavior, FakeVllm
 
 HEALTH_INTERVAL = 0.05
 

@@ -6,22 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, split_tokens
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, split_tokens
+from testsupport.fixtures import fake_vllm_fixture
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeVllm]:
-    with FakeVllm(model="served", api_key="vllm-key") as server:
-        yield server
+upstream = fake_vllm_fixture(scope="function", model="served", api_key="vllm-key")
 
 
 def sdk(server: FakeVllm, *, api_key: str = "vllm-key") -> openai.OpenAI:
@@ -102,7 +99,7 @@ def test_restart_keeps_the_port_and_the_records(upstream: FakeVllm) -> None:
 def test_runs_as_a_module_for_benchmarks() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "engines.testing.fake_vllm", "--port", "0", "--output-tokens", "5"],
+        [sys.executable, "-m", "testsupport.fake_vllm", "--port", "0", "--output-tokens", "5"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

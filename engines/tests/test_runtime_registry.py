@@ -23,8 +23,8 @@ from engines.runtime.registry import (
     load_engine_config,
     register_engine_override,
 )
-from engines.runtime.scripted import ScriptedEngine
 from engines.runtime.vllm import VllmEngine
+from testsupport.scripted_engine import ScriptedEngine
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from engines.runtime.scripted import ScriptedEngine, build_script, text_script
 from engines.runtime.types import (
     Engine,
     EngineDelta,
@@ -20,6 +19,7 @@ from engines.runtime.types import (
     ToolCallStart,
     Usage,
 )
+from testsupport.scripted_engine import ScriptedEngine, build_script, text_script
 
 
 def request(**overrides: object) -> GenerationRequest:

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,7 +30,8 @@ from engines.runtime.types import (
     Usage,
 )
 from engines.runtime.vllm import VllmEngine, cache_salt_factory, organization_cache_salt
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, count_prompt_tokens
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, count_prompt_tokens
+from testsupport.fixtures import fake_vllm_fixture
 
 SECRET = "test-secret"
 LONG_PROMPT = " ".join(f"word{i}" for i in range(40))
@@ -49,10 +50,7 @@ def make_engine(*urls: str, read_timeout: float = 5.0, health_interval: float = 
     )
 
 
-@pytest.fixture
-def upstream() -> Iterator[FakeVllm]:
-    with FakeVllm() as server:
-        yield server
+upstream = fake_vllm_fixture(scope="function")
 
 
 @pytest.fixture

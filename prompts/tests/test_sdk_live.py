@@ -6,19 +6,15 @@ import openai
 import pytest
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from prompts.services import prompt_create
 from tenants.models import Project
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("prompt")]
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm(behavior=FakeBehavior(text="Ahoy, Ada!"))
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(behavior=FakeBehavior(text="Ahoy, Ada!"))
 
 
 def test_the_sdk_creates_a_response_from_a_prompt(live_daphne, transactional_cast, upstream):

@@ -95,7 +95,7 @@ class Reservation:
     limiter_reserved: bool
     """False when the limiter was unavailable at admission: there is nothing to give back."""
     emit_events: bool
-    """H5 opt-in: stream ``response.rate_limits.updated`` events."""
+    """Opted in: stream ``response.rate_limits.updated`` events."""
     admitted: HeaderState | None
     started: float
     settled: bool = False
@@ -449,7 +449,7 @@ def _streamed_tokens(output: list[Any]) -> int:
     return math.ceil(chars / _CHARS_PER_STREAMED_TOKEN)
 
 
-# --- H5 ----------------------------------------------------------------------------------------
+# --- rate-limit stream events ------------------------------------------------------------------
 
 
 def quota_events(

@@ -1,4 +1,4 @@
-"""OpenAI's rate-limit headers (M5) and the per-request slot that carries the limiter's state
+"""OpenAI's rate-limit headers and the per-request slot that carries the limiter's state
 from wherever it was learned to the gateway that writes the headers.
 
 Header policy:
@@ -8,7 +8,8 @@ Header policy:
   project or key: the one with the fewest remaining, then the latest reset). A dimension with no
   configured limit reports :data:`UNLIMITED` as its limit and remaining and ``0s`` as its reset:
   a number every client parses, that never looks like "almost out" to one that throttles itself
-  on ``remaining`` (Azure's ``-1`` does). The H5 event reports the same values.
+  on ``remaining`` (Azure's ``-1`` does). The ``response.rate_limits.updated`` stream event
+  reports the same values.
 * ``POST /v1/responses`` reports the admission decision (after its own reservation, like
   OpenAI); every other endpoint a peek at the limiter (one Redis round trip, nothing written).
 * Resets use Go's duration format (``12ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h0m0s``), which is
@@ -16,7 +17,7 @@ Header policy:
 * When the limiter is unavailable requests are admitted without rate limits (fail open), and
   the headers say so: both dimensions report :data:`UNLIMITED`.
 
-H5 opt-in: a request with the header ``X-Rate-Limit-Events: true`` also gets
+Rate-limit events, opt-in: a request with the header ``X-Rate-Limit-Events: true`` also gets
 ``response.rate_limits.updated`` events in its stream (after admission and after settlement);
 without it the stream is exactly OpenAI's.
 """
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from django.http import HttpRequest, HttpResponseBase
 
 from core.db import db_async
-from core.errors import retry_after_headers  # noqa: F401 - M3's format, used by admission
+from core.errors import retry_after_headers  # noqa: F401 - Retry-After's format, used by admission
 from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
 from quotas.services.limits import limits_cached, limits_for
 from tenants.principal import ApiPrincipal
@@ -56,8 +57,9 @@ class HeaderState:
     tokens: LimitState | None = None
 
     def rate_limits(self) -> list[dict]:
-        """The H5 event payload (the shape of the Realtime API's ``rate_limits.updated``); a
-        dimension without a limit reports :data:`UNLIMITED`, like the headers."""
+        """The ``response.rate_limits.updated`` event payload (the shape of the Realtime API's
+        ``rate_limits.updated``); a dimension without a limit reports :data:`UNLIMITED`, like
+        the headers."""
         out = []
         for name, state in (("requests", self.requests), ("tokens", self.tokens)):
             state = state or _UNLIMITED_STATE

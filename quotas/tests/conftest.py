@@ -6,6 +6,8 @@ import pytest
 
 from quotas.services.limiter import LocalLimiter, RedisLimiter, SharedFileLimiter, set_limiter
 from quotas.services.limits import limits_cache_clear
+from testsupport.fixtures import scripted_engine_fixture, scripted_model_fixture
+from testsupport.redis_servers import quota_redis_url
 
 
 class FakeClock:
@@ -37,14 +39,6 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def redis_url() -> str:
-    from django.conf import settings
-
-    if not settings.QUOTA_REDIS_URL:
-        pytest.skip("needs REDIS_URL")
-    return settings.QUOTA_REDIS_URL
-
-
 @pytest.fixture(params=["local", "shared-file", "redis"])
 def make_limiter(request):
     """``make(clock=None) -> limiter`` for every implementation."""
@@ -55,32 +49,14 @@ def make_limiter(request):
         if request.param == "shared-file":
             path = request.getfixturevalue("tmp_path") / "limiter.json"
             return SharedFileLimiter(path=path, clock=clock)
-        return RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
+        return RedisLimiter(url=quota_redis_url(), prefix="test:rl", clock=clock)
 
     make.kind = request.param
     return make
 
 
-@pytest.fixture
-def scripted_model(transactional_db):
-    from engines.models import ServedModel
-
-    return ServedModel.objects.create(
-        name="scripted",
-        upstream_model="scripted",
-        context_length=32768,
-        default_max_output_tokens=1000,
-    )
-
-
-@pytest.fixture
-def engine(scripted_model):
-    from engines.runtime.registry import engine_override
-    from engines.runtime.scripted import ScriptedEngine, build_script
-
-    engine = ScriptedEngine(build_script(text="Hello there, friend."))
-    with engine_override(scripted_model.name, engine):
-        yield engine
+scripted_model = scripted_model_fixture(context_length=32768, default_max_output_tokens=1000)
+engine = scripted_engine_fixture(text="Hello there, friend.")
 
 
 @pytest.fixture
@@ -88,7 +64,7 @@ def frozen_limiter(clock):
     """The Redis limiter (the production path) on a fake clock, installed for the process."""
     from quotas.services.limiter import set_limiter
 
-    limiter = RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
+    limiter = RedisLimiter(url=quota_redis_url(), prefix="test:rl", clock=clock)
     set_limiter(limiter)
     return limiter
 
@@ -100,7 +76,7 @@ def any_frozen_limiter(request, clock):
     from quotas.services.limiter import set_limiter
 
     if request.param == "redis":
-        limiter = RedisLimiter(url=redis_url(), prefix="test:rl", clock=clock)
+        limiter = RedisLimiter(url=quota_redis_url(), prefix="test:rl", clock=clock)
     else:
         limiter = LocalLimiter(clock=clock)
     set_limiter(limiter)

@@ -14,7 +14,6 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
-from engines.runtime.scripted import build_script
 from engines.runtime.types import EngineUnavailable
 from quotas.models import MonthlyUsage, UsageDaily, UsageRecord
 from quotas.selectors import budget_status_list
@@ -25,8 +24,9 @@ from quotas.services.limits import limits_set
 from responses.models import StoredResponse
 from responses.services.create import response_prepare
 from responses.services.generation import generate_events
-from responses.streaming.conformance import check_stream
-from responses.tests.conftest import parse_sse
+from testsupport.conformance import check_stream
+from testsupport.scripted_engine import build_script
+from testsupport.sse import streamed_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,10 +52,6 @@ async def create(client, persona, *, headers=None, **body):
         content_type="application/json",
         headers={**persona.headers, **(headers or {})},
     )
-
-
-async def read_events(response) -> list[dict]:
-    return parse_sse(b"".join([chunk async for chunk in response.streaming_content]))
 
 
 def assert_openai_rate_headers(response, *, kinds=("requests", "tokens")):
@@ -159,7 +155,7 @@ async def test_tokens_are_reserved_at_admission_and_refunded_at_settlement(
     assert "tokens per min (TPM): Limit 10000" in error["message"]
     assert int(second["retry-after-ms"]) > 0
 
-    check_stream(await read_events(first))  # the first response ends, using 100 tokens
+    check_stream(await streamed_events(first))  # the first response ends, using 100 tokens
     third = await create(client, alice, max_output_tokens=2_000)
     assert third.status_code == 200
     record = await UsageRecord.objects.aget(response_id=third.json()["id"])
@@ -192,7 +188,7 @@ async def test_concurrent_responses_are_limited_and_freed_however_they_end(
     assert refused.status_code == 429
     assert "concurrent requests: Limit 1 in progress" in refused.json()["error"]["message"]
     assert int(refused["retry-after"]) >= 1
-    await read_events(running)
+    await streamed_events(running)
     assert (await create(client, alice)).status_code == 200
     engine.fail_after = 1
     engine.error = EngineUnavailable("no replica")
@@ -311,7 +307,7 @@ async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transacti
     completed = (await create(client, alice)).json()
     expected[completed["id"]] = ("completed", completed["usage"]["total_tokens"])
 
-    events = await read_events(await create(client, alice, stream=True))
+    events = await streamed_events(await create(client, alice, stream=True))
     expected[events[-1]["response"]["id"]] = (
         "completed",
         events[-1]["response"]["usage"]["total_tokens"],
@@ -428,11 +424,11 @@ async def test_rate_limit_events_only_for_clients_that_opt_in(
 ):
     alice = transactional_cast.alice
     await set_limits(alice, requests_per_minute=60, tokens_per_minute=100_000)
-    plain = await read_events(await create(client, alice, stream=True))
+    plain = await streamed_events(await create(client, alice, stream=True))
     check_stream(plain)  # exactly OpenAI's stream
     assert all(e["type"] != "response.rate_limits.updated" for e in plain)
 
-    opted = await read_events(
+    opted = await streamed_events(
         await create(client, alice, stream=True, headers={"X-Rate-Limit-Events": "true"})
     )
     types = [e["type"] for e in opted]
@@ -445,7 +441,7 @@ async def test_rate_limit_events_only_for_clients_that_opt_in(
     assert settled[0]["remaining"] == 58
     assert settled[1]["remaining"] > admitted[1]["remaining"]  # the unused reservation came back
     # The events are stored with the stream: a replay is the same series, with no gaps (L6).
-    replay = await read_events(
+    replay = await streamed_events(
         await client.get(
             f"/v1/responses/{opted[0]['response']['id']}?stream=true", headers=alice.headers
         )

@@ -21,6 +21,7 @@ from quotas.services.limiter import (
     RedisLimiter,
     SharedFileLimiter,
 )
+from testsupport.redis_servers import quota_redis_url
 
 GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?(ms|s))?$")
 
@@ -233,9 +234,7 @@ async def test_a_refund_never_banks_more_than_a_full_bucket(make_limiter, clock)
 
 
 async def test_redis_time_is_used_without_a_clock():
-    from quotas.tests.conftest import redis_url
-
-    limiter = RedisLimiter(url=redis_url(), prefix="test:rl")
+    limiter = RedisLimiter(url=quota_redis_url(), prefix="test:rl")
     check = requests_check(2, 60_000)
     first = await limiter.admit([check], member="a")
     assert first.allowed and first.outcomes[0].reset_ms in range(29_999, 30_002)
@@ -245,11 +244,9 @@ async def test_redis_time_is_used_without_a_clock():
 async def test_the_script_survives_a_script_flush():
     import redis.asyncio as aioredis
 
-    from quotas.tests.conftest import redis_url
-
-    limiter = RedisLimiter(url=redis_url(), prefix="test:rl")
+    limiter = RedisLimiter(url=quota_redis_url(), prefix="test:rl")
     assert (await limiter.admit([requests_check(5)], member="a")).allowed
-    raw = aioredis.Redis.from_url(redis_url())
+    raw = aioredis.Redis.from_url(quota_redis_url())
     await raw.script_flush()
     await raw.aclose()
     assert (await limiter.admit([requests_check(5)], member="b")).outcomes[0].remaining == 3

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
-import subprocess
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,14 +26,15 @@ import openai
 import pytest
 from django.db.models import Sum
 
-from conftest import DaphneProcess
-from engines.embedded.server import free_port
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from quotas.models import MonthlyUsage, UsageRecord
 from quotas.services.headers import UNLIMITED
 from quotas.services.ledger import usage_reconcile, usage_reservations_expire
 from quotas.services.limits import limits_set
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
+from testsupport.live_server import DaphneProcess
+from testsupport.redis_servers import PrivateRedis
 from testsupport.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,53 +42,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GO_DURATION = re.compile(r"^(\d+h)?(\d+m)?(\d+(\.\d+)?(ms|s))?$")
 WINDOW_SECONDS = 2.0
-
-
-def _wait_for_port(port: int, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-class PrivateRedis:
-    """A throwaway redis-server (no persistence) on a free port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(self.port)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=5)
 
 
 class Platform(DaphneProcess):
@@ -108,16 +60,12 @@ class Platform(DaphneProcess):
         self.redis = redis
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
-    fake.behavior_for = lambda body: {
+upstream = fake_vllm_fixture(
+    by_model={
         "up-text": FakeBehavior(text="Quota test answer.", prompt_tokens=7),
         "up-slow": FakeBehavior(text=" ".join(f"w{i}" for i in range(3000)), delay=0.01),
-    }.get(body.get("model"))
-    fake.start()
-    yield fake
-    fake.stop()
+    }
+)
 
 
 @pytest.fixture(scope="module")

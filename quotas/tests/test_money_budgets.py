@@ -12,9 +12,9 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from engines.runtime.scripted import build_script
 from quotas.models import ModelPrice, MonthlyUsage, UsageDaily
 from quotas.services.limits import limits_set
+from testsupport.scripted_engine import build_script
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ The flow a create request takes through this package, one module per step:
    the stored ``input_items`` with ids (``msg_``, ``fc_``, ``fco_``, ``rs_``);
 3. :mod:`.translate` — instructions + chain history + input → chat-completions ``messages``,
    ``tools``, ``tool_choice`` and ``response_format`` for ``engines.runtime.types.GenerationRequest``;
-4. :mod:`.truncation` — fit the messages into the model's context (``truncation``, E8).
+4. :mod:`.truncation` — fit the messages into the model's context (``truncation``).
 """
 
 from __future__ import annotations

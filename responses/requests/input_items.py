@@ -79,7 +79,7 @@ class ParsedInput:
     """Canonical items, in the client's order."""
     invalid_arguments: tuple[str, ...] = ()
     """Params (``input[i].arguments``) of function calls whose arguments are not valid JSON: kept
-    as history (E7), recorded so the service can log or surface them."""
+    as history, recorded so the service can log or surface them."""
 
 
 def parse_input(value: Any, *, param: str = "input") -> ParsedInput:

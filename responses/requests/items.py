@@ -13,7 +13,7 @@ list into:
 
 Two steps, in this order: :func:`resolve_item_references` (the service passes the stored items the
 caller may reference) and :func:`stored_input_items` (ids and statuses). Ids the client sent are
-kept, so an item re-sent from an earlier output keeps its identity (L7); within one list every id
+kept, so an item re-sent from an earlier output keeps its identity; within one list every id
 is unique, because the SDK paginates with ``after=<id>``.
 """
 

@@ -175,7 +175,7 @@ def engine_arguments(arguments: str) -> str:
     """The arguments string the engine gets for a historical call.
 
     vLLM parses history arguments into a dict for the chat template; text that is not a JSON
-    object cannot be rendered. The stored item keeps the raw text (E7); the engine gets ``{}``,
+    object cannot be rendered. The stored item keeps the raw text; the engine gets ``{}``,
     which is also what vLLM 0.32 substitutes itself, but older engines would refuse the request.
     """
     try:

@@ -1,4 +1,4 @@
-"""Fitting a chat prompt into the model's context window (``truncation``, E8).
+"""Fitting a chat prompt into the model's context window (``truncation``).
 
 :func:`fit_to_context` takes the chat messages :func:`.translate.build_chat_messages` built, an
 async token counter (in production the engine's tokenizer with the request's tools bound, e.g.

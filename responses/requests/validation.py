@@ -3,9 +3,9 @@
 Three entry points, one per endpoint that takes client parameters:
 
 * :func:`parse_create_request` — ``POST /v1/responses`` (reference §2.1) → :class:`CreateResponseRequest`;
-* :func:`parse_input_tokens_request` — ``POST /v1/responses/input_tokens`` (§1.1 R6) →
+* :func:`parse_input_tokens_request` — ``POST /v1/responses/input_tokens`` →
   :class:`InputTokensRequest`;
-* :func:`parse_list_input_items_query` — ``GET /v1/responses/{id}/input_items`` (§1.1 R5) →
+* :func:`parse_list_input_items_query` — ``GET /v1/responses/{id}/input_items`` →
   :class:`ListInputItemsQuery`.
 
 Below them, one ``_parse_<param>`` function per parameter (shared by create and input_tokens where
@@ -43,7 +43,7 @@ INCLUDABLE = (
     "message.output_text.logprobs",
 )
 # The include values that change what this platform returns; the others name tools or inputs it
-# does not have and are accepted as documented no-ops (M4).
+# does not have and are accepted as documented no-ops.
 EFFECTIVE_INCLUDES = frozenset({"message.output_text.logprobs", "reasoning.encrypted_content"})
 
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
@@ -172,7 +172,7 @@ class CreateResponseRequest:
     """Sampling parameters for vLLM beyond the standard ones (top_k, repetition_penalty, seed,
     stop, presence/frequency penalties), only those the client set."""
     invalid_arguments: tuple[str, ...] = ()
-    """``input[i].arguments`` params whose function-call arguments are not valid JSON (E7)."""
+    """``input[i].arguments`` params whose function-call arguments are not valid JSON."""
 
     @property
     def logprobs(self) -> bool:
@@ -650,7 +650,7 @@ def _parse_truncation(value: Any) -> Truncation:
 
 
 def _parse_prompt_cache_options(value: Any) -> dict[str, Any] | None:
-    # Prefix caching is automatic in vLLM (per organization, H1): these knobs are accepted as
+    # Prefix caching is automatic in vLLM (per organization): these knobs are accepted as
     # documented, recorded, and have no further effect.
     if value is None:
         return None

@@ -59,7 +59,7 @@ def background_job(
     announce_encrypted_reasoning: bool = False,
 ) -> dict[str, Any]:
     """``encrypt_reasoning_for``: the organization the worker binds the reasoning items'
-    ``encrypted_content`` to (H4), or None; ``announce_encrypted_reasoning``: also emit
+    ``encrypted_content`` to, or None; ``announce_encrypted_reasoning``: also emit
     ``response.additional_context`` (the creating request spoke the legacy dialect)."""
     return {
         "encrypt_reasoning_for": encrypt_reasoning_for,

@@ -5,8 +5,8 @@ Steps (each failure is an OpenAI-style 4xx before anything is generated or store
 2. resolve, for the caller's organization only: the model (404 ``model_not_found``), the
    previous response (404 ``previous_response_not_found``), the service tier (400);
 3. build the chat prompt: chain items, new input items, instructions, tools, response format;
-   fit it into the model's context (``truncation``, E8);
-4. store the response as ``in_progress`` when ``store`` is true (M6).
+   fit it into the model's context (``truncation``);
+4. store the response as ``in_progress`` when ``store`` is true.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def _load_context(
         history = conversation_items(conversation=conversation)
     prompt = prompt_resolve(principal=principal, prompt=request.prompt) if request.prompt else None
     if request.store:
-        # E8: caps on chain length and stored bytes, before anything is generated or stored.
+        # Caps on chain length and stored bytes, before anything is generated or stored.
         storage_check(
             organization=principal.organization,
             previous=previous,
@@ -458,7 +458,7 @@ async def response_prepare(
         reasoning_effort=request.reasoning_effort,
         extra_body=dict(request.extra_body),
     )
-    # Quotas (issue 6): rate limits, concurrency and hard budgets, before anything is stored —
+    # Quotas: rate limits, concurrency and hard budgets, before anything is stored —
     # a 429 leaves no row behind. The reservation is settled in generate_events' finally.
     max_output = request.max_output_tokens or context.default_max_output_tokens
     reservation = await quota_admit(

@@ -6,8 +6,8 @@ background worker). It is organised as a producer task that owns the engine stre
 (this generator) that waits on a small bounded queue:
 
 * the queue wait has a timeout, so the consumer can send keep-alives while the engine is silent
-  (L4) and notice a cancel flag (R4) without ever cancelling the engine's own ``await``;
-* when the consumer goes away (the client disconnected, E5), ``finally`` cancels the producer,
+  and notice a cancel flag (``POST …/cancel``) without ever cancelling the engine's own ``await``;
+* when the consumer goes away (the client disconnected), ``finally`` cancels the producer,
   whose ``aclosing`` closes the engine stream and so the HTTP request to vLLM;
 * the outcome (completed, incomplete, failed, cancelled) is stored under ``asyncio.shield`` so a
   second cancellation cannot lose it.
@@ -57,7 +57,7 @@ KEEPALIVE: Final = _Marker.KEEPALIVE
 
 _END = object()
 _WAKE = object()  # put on a generation's queue to make its consumer look at its cancel flag
-_QUEUE_SIZE = 64  # bounded: a slow client backs up into vLLM, not into our memory (E8)
+_QUEUE_SIZE = 64  # bounded: a slow client backs up into vLLM, not into our memory
 
 SUMMARY_INSTRUCTIONS = (
     "Summarize the reasoning below for the user in one to three short sentences. "
@@ -126,14 +126,14 @@ class Generation:
     background: bool = False
     """Run by a Celery worker: cancellation is also watched through the database row."""
     events: list[dict[str, Any]] = field(default_factory=list)
-    """Every event emitted, kept only when the response is stored (for replay, L6)."""
+    """Every event emitted, kept only when the response is stored (for replay)."""
     started: bool = False
     """Set when generate_events begins; a prepared generation that never starts (its client
     left first) is closed by :func:`generation_abandon` instead."""
     engine_error: EngineError | None = None
     """Why the generation failed, for the non-streaming answer's HTTP status."""
     reservation: Reservation | None = None
-    """What quota admission reserved (issue 6); settled once in generate_events' finally."""
+    """What quota admission reserved; settled once in generate_events' finally."""
     cancelled: bool = False
     """Set by the cancel watcher (responses.services.cancellation); the loop stops at once."""
     wake: Callable[[], None] | None = None
@@ -269,9 +269,9 @@ async def generate_events(
     )
     try:
         with watching:
-            # H5 (quotas): remaining requests/tokens after admission, only for clients that opted
-            # in (or speak the legacy dialect); numbered and stored like every other event, so a
-            # replay of this stream has no gaps in its sequence numbers.
+            # response.rate_limits.updated: remaining requests/tokens after admission, only for
+            # clients that opted in (or speak the legacy dialect); numbered and stored like every
+            # other event, so a replay of this stream has no gaps in its sequence numbers.
             yield record(
                 builder.start(queued=generation.queued)
                 + quota_events(generation.reservation, builder)
@@ -330,7 +330,7 @@ async def generate_events(
     finally:
         if outcome is not None and not builder.closed:
             builder.interrupt(outcome, usage=_reported_usage(generation.engine_request))
-        # Quotas (issue 6): settle the reservation and write the ledger row (store=false too),
+        # Quotas: settle the reservation and write the ledger row (store=false too),
         # exactly once. Started as a task before anything else is awaited, so a second
         # cancellation during _store_outcome cannot skip it.
         settling = quota_settle_start(
@@ -348,8 +348,8 @@ async def generate_events(
             and reservation is not None
             and reservation.emit_events
         ):
-            # H5 after settlement (opted-in clients only): waited for before the outcome is
-            # stored, so that the stored stream holds this event too.
+            # response.rate_limits.updated after settlement (opted-in clients only): waited for
+            # before the outcome is stored, so that the stored stream holds this event too.
             try:
                 await asyncio.shield(settling)
                 late = record(quota_events(reservation, builder, settled=True))
@@ -382,7 +382,7 @@ def _reported_usage(request: GenerationRequest) -> Usage | None:
 async def _summarize(
     generation: Generation, reasoning: str, record
 ) -> AsyncGenerator[list[dict[str, Any]] | _Marker, None]:
-    """H3: a reasoning summary is generated text (a second, short engine call), never a copy of
+    """A reasoning summary is generated text (a second, short engine call), never a copy of
     the raw reasoning."""
     builder = generation.builder
     request = GenerationRequest(

@@ -65,8 +65,8 @@ def response_record_create(
             input_items=input_items,
             chain_length=(previous.chain_length + 1) if previous else 1,
             lease_expires_at=lease_expires_at,
-            # The input's share of the storage cap (E8); the final body's is added when the
-            # response is finalized.
+            # The input's share of the organization's storage cap; the final body's is added
+            # when the response is finalized.
             stored_bytes=len(json.dumps(input_items)),
         )
 

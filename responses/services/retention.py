@@ -1,4 +1,4 @@
-"""Bounded storage (E8): retention of stored responses, cleanup of expired sessions and of
+"""Bounded storage: retention of stored responses, cleanup of expired sessions and of
 orphaned live event logs, and the per-organization caps checked before a response is stored."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Response sessions (C3): the durable state of a conversation chain between turns, and the
-``POST /v1/responses/{id}/tool_outputs`` submissions (C1, E2, E3, E6).
+"""Response sessions: the durable state of a conversation chain between turns, and the
+``POST /v1/responses/{id}/tool_outputs`` submissions (deadlines, concurrent and duplicate
+submissions).
 
 This module owns ``ResponseSession.status``::
 
@@ -25,7 +26,7 @@ moves sessions whose continuation ended that way, with the same rules as a final
 
 Every change is a conditional UPDATE on ``version`` (optimistic concurrency): two submitters for
 different call ids in two processes both read version v, one wins v → v+1, the other reloads and
-applies its outputs on top, so neither is lost (E3) and exactly one of them sees the set complete.
+applies its outputs on top, so neither is lost and exactly one of them sees the set complete.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def _schedule_expiry(session_pk: int, deadline) -> None:
     from responses.tasks import session_expire_task
 
     # robust: a broker that cannot take the task right now (Redis restarting) must not fail
-    # the transaction's caller; the periodic sweeper expires the session instead (E2).
+    # the transaction's caller; the periodic sweeper expires the session instead.
     transaction.on_commit(
         lambda: session_expire_task.apply_async((session_pk,), eta=deadline), robust=True
     )
@@ -352,7 +353,7 @@ def session_link_continuation(*, session_pk: int, continuation_pk: int | None) -
     ResponseSession.objects.filter(pk=session_pk).update(continuation_id=continuation_pk)
 
 
-# --- Idempotency-Key (E6) --------------------------------------------------------------------
+# --- Idempotency-Key -------------------------------------------------------------------------
 
 _PENDING = 0
 

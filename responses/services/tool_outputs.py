@@ -1,8 +1,8 @@
-"""``POST /v1/responses/{id}/tool_outputs`` (C1): record the outputs (sessions own the state),
+"""``POST /v1/responses/{id}/tool_outputs``: record the outputs (sessions own the state),
 and for the request that completes the set, prepare the continuation: a new response chained
 with ``previous_response_id = {id}``, configured like the response it continues.
 
-``Idempotency-Key`` (E6) for the completing request: the answer remembered is the continuation
+``Idempotency-Key`` for the completing request: the answer remembered is the continuation
 and whether it was streamed, so a retry gets the same kind of answer (:func:`tool_outputs_replay`):
 the continuation's Response as JSON, or its stored events again as SSE. A continuation that
 cannot even be prepared changes nothing: the session is reopened for the outputs and the key

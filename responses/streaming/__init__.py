@@ -5,7 +5,7 @@ tested alone and reused by the streaming view, the background worker and stream 
 * :mod:`.ids` — ``resp_``/``msg_``/``fc_``/``rs_``/``call_`` ids.
 * :mod:`.objects` — the Response object, output items, usage (plain dicts, OpenAI's shape).
 * :mod:`.events` — one pure builder per stream event type; no sequence numbers.
-* :mod:`.encoder` — ``encode_event`` (the one SSE encoder), dialects (L3), keep-alive, [DONE].
+* :mod:`.encoder` — ``encode_event`` (the one SSE encoder), dialects, keep-alive, [DONE].
 * :mod:`.state` — the per-item state the builder accumulates (and nothing else).
 * :mod:`.builder` — ``StreamBuilder``: engine deltas → numbered events, plus snapshots.
 * :mod:`.conformance` — checks against the ``openai`` SDK's types, for tests (not imported here).

@@ -15,13 +15,14 @@ and emits nothing. ``snapshot()`` is the Response as of now, for storing partial
 
 Design rules:
 
-* ``sequence_number`` is stamped in :meth:`StreamBuilder._stamp` and nowhere else (L6).
-* Only accumulated item state is kept, never the events (E8): storing them is the caller's job.
+* ``sequence_number`` is stamped in :meth:`StreamBuilder._stamp` and nowhere else.
+* Only accumulated item state is kept, never the events, so memory stays bounded: storing them
+  is the caller's job.
 * Item order follows generation: reasoning, then the message, then function calls. A message or
   reasoning item is closed as soon as the engine moves on to something else; function calls stay
   open until the end because parallel calls can interleave their argument deltas.
 * With ``reasoning_summary=True`` a reasoning item stays open after its text ends, so that the
-  summary produced by a separate engine call (H3) can still be attached to it, via
+  summary produced by a separate engine call can still be attached to it, via
   :meth:`StreamBuilder.add_reasoning_summary` or the incremental ``*_summary_part`` methods.
 
 The file is ordered: errors, the builder's public API, then its internals; the per-item state
@@ -95,7 +96,7 @@ class StreamBuilder:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``encrypt_reasoning(item_id, text, summaries)`` gives a finished reasoning item its
-        ``encrypted_content`` (H4); ``announce_encrypted_reasoning`` also emits
+        ``encrypted_content``; ``announce_encrypted_reasoning`` also emits
         ``response.additional_context`` after such an item (asked for by legacy clients)."""
         self._echo = echo
         self._new_id = new_id
@@ -218,7 +219,7 @@ class StreamBuilder:
         return self._stamp(out)
 
     def fail(self, code: str | None, message: str, *, param: str | None = None) -> list[Event]:
-        """``error`` (flat, with the precise ``code``) then ``response.failed`` (E1, C4).
+        """``error`` (flat, with the precise ``code``) then ``response.failed``.
 
         Open items are not closed with events — the stream is broken, and a client must not
         mistake a half-written item for a finished one — but they appear in the failed
@@ -234,7 +235,7 @@ class StreamBuilder:
         return self._stamp(out)
 
     def interrupt(self, reason: InterruptReason, *, usage: Usage | None = None) -> dict[str, Any]:
-        """End without events — the client is gone or the response was cancelled (E5, R4).
+        """End without events — the client is gone or the response was cancelled.
 
         Returns the final Response: status ``incomplete`` after a disconnect, ``cancelled``
         after a cancellation; items still open become ``incomplete``. ``incomplete_details``
@@ -261,11 +262,11 @@ class StreamBuilder:
         return self._response(with_output=True)
 
     def stamp_extra(self, event: Event) -> Event:
-        """Number an event that is not part of the response's own lifecycle (H5's
-        ``response.rate_limits.updated``), so that the stream stays one numbered series."""
+        """Number an event that is not part of the response's own lifecycle (the
+        ``response.rate_limits.updated`` event), so that the stream stays one numbered series."""
         return self._stamp([event])[0]
 
-    # --- reasoning summaries (H3) ---
+    # --- reasoning summaries ---
 
     def add_reasoning_summary(
         self, chunks: Iterable[str], *, item_id: str | None = None
@@ -297,7 +298,7 @@ class StreamBuilder:
         return self._stamp(out)
 
     def add_summary_usage(self, usage: Usage) -> None:
-        """H3: the summary is a second engine call. Its tokens join this response's usage (its
+        """A reasoning summary is a second engine call. Its tokens join this response's usage (its
         output as reasoning tokens), so the usage a client sees is what the ledger bills."""
         current = self._usage or objects.usage_object(input_tokens=0, output_tokens=0)
         self._usage = objects.usage_object(
@@ -340,7 +341,7 @@ class StreamBuilder:
     # --- internals: numbering and response rendering ---
 
     def _stamp(self, events: list[Event]) -> list[Event]:
-        """Give each event the next ``sequence_number``: the only place that does (L6)."""
+        """Give each event the next ``sequence_number``: the only place that does."""
         stamped = []
         for event in events:
             # "type" first, then the number, then the payload: reads like OpenAI's own frames.
@@ -466,7 +467,7 @@ class StreamBuilder:
         out = self._end_reasoning_text() + self._close_message()
         call_id = delta.call_id
         # Keep the engine's id when it is OpenAI-shaped and unique here (the SDK's stream
-        # helper identifies function calls by call_id), else mint one (L7).
+        # helper identifies function calls by call_id), else mint one.
         if not ids.looks_like_call_id(call_id) or call_id in self._call_ids:
             call_id = self._new_id("call")
         self._call_ids.add(call_id)
@@ -597,7 +598,7 @@ class StreamBuilder:
         if call.status != "in_progress":
             return []
         call.status = status
-        # Arguments stay the model's raw string even when it is not valid JSON (E7): the item
+        # Arguments stay the model's raw string even when it is not valid JSON: the item
         # stays well-formed and the client sees exactly what the model produced.
         arguments = call.arguments.value()
         return [

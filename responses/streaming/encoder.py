@@ -1,8 +1,8 @@
-"""The one SSE encoder, and the dialects (L3) it can speak.
+"""The one SSE encoder, and the dialects it can speak.
 
 Events are built and stored in one canonical vocabulary, OpenAI's. A :class:`Dialect` is a pure
 mapping applied to a canonical event just before it is encoded: it may rename event types, nest
-the ``error`` event, reshape payloads, and it says whether ``data: [DONE]`` ends the stream (L5).
+the ``error`` event, reshape payloads, and it says whether ``data: [DONE]`` ends the stream.
 Because the mapping happens only here, stored events can be replayed later in whatever dialect
 the reader asks for, and adding ``open-responses`` or ``legacy`` never touches generation.
 
@@ -32,11 +32,12 @@ from responses.streaming import events as ev
 from responses.streaming.events import ERROR, Event
 
 KEEPALIVE = b": keep-alive\n\n"
-"""An SSE comment frame (L4): ignored by every client, keeps proxies from timing the stream out.
+"""An SSE comment frame, sent when a stream has been silent: ignored by every client, keeps
+proxies from timing the stream out.
 Never an ``event:`` line without ``data:`` — the Python SDK crashes on those (§6.4)."""
 
 DONE = b"data: [DONE]\n\n"
-"""The sentinel some dialects send after the terminal event (L5); OpenAI itself never does."""
+"""The sentinel some dialects send after the terminal event; OpenAI itself never does."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +138,7 @@ def get_dialect(dialect: str | Dialect) -> Dialect:
 
 def stream_end(dialect: str | Dialect = "openai", *, done: bool = False) -> bytes:
     """What follows the terminal event: :data:`DONE` or nothing, per dialect; ``done`` asks for
-    it in a dialect that does not send it by default (L5, on request)."""
+    it in a dialect that does not send it by default."""
     return DONE if done or get_dialect(dialect).send_done else b""
 
 
@@ -151,7 +152,8 @@ _JSON_ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 def _dumps_ascii(value: Any) -> bytes:
     # Lone surrogates (possible in text decoded from a broken upstream) cannot be UTF-8 encoded;
-    # \u escapes keep the frame valid JSON and round-trip to the same Python string (E1).
+    # \u escapes keep the frame valid JSON and round-trip to the same Python string, so
+    # the stream stays well-formed whatever the upstream sent.
     return _JSON_ASCII.encode(value).encode("ascii")
 
 

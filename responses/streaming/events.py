@@ -2,7 +2,7 @@
 
 Builders return plain dicts in the canonical (``openai``) vocabulary and never set
 ``sequence_number``: numbering is the job of :class:`responses.streaming.builder.StreamBuilder`
-alone, so a sequence can never have two sources of truth (L6). Other dialects (L3) are produced
+alone, so a sequence can never have two sources of truth. Other dialects are produced
 later from these dicts by :mod:`responses.streaming.encoder`, never here.
 
 Order of the file: response lifecycle, output items, content parts, output text, reasoning text,
@@ -150,7 +150,7 @@ def output_text_done(
     }
 
 
-# --- raw reasoning text (H2) -----------------------------------------------------------------
+# --- raw reasoning text ----------------------------------------------------------------------
 
 
 def reasoning_text_delta(
@@ -175,7 +175,7 @@ def reasoning_text_done(*, item_id: str, output_index: int, content_index: int, 
     }
 
 
-# --- reasoning summaries (H3) ----------------------------------------------------------------
+# --- reasoning summaries ---------------------------------------------------------------------
 
 
 def reasoning_summary_part_added(
@@ -269,17 +269,17 @@ def error(*, code: str | None, message: str, param: str | None = None) -> Event:
     return {"type": ERROR, "code": code, "message": message, "param": param}
 
 
-# --- rate limits (H5) ------------------------------------------------------------------------
+# --- rate limits -----------------------------------------------------------------------------
 
 
 def response_rate_limits_updated(*, rate_limits: list[dict[str, Any]]) -> Event:
-    """H5, not an OpenAI event: sent only to clients that opt in (``X-Rate-Limit-Events: true``)
+    """Not an OpenAI event: sent only to clients that opt in (``X-Rate-Limit-Events: true``)
     or speak the legacy dialect. ``rate_limits`` is ``[{name, limit, remaining, reset_seconds}]``
     for ``requests`` and ``tokens``, like the Realtime API's ``rate_limits.updated``."""
     return {"type": RESPONSE_RATE_LIMITS_UPDATED, "rate_limits": rate_limits}
 
 
-# --- additional context (H4) -----------------------------------------------------------------
+# --- additional context (encrypted reasoning) ------------------------------------------------
 
 
 def response_additional_context(

@@ -21,7 +21,7 @@ _HEX_LENGTH: dict[str, int] = {"resp": 50, "msg": 48, "fc": 48, "rs": 48}
 _CALL_ID_LENGTH = 24
 
 # What we accept from an engine as a call id: OpenAI's own form, kept verbatim so ids stay
-# identical across a round trip through clients that generate their own (L7).
+# identical across a round trip through clients that generate their own.
 _CALL_ID_RE = re.compile(r"call_[A-Za-z0-9_-]{1,96}")
 
 

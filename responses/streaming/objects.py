@@ -65,7 +65,7 @@ _LOGPROB_FLOOR = -9999.0
 class ResponseEcho:
     """The request side of a Response, as the caller resolved it (defaults are OpenAI's).
 
-    ``service_tier`` is the tier actually used, never ``"auto"`` once resolved (L8);
+    ``service_tier`` is the tier actually used, never ``"auto"`` once resolved;
     ``reasoning`` is the effective config (``{"effort": …, "summary": …}``) or None.
     """
 
@@ -179,7 +179,7 @@ def output_text_part(
 def function_call_item(
     *, item_id: str, call_id: str, name: str, arguments: str = "", status: ItemStatus
 ) -> dict[str, Any]:
-    """A ``function_call`` item. ``arguments`` is the model's raw string, valid JSON or not (E7)."""
+    """A ``function_call`` item. ``arguments`` is the model's raw string, valid JSON or not."""
     return {
         "type": "function_call",
         "id": item_id,

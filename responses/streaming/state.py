@@ -2,8 +2,8 @@
 
 One small mutable dataclass per output item kind (message, reasoning, function call), each able
 to render itself as the item dict of :mod:`responses.streaming.objects`, plus the append-only
-:class:`TextBuffer` their streamed texts go into. This is all the builder remembers of a stream
-(E8): the item contents, never the events.
+:class:`TextBuffer` their streamed texts go into. This is all the builder remembers of a stream,
+so its memory stays bounded: the item contents, never the events.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class TextBuffer:
     """An append-only string for per-token deltas.
 
     A list of every delta costs ~50 bytes of object overhead per token, and ``io.StringIO``
-    stores 4 bytes per character; both matter at a thousand open streams (E8, L2). Instead the
+    stores 4 bytes per character; both matter at a thousand open streams. Instead the
     pieces are merged like a binary counter — a piece is merged into its left neighbour once it
     is at least as long — so there are O(log n) pieces, each character is copied O(log n)
     times, and the text is held as compact ``str`` objects.

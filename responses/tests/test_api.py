@@ -8,11 +8,11 @@ import json
 import pytest
 from django.test import AsyncClient
 
-from engines.runtime.scripted import build_script
 from engines.runtime.types import EngineUnavailable, Finish, TextDelta, Usage
 from responses.models import StoredResponse
-from responses.streaming.conformance import check_response, check_stream
-from responses.tests.conftest import parse_sse
+from testsupport.conformance import check_response, check_stream
+from testsupport.scripted_engine import build_script
+from testsupport.sse import streamed_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,8 +31,7 @@ async def create(client, persona, **body):
 
 async def stream_events(response) -> list[dict]:
     assert response["Content-Type"].startswith("text/event-stream")
-    raw = b"".join([chunk async for chunk in response.streaming_content])
-    return parse_sse(raw)
+    return await streamed_events(response)
 
 
 async def test_a_text_turn_returns_a_complete_response(client, transactional_cast, engine):

@@ -9,7 +9,6 @@ import json
 import pytest
 from django.test import AsyncClient
 
-from engines.runtime.scripted import build_script
 from engines.runtime.types import (
     Finish,
     TextDelta,
@@ -17,8 +16,9 @@ from engines.runtime.types import (
     TopLogprob,
     Usage,
 )
-from responses.streaming.conformance import check_response, check_stream
-from responses.tests.conftest import parse_sse
+from testsupport.conformance import check_response, check_stream
+from testsupport.scripted_engine import build_script
+from testsupport.sse import parse_sse, streamed_body, streamed_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,10 +28,6 @@ async def post(persona, **body):
     return await AsyncClient().post(
         "/v1/responses", json.dumps(body), content_type="application/json", headers=persona.headers
     )
-
-
-async def events_of(response) -> list[dict]:
-    return parse_sse(b"".join([chunk async for chunk in response.streaming_content]))
 
 
 async def test_json_schema_goes_to_guided_decoding(transactional_cast, engine):
@@ -81,7 +77,7 @@ async def test_reasoning_with_a_generated_summary(transactional_cast, engine):
         reasoning={"effort": "low", "summary": "auto"},
         stream=True,
     )
-    events = await events_of(response)
+    events = await streamed_events(response)
     check_stream(events)
     types = [e["type"] for e in events]
     assert "response.reasoning_text.delta" in types
@@ -142,7 +138,7 @@ async def test_parallel_tool_calls_stream_as_separate_items(transactional_cast, 
         for n in ("a", "b")
     ]
     engine.script = build_script(tool_calls=[("a", '{"x": 1}'), ("b", '{"y": 2}')])
-    events = await events_of(
+    events = await streamed_events(
         await post(transactional_cast.alice, input="x", tools=tools, stream=True)
     )
     check_stream(events)
@@ -237,7 +233,7 @@ async def test_keepalive_comments_while_the_engine_is_silent(transactional_cast,
     settings.SSE_KEEPALIVE_SECONDS = 0.1
     engine.first_delay = 0.6
     response = await post(transactional_cast.alice, input="x", stream=True)
-    raw = b"".join([chunk async for chunk in response.streaming_content])
+    raw = await streamed_body(response)
     before_first_delta = raw.split(b"response.output_item.added")[0]
     assert before_first_delta.count(b": keep-alive\n\n") >= 2
     check_stream(parse_sse(raw))

@@ -14,8 +14,9 @@ import openai
 import pytest
 
 from engines.models import Deployment, EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm
-from responses.streaming.conformance import check_response
+from testsupport.conformance import check_response
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall
+from testsupport.fixtures import fake_vllm_fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,13 +39,7 @@ def _behavior(body: dict[str, Any]) -> FakeBehavior | None:
     )
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm(behavior=FakeBehavior(text="unused"))
-    fake.behavior_for = _behavior
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(behavior=FakeBehavior(text="unused"), behavior_for=_behavior)
 
 
 @pytest.fixture

@@ -23,9 +23,12 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
-from responses.tests.conftest import Worker, parse_sse, text_of, wait_for_status
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
+from testsupport.sse import parse_sse, streamed_events, text_of
+from testsupport.stored_responses import wait_for_status
 from testsupport.waiting import await_until
+from testsupport.worker import Worker
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -51,13 +54,7 @@ def _declare_queues() -> None:
             queue(conn.default_channel).declare()
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
-    fake.behavior_for = lambda body: _BEHAVIORS.get(body.get("model"))
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(by_model=_BEHAVIORS)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +103,7 @@ async def replay(persona, response_id: str, starting_after: int | None = None) -
     response = await AsyncClient().get(
         f"/v1/responses/{response_id}?{query}", headers=persona.headers
     )
-    return parse_sse(b"".join([chunk async for chunk in response.streaming_content]))
+    return await streamed_events(response)
 
 
 async def test_a_background_response_runs_in_the_worker_and_replays_from_any_point(
@@ -245,8 +242,8 @@ def test_periodic_upkeep_never_queues_in_front_of_background_runs() -> None:
 
 @pytest.mark.compliance("E2")
 async def test_a_tool_output_deadline_fires_in_the_worker(models, transactional_cast, engine):
-    from engines.runtime.scripted import build_script
     from responses.models import ResponseSession
+    from testsupport.scripted_engine import build_script
 
     alice = transactional_cast.alice
     org = alice.organization
@@ -291,14 +288,29 @@ async def test_deleting_a_running_background_response_stops_it_settles_and_frees
     its ledger row reserved and its concurrency slot taken."""
     from quotas.models import UsageRecord
     from quotas.services.limits import limits_set
+    from responses.models import StoredResponse
+    from responses.services.event_log import live_event_log
 
     alice = transactional_cast.alice
     await sync_to_async(limits_set)(organization=alice.organization, max_concurrent=1)
     queued = await create(alice, model=models["slow"])
     await wait_for_status(queued["id"], {"in_progress"}, within=20)
     streams_before = upstream.aborted_streams
-    # Generating for real (a few deltas in the live log) before the delete.
+    # Generating for real (a few deltas in the live log) before the delete: an open engine
+    # stream is not enough, under load the delete could land before the first token.
     assert await upstream.await_until(lambda f: f.active_streams > 0, within=10)
+
+    stored = await StoredResponse.objects.aget(public_id=queued["id"])
+    log = live_event_log()
+
+    async def generating():
+        events = await log.read(response_pk=stored.pk, public_id=queued["id"], after=-1, wait=0.5)
+        return any(e["type"] == "response.output_text.delta" for e in events)
+
+    try:
+        await await_until(generating, within=20, what="a delta in the live event log")
+    finally:
+        await log.close()
 
     deleted = await AsyncClient().delete(f"/v1/responses/{queued['id']}", headers=alice.headers)
     assert deleted.status_code == 200, deleted.content

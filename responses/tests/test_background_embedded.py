@@ -20,11 +20,12 @@ import time
 import openai
 import pytest
 
-from conftest import DaphneProcess
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
-from responses.tests.conftest import Worker, text_of
 from testsupport.embedded import bootstrap, embedded_env, manage
+from testsupport.fake_vllm import FakeBehavior, FakeVllm
+from testsupport.live_server import DaphneProcess
+from testsupport.sse import text_of
 from testsupport.waiting import wait_until
+from testsupport.worker import Worker
 
 QUICK_TEXT = "one two three four five six"
 SLOW_TEXT = " ".join(f"w{i}" for i in range(80))

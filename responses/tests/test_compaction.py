@@ -10,10 +10,10 @@ import pytest
 from django.test import AsyncClient
 
 from engines.models import ServedModel
-from engines.runtime.scripted import build_script
 from quotas.models import UsageRecord
 from responses.services.compaction import SUMMARY_HEADER, SUMMARY_INSTRUCTIONS
 from responses.services.sealed import SealedContentInvalid, seal, unseal
+from testsupport.scripted_engine import build_script
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("R7")]
 
@@ -191,7 +191,7 @@ async def test_automatic_compaction_keeps_a_long_tool_session_going(
     assert summaries, "no compaction happened"
     last = small_model.requests[-1]
     assert any(m["content"] == SUMMARY_HEADER + SUMMARY for m in last.messages)
-    from engines.runtime.scripted import whitespace_token_count
+    from testsupport.scripted_engine import whitespace_token_count
 
     for request in small_model.requests:
         assert whitespace_token_count(messages=request.messages, tools=request.tools) < 2048

@@ -7,23 +7,20 @@ import openai
 import pytest
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from responses.services.compaction import SUMMARY_HEADER, SUMMARY_INSTRUCTIONS
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("R7")]
 
 SUMMARY = "The user is Ada; she likes sailing."
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
-    fake.behavior_for = lambda body: FakeBehavior(
+upstream = fake_vllm_fixture(
+    behavior_for=lambda body: FakeBehavior(
         text=SUMMARY if body["messages"][0]["content"] == SUMMARY_INSTRUCTIONS else "Noted."
     )
-    fake.start()
-    yield fake
-    fake.stop()
+)
 
 
 def test_the_sdk_compacts_and_continues_from_the_compaction(

@@ -14,12 +14,12 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from engines.runtime.scripted import ScriptedEngine, build_script
 from engines.runtime.types import EngineError
-from responses.streaming.conformance import check_stream
 from responses.streaming.encoder import DIALECTS
-from responses.tests.conftest import parse_sse
 from tenants.models import STREAM_DIALECTS
+from testsupport.conformance import check_stream
+from testsupport.scripted_engine import ScriptedEngine, build_script
+from testsupport.sse import parse_sse, streamed_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -155,7 +155,7 @@ async def _create(persona, *, headers=None, **body):
 async def _raw(response) -> bytes:
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/event-stream")
-    return b"".join([chunk async for chunk in response.streaming_content])
+    return await streamed_body(response)
 
 
 def _types(events):
@@ -353,7 +353,7 @@ async def test_an_unknown_dialect_header_is_a_400_on_every_endpoint(
 
 @pytest.fixture(scope="module")
 def thinking_upstream():
-    from engines.testing.fake_vllm import FakeBehavior, FakeVllm
+    from testsupport.fake_vllm import FakeBehavior, FakeVllm
 
     fake = FakeVllm(behavior=FakeBehavior(reasoning="Think it over.", text="Done."))
     fake.start()

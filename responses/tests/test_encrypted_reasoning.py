@@ -14,12 +14,12 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.test import AsyncClient
 
-from conftest import DaphneProcess
 from engines.models import EngineReplica, ServedModel
 from engines.runtime.registry import engine_override
-from engines.runtime.scripted import ScriptedEngine, build_script
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from responses.services.encrypted_reasoning import reasoning_decrypt, reasoning_encrypt
+from testsupport.fake_vllm import FakeBehavior, FakeVllm
+from testsupport.live_server import DaphneProcess
+from testsupport.scripted_engine import ScriptedEngine, build_script
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,8 @@ import pytest
 from engines.runtime.types import TokenLogprob, TopLogprob
 from responses.streaming import events as ev
 from responses.streaming import ids, objects
-from responses.streaming.conformance import RESPONSE_KEYS, check_event, check_response
 from responses.streaming.objects import ResponseEcho
+from testsupport.conformance import RESPONSE_KEYS, check_event, check_response
 
 # --- ids -------------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ from engines.runtime.types import Finish, TextDelta, ToolCallArgumentsDelta, Too
 from responses.streaming import encoder
 from responses.streaming import events as ev
 from responses.streaming.builder import StreamBuilder
-from responses.streaming.conformance import check_stream
 from responses.streaming.encoder import (
     DONE,
     KEEPALIVE,
@@ -23,6 +22,7 @@ from responses.streaming.encoder import (
     stream_end,
 )
 from responses.streaming.objects import ResponseEcho
+from testsupport.conformance import check_stream
 
 
 def _decode(body: bytes, *, chunk: int | None = None) -> list:

@@ -14,8 +14,8 @@ from django.test import AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engines.runtime.scripted import build_script
-from responses.tests.conftest import parse_sse
+from testsupport.scripted_engine import build_script
+from testsupport.sse import parse_sse, streamed_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("E7")]
 
@@ -211,7 +211,7 @@ def _content(response) -> bytes:
 
 async def _content_async(response) -> bytes:
     if response.streaming:
-        return b"".join([chunk async for chunk in response.streaming_content])
+        return await streamed_body(response)
     return response.content
 
 

@@ -12,6 +12,7 @@ from django.test import AsyncClient
 from engines.runtime.types import EngineUnavailable
 from quotas.models import UsageRecord
 from responses.models import StoredResponse
+from testsupport.sse import streamed_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("E7")]
 
@@ -260,9 +261,7 @@ async def test_an_unreachable_replica_does_not_reveal_its_url(client, transactio
             content_type="application/json",
             headers=transactional_cast.alice.headers,
         )
-        raw = (
-            b"".join([c async for c in response.streaming_content]) if stream else response.content
-        )
+        raw = await streamed_body(response) if stream else response.content
         assert b"10.1.2.3" not in raw
         assert b"http://" not in raw
     stored = [r.body async for r in StoredResponse.objects.all()]
@@ -270,7 +269,7 @@ async def test_an_unreachable_replica_does_not_reveal_its_url(client, transactio
 
 
 async def test_lone_surrogate_in_a_tool_output(client, transactional_cast, engine):
-    from engines.runtime.scripted import build_script
+    from testsupport.scripted_engine import build_script
 
     engine.script = build_script(tool_calls=[("f", "{}", "call_s")])
     created = await client.post(

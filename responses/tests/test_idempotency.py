@@ -11,10 +11,10 @@ import json
 import pytest
 from django.test import AsyncClient
 
-from engines.runtime.scripted import build_script
 from quotas.models import UsageRecord
 from responses.models import StoredResponse
-from responses.tests.conftest import parse_sse
+from testsupport.scripted_engine import build_script
+from testsupport.sse import parse_sse, streamed_body
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("E6")]
 
@@ -34,7 +34,7 @@ async def create(persona, *, key: str | None, raw: str | None = None, **body):
 
 async def body_of(response) -> bytes:
     if response.streaming:
-        return b"".join([chunk async for chunk in response.streaming_content])
+        return await streamed_body(response)
     return response.content
 
 

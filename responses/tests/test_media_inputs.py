@@ -13,7 +13,8 @@ import pytest
 from django.test import AsyncClient
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,12 +52,7 @@ def _pdf(text: str) -> bytes:
     return bytes(out)
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm(behavior=FakeBehavior(text="A cat."))
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(behavior=FakeBehavior(text="A cat."))
 
 
 @pytest.fixture

@@ -31,14 +31,17 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from conftest import DaphneProcess
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm
-from quotas.tests.test_live import PrivateRedis
 from responses.models import ResponseSession, StoredResponse
 from responses.services.event_log import EventSink, RedisEventLog
-from responses.tests.conftest import Worker, parse_sse, text_of, wait_for_status
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall
+from testsupport.fixtures import fake_vllm_fixture
+from testsupport.live_server import DaphneProcess
+from testsupport.redis_servers import PrivateRedis
+from testsupport.sse import parse_sse, text_of
+from testsupport.stored_responses import wait_for_status
 from testsupport.waiting import await_until
+from testsupport.worker import Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,13 +59,7 @@ _BEHAVIORS: dict[str, FakeBehavior] = {
 TOOLS = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
-    fake.behavior_for = lambda body: _BEHAVIORS.get(body.get("model"))
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(by_model=_BEHAVIORS)
 
 
 class Stack:

@@ -23,9 +23,10 @@ import openai
 import pytest
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, count_prompt_tokens
-from responses.streaming.conformance import check_event, check_response, check_stream
-from responses.tests.conftest import parse_sse
+from testsupport.conformance import check_event, check_response, check_stream
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, count_prompt_tokens
+from testsupport.fixtures import fake_vllm_fixture
+from testsupport.sse import parse_sse, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,15 +66,7 @@ _BEHAVIORS = {
 }
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm(behavior=FakeBehavior(text=TEXT))
-    fake.behavior_for = lambda body: (
-        _BEHAVIORS[body["model"]](body) if body.get("model") in _BEHAVIORS else None
-    )
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(behavior=FakeBehavior(text=TEXT), by_model=_BEHAVIORS)
 
 
 @dataclass
@@ -223,10 +216,6 @@ def as_dict(event: Any) -> dict[str, Any]:
     return data
 
 
-def deltas_text(events: list[dict[str, Any]]) -> str:
-    return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
-
-
 def fake_record(upstream: FakeVllm, request_id: str):
     """The fake's record of the chat request the platform sent for ``request_id`` (L7)."""
     for record in upstream.chat_requests():
@@ -266,7 +255,7 @@ def test_a_streamed_create(clients, models):
     assert clients.wire.last_events() == events  # what the SDK yields is what was sent
     assert events[0]["type"] == "response.created"
     assert events[-1]["type"] == "response.completed"
-    assert deltas_text(events) == TEXT
+    assert text_of(events) == TEXT
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == TEXT
 
 
@@ -291,7 +280,7 @@ async def test_the_async_client_creates_and_streams(async_alice, models):
         events = [as_dict(event) async for event in stream]
         check_stream(events)
         assert wire.last_events() == events
-        assert deltas_text(events) == TEXT
+        assert text_of(events) == TEXT
         async with client.responses.stream(model=models.text, input="hi") as helper:
             types = [event.type async for event in helper]
             final = await helper.get_final_response()
@@ -454,7 +443,7 @@ def test_cancel_an_in_progress_stream(clients, models, upstream):
             with stream:
                 for event in stream:
                     events.append(as_dict(event))
-                    if deltas_text(events).count("word") >= 3:
+                    if text_of(events).count("word") >= 3:
                         streaming.set()
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
             failures.append(exc)
@@ -490,7 +479,7 @@ def test_cancel_an_in_progress_stream(clients, models, upstream):
     assert stored.status == "cancelled"
     assert stored.output[0].status == "incomplete"
     partial = stored.output[0].content[0].text
-    assert partial.startswith(deltas_text(events))
+    assert partial.startswith(text_of(events))
     assert SLOW_TEXT.startswith(partial) and len(partial) < len(SLOW_TEXT)
     # Cancelling again is a no-op that reports the same response.
     assert clients.alice.responses.cancel(rid).status == "cancelled"

@@ -7,10 +7,8 @@ the exact sequences and payloads on top of that.
 
 from __future__ import annotations
 
-import itertools
 import json
 import tracemalloc
-from collections import defaultdict
 
 import pytest
 
@@ -25,36 +23,9 @@ from engines.runtime.types import (
     Usage,
 )
 from responses.streaming.builder import StreamBuilder, StreamProtocolError, StreamStateError
-from responses.streaming.conformance import check_response, check_stream
 from responses.streaming.objects import ResponseEcho
-
-CREATED_AT = 1767225600
-
-
-def sequential_ids():
-    """Deterministic ids: resp_1, msg_1, msg_2, fc_1, call_1 … (a counter per prefix)."""
-    counters: defaultdict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
-    return lambda prefix: f"{prefix}_{next(counters[prefix])}"
-
-
-def make_builder(**kwargs) -> StreamBuilder:
-    kwargs.setdefault("echo", ResponseEcho(model="test-model"))
-    return StreamBuilder(
-        new_id=sequential_ids(), clock=lambda: CREATED_AT + 1, created_at=CREATED_AT, **kwargs
-    )
-
-
-def run(builder: StreamBuilder, deltas, *, queued: bool = False, finish: bool = True) -> list:
-    events = builder.start(queued=queued)
-    for delta in deltas:
-        events += builder.feed(delta)
-    if finish:
-        events += builder.finish()
-    return events
-
-
-def types(events) -> list[str]:
-    return [event["type"] for event in events]
+from testsupport.conformance import check_response, check_stream
+from testsupport.stream_builder import CREATED_AT, make_builder, run, types
 
 
 def strip(event: dict) -> dict:

@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from engines.runtime.types import TextDelta, ToolCallArgumentsDelta, ToolCallStart
-from responses.streaming.conformance import check_response, check_stream
-from responses.tests.test_stream_builder import make_builder, run
+from testsupport.conformance import check_response, check_stream
+from testsupport.stream_builder import make_builder, run
 
 
 def _text_stream() -> list[dict]:

@@ -21,7 +21,7 @@ from engines.runtime.types import (
 )
 from responses.streaming.encoder import DONE, KEEPALIVE, encode_event
 from responses.streaming.objects import ResponseEcho
-from responses.tests.test_stream_builder import make_builder, run, types
+from testsupport.stream_builder import make_builder, run, types
 
 
 def sdk_client(

@@ -17,10 +17,10 @@ from django.core.management import call_command
 from django.test import AsyncClient
 from django.utils import timezone
 
-from engines.runtime.scripted import build_script
 from responses.models import ResponseSession, StoredResponse
 from responses.services.sessions import session_expire
-from responses.tests.conftest import parse_sse
+from testsupport.scripted_engine import build_script
+from testsupport.sse import streamed_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,7 +106,7 @@ async def test_the_continuation_can_stream(transactional_cast, engine):
     alice = transactional_cast.alice
     first = await two_calls(engine, alice)
     response = await submit(alice, first["id"], [out("call_paris"), out("call_oslo")], stream=True)
-    events = parse_sse(b"".join([chunk async for chunk in response.streaming_content]))
+    events = await streamed_events(response)
     assert events[0]["type"] == "response.created"
     assert events[-1]["type"] == "response.completed"
     assert events[-1]["response"]["previous_response_id"] == first["id"]
@@ -251,13 +251,13 @@ async def test_an_idempotent_retry_of_a_streamed_completion_replays_the_stream(
     both = [out("call_paris"), out("call_oslo")]
     streamed = await submit(alice, first["id"], both, stream=True, key="k-s")
     assert streamed["content-type"].startswith("text/event-stream")
-    events = parse_sse(b"".join([chunk async for chunk in streamed.streaming_content]))
+    events = await streamed_events(streamed)
     assert events[-1]["type"] == "response.completed"
 
     retried = await submit(alice, first["id"], both, stream=True, key="k-s")
     assert retried.status_code == 200
     assert retried["content-type"].startswith("text/event-stream")
-    assert parse_sse(b"".join([chunk async for chunk in retried.streaming_content])) == events
+    assert await streamed_events(retried) == events
     # Another body under the same key is refused, not answered with the first answer.
     as_json = await submit(alice, first["id"], both, key="k-s")
     assert as_json.status_code == 422

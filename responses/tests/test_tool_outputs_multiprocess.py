@@ -18,10 +18,10 @@ import time
 import httpx
 import pytest
 
-from conftest import DaphneProcess
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeToolCall
 from responses.models import ResponseSession, StoredResponse
+from testsupport.fake_vllm import FakeBehavior, FakeToolCall
+from testsupport.live_server import DaphneProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,11 +8,11 @@ import json
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from engines.runtime.scripted import build_script
 from quotas.models import UsageRecord
 from responses.models import StoredResponse
-from responses.streaming.conformance import check_stream
-from responses.tests.conftest import wait_for_status
+from testsupport.conformance import check_stream
+from testsupport.scripted_engine import build_script
+from testsupport.stored_responses import wait_for_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("R8")]
 

@@ -9,9 +9,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from engines.models import EngineReplica, ServedModel
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
 from quotas.models import UsageRecord
 from responses.models import StoredResponse
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
 from testsupport.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("R8")]
@@ -19,19 +20,13 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.compliance("R
 SLOW = " ".join(f"word{i}" for i in range(400))
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
+def _behavior(body):
+    if body.get("model") == "up-slow":
+        return FakeBehavior(text=SLOW, delay=0.02)
+    return FakeBehavior(text=f"Turn with {len(body.get('messages') or [])} messages.")
 
-    def behavior(body):
-        if body.get("model") == "up-slow":
-            return FakeBehavior(text=SLOW, delay=0.02)
-        return FakeBehavior(text=f"Turn with {len(body.get('messages') or [])} messages.")
 
-    fake.behavior_for = behavior
-    fake.start()
-    yield fake
-    fake.stop()
+upstream = fake_vllm_fixture(behavior_for=_behavior)
 
 
 @pytest.fixture

@@ -6,18 +6,14 @@ and a fake vLLM. Screenshots of every step go to ``BROWSER_SCREENSHOTS`` (defaul
 from __future__ import annotations
 
 import os
-import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, DaphneProcess
-from engines.testing.fake_vllm import FakeBehavior, FakeVllm
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-SCREENSHOTS = Path(os.environ.get("BROWSER_SCREENSHOTS", REPO_ROOT / "artifacts" / "browser"))
-PASSWORD = "browser-journey-password-7"
+from testsupport.browser import CHROMIUM, Shots
+from testsupport.fake_vllm import FakeBehavior
+from testsupport.fixtures import fake_vllm_fixture
+from testsupport.live_server import DaphneProcess
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +51,12 @@ def _launch(playwright):
     chromium.close()
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    fake = FakeVllm()
-    fake.behavior_for = lambda body: {
+upstream = fake_vllm_fixture(
+    by_model={
         "up-ok": FakeBehavior(text="Hello from the browser journey.", prompt_tokens=9),
         "up-broken": FakeBehavior(status=500, error_message="the GPU caught fire"),
-    }.get(body.get("model"))
-    fake.start()
-    yield fake
-    fake.stop()
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,24 +67,6 @@ def server(django_db_setup):
     ).start()
     yield served
     served.stop()
-
-
-class Shots:
-    """Numbered screenshots of one journey: ``<journey>-<nn>-<step>.png``."""
-
-    def __init__(self, journey: str) -> None:
-        self.journey = journey
-        self.count = 0
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        for old in SCREENSHOTS.glob(f"{journey}-*.png"):
-            old.unlink()
-
-    def __call__(self, page, step: str) -> Path:
-        self.count += 1
-        name = re.sub(r"[^a-z0-9]+", "-", step.lower()).strip("-")
-        path = SCREENSHOTS / f"{self.journey}-{self.count:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        return path
 
 
 @pytest.fixture
@@ -108,7 +82,3 @@ def page(browser):
 @pytest.fixture
 def shots(request) -> Shots:
     return Shots(request.node.name.removeprefix("test_"))
-
-
-def clean_screenshots() -> None:  # pragma: no cover - a helper for people
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)

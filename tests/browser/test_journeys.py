@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from engines.models import EngineReplica, ServedModel
 from quotas.models import ModelPrice, QuotaLimit
 from tenants.models import ApiKey, Organization
-from tests.browser.conftest import PASSWORD
+from testsupport.browser import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ import pytest
 
 from engines.models import EngineReplica, ServedModel
 from responses.models import StoredResponse
-from responses.streaming.conformance import check_response
+from testsupport.conformance import check_response
 from testsupport.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

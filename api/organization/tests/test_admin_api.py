@@ -10,12 +10,12 @@ import openai
 import pytest
 from django.core.management import call_command
 
-from api.organization.tests.conftest import admin_client
 from quotas.models import ModelPrice, QuotaLimit, UsageRecord
 from quotas.services.ledger import TokenUsage, usage_record_open, usage_record_settle
 from quotas.services.limits import limits_for
 from tenants.models import ApiKey, Invite, Membership, Project
 from tenants.services.api_keys import api_key_find_active
+from testsupport.sdk_clients import admin_client
 
 pytestmark = pytest.mark.django_db
 

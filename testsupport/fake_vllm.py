@@ -19,7 +19,7 @@ Use it in-process::
         assert upstream.aborted_streams == 1
 
 or inside a running event loop with ``await upstream.astart()`` / ``await upstream.astop()``, or as a
-process for benchmarks: ``python -m engines.testing.fake_vllm --port 8100``.
+process for benchmarks: ``python -m testsupport.fake_vllm --port 8100``.
 
 Nothing here imports Django.
 """
@@ -1016,7 +1016,7 @@ class _Plan:
 # --- command line (benchmarks) -------------------------------------------------------------------
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m engines.testing.fake_vllm",
+        prog="python -m testsupport.fake_vllm",
         description="A fake vLLM OpenAI-compatible server for tests and benchmarks.",
     )
     parser.add_argument("--host", default="127.0.0.1")

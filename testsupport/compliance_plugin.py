@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compliance_ids import FEATURES, KNOWN_IDS
+from testsupport.compliance_ids import FEATURES, KNOWN_IDS
 
 
 def pytest_addoption(parser):
@@ -75,7 +75,7 @@ def pytest_sessionfinish(session, exitstatus):
     results: dict[str, list[dict[str, str]]] = {fid: [] for fid in FEATURES}
     for nodeid, fids in marks.items():
         for fid in fids:
-            # Endpoint IDs (tests.compliance_ids.ENDPOINTS) get their own entries.
+            # Endpoint IDs (testsupport.compliance_ids.ENDPOINTS) get their own entries.
             results.setdefault(fid, []).append(
                 {"test": nodeid, "outcome": outcomes.get(nodeid, "not run")}
             )

@@ -1,3 +1,6 @@
+"""factory_boy factories for the tenant models (users, organizations, projects, memberships);
+import them after Django is set up (inside a fixture), not at a conftest's top."""
+
 from __future__ import annotations
 
 import factory

@@ -1,4 +1,4 @@
-"""Conformance checks for emitted streams, against the official ``openai`` SDK's types (L1).
+"""Conformance checks for emitted streams, against the official ``openai`` SDK's types.
 
 For tests and dev tooling: any test that produces stream events — the builder's own, the SSE
 view's, stored-event replay — can decode them and call :func:`check_stream`. Each check raises
@@ -9,7 +9,7 @@ view's, stored-event replay — can decode them and call :func:`check_stream`. E
 * :func:`check_response` — a Response validates as ``openai.types.responses.Response`` *and*
   carries every key OpenAI and Open Responses clients rely on (the SDK's model makes most of
   them optional, so validation alone would not notice a missing key).
-* :func:`check_stream` — the whole sequence: numbering (L6), lifecycle and item ordering (§4.4),
+* :func:`check_stream` — the whole sequence: numbering, lifecycle and item ordering (§4.4),
   deltas that add up to their ``done`` texts, and a terminal Response consistent with the items.
 """
 

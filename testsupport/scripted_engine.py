@@ -2,8 +2,8 @@
 
 Tests of the Responses layer use it to drive every path without a model: text, reasoning, tool
 calls, usage, failures before or after the first delta, slow streams. Its counters show whether a
-stream ran to its end or was abandoned, which is how disconnect tests (E5) prove that the API layer
-really stops generation::
+stream ran to its end or was abandoned, which is how client-disconnect tests prove that the API
+layer really stops generation::
 
     engine = ScriptedEngine(text_script("Hello world"), delay=0.01)
     register_engine_override("test-model", engine)

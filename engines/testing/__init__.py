@@ -1,1 +1,0 @@
-"""Test doubles for the engine layer (importable without Django)."""
