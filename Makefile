@@ -51,10 +51,10 @@ typecheck: install
 contract: install
 	$(TEST_ENV) $(PY) -m pytest -q tests/test_import_contract.py
 
-# Tests that need no database, engine, server or process (tests/pure_plugin.py decides); the
+# Tests that need no database, engine, server or process (testsupport/pure_plugin.py decides); the
 # import contract is one of them.
 pure: install
-	$(TEST_ENV) $(PY) -m pytest -q -p tests.pure_plugin -m pure $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q -p testsupport.pure_plugin -m pure $(PYTEST_ARGS)
 
 check: lint typecheck pure
 

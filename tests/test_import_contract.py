@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from testsupport.paths import REPO_ROOT
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"core"}),

@@ -57,7 +57,7 @@ def fake_vllm_fixture(
 
 def _by_model(behaviors: Mapping[str, FakeBehavior | BehaviorFor]) -> BehaviorFor:
     def behavior_for(body: dict[str, Any]) -> FakeBehavior | None:
-        found = behaviors.get(body.get("model"))
+        found = behaviors.get(body.get("model", ""))
         return found(body) if callable(found) else found
 
     return behavior_for

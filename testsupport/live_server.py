@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 
@@ -18,7 +19,7 @@ def database_url_for_tests() -> str:
     """``DATABASE_URL`` of the database pytest-django created, for processes the test starts."""
     from django.conf import settings
 
-    db = settings.DATABASES["default"]
+    db: dict[str, Any] = settings.DATABASES["default"]
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     host = db["HOST"] or "127.0.0.1"
     port = db["PORT"] or "5432"

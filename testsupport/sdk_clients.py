@@ -39,7 +39,9 @@ def admin_client(secret: str, *, strict: bool = True) -> openai.OpenAI:
     return openai.OpenAI(
         admin_api_key=secret,
         base_url="http://platform.test/v1",
-        http_client=httpx.Client(transport=django_transport()),
+        # The SDK takes an httpx.Client as well as its own httpx2.Client (see
+        # is_legacy_httpx_sync_client); its annotation names only the latter.
+        http_client=httpx.Client(transport=django_transport()),  # type: ignore[arg-type]
         max_retries=0,
         _strict_response_validation=strict,
     )

@@ -89,6 +89,7 @@ class Worker:
     def stop(self) -> None:
         if not self.running:
             return
+        assert self.process is not None  # running
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=15)

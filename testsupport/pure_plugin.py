@@ -1,4 +1,4 @@
-"""The "pure" selection for ``make check``: ``pytest -p tests.pure_plugin -m pure``.
+"""The "pure" selection for ``make check``: ``pytest -p testsupport.pure_plugin -m pure``.
 
 A pure test needs no database, no engine, no server and no other process: it runs in well under
 a second and exercises parsing, validation, the stream builder and encoder, the limiter's
@@ -8,9 +8,11 @@ asks for, so a new test falls into the right set without being marked:
 * a ``django_db`` mark, or a database fixture (pytest-django refuses the database to any test
   without one, so a test that gets past this cannot reach it);
 * the ``integration`` mark (the real engine);
-* a fixture that starts a server (``live_daphne``, the fake vLLM);
-* a module that starts processes (one that mentions subprocess, multiprocessing, daphne's test
-  process or the embedded platform's helpers): all its tests are left out, to be safe.
+* a fixture that starts a server (``live_daphne``, a fake vLLM: ``upstream`` is the name
+  ``fake_vllm_fixture`` is given by convention);
+* a module that starts processes, itself (subprocess, multiprocessing) or through the helpers
+  of ``testsupport`` that do (embedded, live_server, redis_servers, worker): all its tests are
+  left out, to be safe.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ import pytest
 _DATABASE_FIXTURES = frozenset(
     {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
 )
-_SERVER_FIXTURES = frozenset({"live_daphne", "live_server", "fake_vllm", "fake_vllm_factory"})
+_SERVER_FIXTURES = frozenset(
+    {"live_daphne", "live_server", "fake_vllm", "fake_vllm_factory", "upstream"}
+)
 _STARTS_PROCESSES = re.compile(
-    r"subprocess|Popen|multiprocessing|os\.fork|sys\.executable|DaphneProcess|testsupport\.embedded"
+    r"subprocess|Popen|multiprocessing|os\.fork|sys\.executable|DaphneProcess"
+    r"|testsupport\.(?:embedded|live_server|redis_servers|worker)\b"
 )
 
 
