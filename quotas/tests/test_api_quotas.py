@@ -27,6 +27,7 @@ from responses.services.generation import generate_events
 from testsupport.conformance import check_stream
 from testsupport.scripted_engine import build_script
 from testsupport.sse import streamed_events
+from testsupport.waiting import await_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -354,7 +355,12 @@ async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transacti
     engine.delay = 0.02
     running = asyncio.create_task(create(client, alice))
     assert await engine.wait_until(lambda e: e.yielded >= 3 and e.active == 1, within=5)
-    stored = await StoredResponse.objects.filter(status="in_progress").afirst()
+    # The engine request starts alongside the row's INSERT: wait for the row, not just deltas.
+    stored = await await_until(
+        lambda: StoredResponse.objects.filter(status="in_progress").afirst(),
+        within=5,
+        what="the in_progress row",
+    )
     cancelled = await client.post(f"/v1/responses/{stored.public_id}/cancel", headers=alice.headers)
     assert cancelled.json()["status"] == "cancelled"
     await running
