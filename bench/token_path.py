@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import functools
 import hashlib
 import io
 import json
@@ -86,6 +87,7 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
     return _http_chunk(f"data: {text}\n\n".encode())
 
 
+@functools.cache
 def engine_chunks(tokens: int, *, prompt_tokens: int = 12) -> list[bytes]:
     """The engine's answer in the groups it arrives in: the head with the role chunk and the
     first token, then one token per group, and the finish, usage and ``[DONE]`` with the last
