@@ -23,10 +23,19 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 
+from engines.runtime.event_stream import (
+    ConnectFailed,
+    ConnectionLost,
+    ConnectTimeout,
+    EngineResponse,
+    ReadTimeout,
+    request_json,
+)
 from engines.runtime.pool import Replica, ReplicaPool
 from engines.runtime.types import (
     TIER_PRIORITY,
@@ -95,20 +104,35 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(status: int, body: bytes) -> str:
     """The message of an error answer: vLLM sends ``{"error": {"message": …}}`` (older
     versions ``{"object": "error", "message": …}``); anything else is shown as text."""
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error", body)
+        parsed = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error", parsed)
         if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
             return error["message"]
         if isinstance(error, str) and error:
             return error
-    return response.text[:500] or response.reason_phrase
+    text = body.decode("utf-8", "replace")[:500]
+    if text:
+        return text
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _loads(data: bytes) -> Any:
+    """One chunk's JSON. Text that is not UTF-8 is decoded with replacement characters, as a
+    text reader of the stream would have."""
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        return json.loads(data.decode("utf-8", "replace"))
 
 
 def _is_context_length(message: str) -> bool:
@@ -348,44 +372,54 @@ class VllmEngine:
     ) -> AsyncIterator[EngineDelta]:
         """One try against one replica; raises EngineError subclasses only.
 
-        Plain httpx, not the ``openai`` SDK: building and validating a request through the SDK
-        cost more event-loop time per request than everything else the platform does before
-        the first token (docs/performance.md); vLLM's protocol here is one JSON POST."""
-        http = self.pool.http_client(replica)
-        headers = {
-            "Authorization": f"Bearer {replica.api_key or 'EMPTY'}",
-            "Accept": "text/event-stream",
-            "X-Request-Id": request.request_id,
-        }
-        async with contextlib.AsyncExitStack() as exits:
-            try:
-                # Leaving this block closes the HTTP response, whatever the reason (end, error,
-                # aclose, cancellation), which is what makes vLLM abort the sequence.
-                response = await exits.enter_async_context(
-                    http.stream(
-                        "POST",
-                        f"{replica.base_url}/chat/completions",
-                        json=self.request_body(request),
-                        headers=headers,
-                    )
-                )
-                if response.status_code != 200:
-                    await response.aread()
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout):
-                    self.pool.mark_failed(replica, reason="connect timeout")
-                raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
-            except (httpx.HTTPError, OSError) as exc:
-                self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
-                raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
+        Not the ``openai`` SDK, and not httpx either: vLLM's protocol here is one JSON POST
+        answered by an SSE stream, and every token of every stream goes through this reader, so
+        it has a purpose-built HTTP client (:mod:`engines.runtime.event_stream`,
+        docs/performance.md)."""
+        connections = self.pool.stream_connections(replica)
+        headers = [
+            (b"Authorization", f"Bearer {replica.api_key or 'EMPTY'}".encode("latin-1")),
+            (b"Accept", b"text/event-stream"),
+            (b"X-Request-Id", request.request_id.encode("latin-1")),
+        ]
+        try:
+            response = await connections.post_stream(
+                "/chat/completions",
+                body=request_json(self.request_body(request)),
+                headers=headers,
+                read_timeout=self.pool.read_timeout,
+            )
+        except ConnectTimeout as exc:
+            self.pool.mark_failed(replica, reason="connect timeout")
+            raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+        except ReadTimeout as exc:
+            raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+        except (ConnectFailed, ConnectionLost) as exc:
+            self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
+            raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
+        # Closing the response, whatever the reason (end, error, aclose, cancellation), closes
+        # the connection unless the answer was read to its end: that makes vLLM abort.
+        try:
             if response.status_code != 200:
-                raise _status_error(response.status_code, _error_message(response))
-
+                try:
+                    body = await response.read()
+                except ReadTimeout as exc:
+                    raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+                except ConnectionLost as exc:
+                    self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
+                    raise EngineUnavailable(
+                        f"Engine replica closed the connection: {replica.base_url}"
+                    ) from exc
+                raise _status_error(
+                    response.status_code, _error_message(response.status_code, body)
+                )
             async for delta in self._read_stream(replica, response, request.progress):
                 yield delta
+        finally:
+            response.close()
 
     async def _read_stream(
-        self, replica: Replica, response: httpx.Response, progress: EngineProgress | None = None
+        self, replica: Replica, response: EngineResponse, progress: EngineProgress | None = None
     ) -> AsyncIterator[EngineDelta]:
         """Parse vLLM's SSE body into deltas.
 
@@ -396,41 +430,37 @@ class VllmEngine:
         mapper = _ChunkMapper(progress)
         chunks = 0
         done = False
-        data_lines: list[str] = []
         try:
-            async for line in response.aiter_lines():
-                if line:
-                    if line.startswith("data:"):
-                        data_lines.append(line[6:] if line.startswith("data: ") else line[5:])
-                    continue  # comments, event:, id:, retry: carry nothing for us
-                if not data_lines:
-                    continue
-                data = "\n".join(data_lines)
-                data_lines = []
-                if done:
-                    continue
-                if data == "[DONE]":
-                    # Keep reading to the end of the body (a few bytes) so the connection can
-                    # go back to the pool instead of being closed.
-                    done = True
-                    continue
-                chunks += 1
-                payload = json.loads(data)
-                if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
-                    raise self._stream_error(payload["error"])
-                try:
-                    deltas = mapper.feed(payload)
-                except EngineError:
-                    raise
-                except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                    raise EngineProtocolError(
-                        f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
-                    ) from exc
-                for delta in deltas:
-                    yield delta
-        except httpx.TimeoutException as exc:
+            async for batch in response.sse_data():
+                for data in batch:
+                    if done:
+                        continue
+                    if data == b"[DONE]":
+                        # Keep reading to the end of the body (a few bytes) so the connection
+                        # can go back to the pool instead of being closed.
+                        done = True
+                        continue
+                    chunks += 1
+                    payload = _loads(data)
+                    if (
+                        isinstance(payload, dict)
+                        and "error" in payload
+                        and "choices" not in payload
+                    ):
+                        raise self._stream_error(payload["error"])
+                    try:
+                        deltas = mapper.feed(payload)
+                    except EngineError:
+                        raise
+                    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                        raise EngineProtocolError(
+                            f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
+                        ) from exc
+                    for delta in deltas:
+                        yield delta
+        except ReadTimeout as exc:
             raise EngineTimeout(f"Engine replica stopped sending data: {replica.base_url}") from exc
-        except (httpx.HTTPError, OSError) as exc:
+        except ConnectionLost as exc:
             self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
             if chunks == 0:
                 raise EngineUnavailable(
