@@ -49,6 +49,8 @@ KEEPALIVE = object()
 
 _END = object()
 _WAKE = object()  # put on a generation's queue to make its consumer look at its cancel flag
+_KEEPALIVE_DUE = object()  # put on it when the stream was idle for its keep-alive interval
+_TIMER_SLACK = 0.001  # the event loop may run a timer up to its clock resolution early
 _QUEUE_SIZE = 64  # bounded: a slow client backs up into vLLM, not into our memory (E8)
 
 SUMMARY_INSTRUCTIONS = (
@@ -188,17 +190,29 @@ async def _deltas(
         producer = asyncio.create_task(_produce(generation.engine, request, queue))
     generation.wake = functools.partial(_wake, queue)
     loop = asyncio.get_running_loop()
+    keepalive = generation.keepalive_seconds
     last_activity = loop.time()
+    timer: asyncio.TimerHandle | None = None
+
+    # The keep-alive deadline is one timer that re-arms itself, not a timeout around every
+    # queue.get() (a timer created and cancelled per token): when it finds the stream idle for
+    # keepalive_seconds, it puts _KEEPALIVE_DUE on the queue.
+    def due() -> None:
+        nonlocal timer
+        timer = None
+        if loop.time() - last_activity >= keepalive - _TIMER_SLACK:
+            _wake(queue, _KEEPALIVE_DUE)
+        else:
+            timer = loop.call_at(last_activity + keepalive, due)
+
     try:
         while True:
             if generation.cancelled:
                 raise _Cancelled()
-            try:
-                # Not asyncio.wait_for: on Python 3.11 it swallows the task's cancellation when
-                # the get completes in the same loop turn, and a disconnected stream then runs on.
-                async with asyncio.timeout_at(last_activity + generation.keepalive_seconds):
-                    item = await queue.get()
-            except TimeoutError:
+            if timer is None:
+                timer = loop.call_at(last_activity + keepalive, due)
+            item = await queue.get()
+            if item is _KEEPALIVE_DUE and queue.empty():
                 last_activity = loop.time()
                 yield KEEPALIVE
                 continue
@@ -212,7 +226,7 @@ async def _deltas(
                     if batch:
                         yield batch
                     raise item
-                if item is not _WAKE:
+                if item is not _WAKE and item is not _KEEPALIVE_DUE:
                     batch.append(item)
                 if queue.empty():
                     break
@@ -221,15 +235,17 @@ async def _deltas(
             if batch and not generation.cancelled:
                 yield batch
     finally:
+        if timer is not None:
+            timer.cancel()
         generation.wake = None
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await producer
 
 
-def _wake(queue: asyncio.Queue) -> None:
+def _wake(queue: asyncio.Queue, marker: object = _WAKE) -> None:
     with contextlib.suppress(asyncio.QueueFull):  # full: the consumer is about to look anyway
-        queue.put_nowait(_WAKE)
+        queue.put_nowait(marker)
 
 
 async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str, Any]] | object]:
