@@ -14,6 +14,21 @@ from responses.streaming.encoder import KEEPALIVE, encode_event, stream_end
 _closing: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
 
+class EventStreamResponse(StreamingHttpResponse):
+    """A streaming response whose parts are already bytes.
+
+    Django's ``StreamingHttpResponse.__aiter__`` wraps the content in two more async generators
+    that pass every part through ``make_bytes``: two extra generator steps per streamed event.
+    Here Django's send loop (``ASGIHandler.send_response``, under uvicorn and daphne alike)
+    iterates the event stream itself. ``streaming_content`` (what middleware and tests read) is
+    unchanged."""
+
+    def __aiter__(self):
+        if self.is_async:
+            return self._iterator
+        return super().__aiter__()
+
+
 def sse_response(
     events: AsyncIterator[object],  # events, lists of events (batches) or keepalive markers
     *,
@@ -22,7 +37,7 @@ def sse_response(
     dialect: str = "openai",
     done: bool = False,
     on_close: Callable[[], Awaitable[None]] | None = None,
-) -> StreamingHttpResponse:
+) -> EventStreamResponse:
     """``dialect`` names the events (L3); ``done`` sends ``data: [DONE]`` after the last event
     even when the dialect does not (L5, on request). ``on_close`` runs when Django closes the
     response, however it ended; it is how a stream that never started (its client left before
@@ -53,7 +68,7 @@ def sse_response(
                 current_request_id.reset(token)
 
     stream = body()
-    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response = EventStreamResponse(stream, content_type="text/event-stream; charset=utf-8")
     loop = asyncio.get_running_loop()
 
     async def close() -> None:
