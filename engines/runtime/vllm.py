@@ -27,6 +27,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
+import orjson
 
 from engines.runtime.event_stream import (
     ConnectFailed,
@@ -72,6 +73,8 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "abort": "abort",
 }
 
+_TEXT_ONLY = frozenset({"content", "role"})  # a delta with only these is plain text
+
 _CONTEXT_LENGTH_MARKERS = ("maximum context length", "context length", "context window")
 
 
@@ -96,7 +99,9 @@ def cache_salt_factory(secret: str) -> Callable[[str], str]:
 
 
 def _get(obj: Any, name: str) -> Any:
-    # The SDK builds chunk models without validation, so a field may hold a model or a raw dict.
+    # Chunks are parsed JSON: dicts, checked first; anything else is read by attribute.
+    if type(obj) is dict:
+        return obj.get(name)
     if obj is None:
         return None
     if isinstance(obj, dict):
@@ -127,8 +132,15 @@ def _error_message(status: int, body: bytes) -> str:
 
 
 def _loads(data: bytes) -> Any:
-    """One chunk's JSON. Text that is not UTF-8 is decoded with replacement characters, as a
-    text reader of the stream would have."""
+    """One chunk's JSON. orjson parses it in a quarter of the standard library's time; what it
+    refuses (``NaN``, lone surrogate escapes, text that is not UTF-8, broken JSON) goes to the
+    standard library, which reads the first two as before and reports the last as before. Text
+    that is not UTF-8 is decoded with replacement characters, as a text reader of the stream
+    would have."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(data)
     except UnicodeDecodeError:
@@ -163,6 +175,28 @@ class _ChunkMapper:
         self.last_usage: Any = None
 
     def feed(self, chunk: Any) -> list[EngineDelta]:
+        # Nearly every chunk is one more token of text: one choice whose delta holds only
+        # content, no logprobs, no finish. Read it without the general walk below (same result).
+        if type(chunk) is dict:
+            choices = chunk.get("choices")
+            if type(choices) is list and len(choices) == 1 and type(choices[0]) is dict:
+                choice = choices[0]
+                delta = choice.get("delta")
+                if (
+                    type(delta) is dict
+                    and delta.keys() <= _TEXT_ONLY
+                    and choice.get("logprobs") is None
+                    and not choice.get("finish_reason")
+                    and not choice.get("index")
+                ):
+                    content = delta.get("content")
+                    usage = chunk.get("usage")
+                    if usage is not None and not self.usage_seen:
+                        self._note_usage(usage)
+                    return [TextDelta(text=str(content))] if content else []
+        return self._feed(chunk)
+
+    def _feed(self, chunk: Any) -> list[EngineDelta]:
         out: list[EngineDelta] = []
         for choice in _get(chunk, "choices") or ():
             if (_get(choice, "index") or 0) != 0:
@@ -179,14 +213,17 @@ class _ChunkMapper:
             # Every chunk carries the usage so far (continuous_usage_stats): kept as progress;
             # the Usage delta comes once, from the final usage-only chunk (no choices), or from
             # the last one seen when the stream ends (usage_final).
-            self.last_usage = usage
-            progress = self.progress
-            progress.input_tokens = int(_get(usage, "prompt_tokens") or 0)
-            progress.output_tokens = int(_get(usage, "completion_tokens") or 0)
-            progress.reported = True
+            self._note_usage(usage)
             if not _get(chunk, "choices"):
                 out.append(self.usage_final())
         return out
+
+    def _note_usage(self, usage: Any) -> None:
+        self.last_usage = usage
+        progress = self.progress
+        progress.input_tokens = int(_get(usage, "prompt_tokens") or 0)
+        progress.output_tokens = int(_get(usage, "completion_tokens") or 0)
+        progress.reported = True
 
     def usage_final(self) -> Usage:
         self.usage_seen = True
