@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from django.http import StreamingHttpResponse
 
 from core.logging import current_request_id
-from responses.streaming.encoder import KEEPALIVE, encode_event, stream_end
+from responses.streaming.encoder import KEEPALIVE, encode_event, get_dialect, stream_end
 
 _closing: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
@@ -43,6 +43,8 @@ def sse_response(
     response, however it ended; it is how a stream that never started (its client left before
     the first byte) still gets cleaned up."""
 
+    wire = get_dialect(dialect)
+
     async def body() -> AsyncIterator[bytes]:
         # The gateway's logging context ended when the view returned; streaming happens after.
         token = current_request_id.set(request_id)
@@ -55,10 +57,12 @@ def sse_response(
                     elif isinstance(item, list):
                         # A batch: what the source had ready at once goes out as one write
                         # (one ASGI message, one socket send) instead of one per event.
-                        if item:
-                            yield b"".join(encode_event(event, dialect=dialect) for event in item)
+                        if len(item) == 1:  # a paced stream's usual batch: one token
+                            yield encode_event(item[0], dialect=wire)
+                        elif item:
+                            yield b"".join([encode_event(event, dialect=wire) for event in item])
                     else:
-                        yield encode_event(item, dialect=dialect)
+                        yield encode_event(item, dialect=wire)
             tail = stream_end(dialect, done=done)
             if tail:
                 yield tail

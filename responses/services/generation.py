@@ -150,7 +150,10 @@ async def _produce(engine: Engine, request: GenerationRequest, queue: asyncio.Qu
     try:
         async with contextlib.aclosing(engine.stream(request)) as stream:
             async for delta in stream:
-                await queue.put(delta)
+                if queue.full():  # the client is slower than the engine: wait (backpressure)
+                    await queue.put(delta)
+                else:
+                    queue.put_nowait(delta)
         await queue.put(_END)
     except asyncio.CancelledError:
         raise
