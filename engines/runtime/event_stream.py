@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -72,6 +72,10 @@ class _Connection(asyncio.Protocol):
         self.watchdog: asyncio.TimerHandle | None = None
         self.paused = False
         self.idle_since = 0.0
+        self.sink: Callable[[], None] | None = None
+        """Push mode (:meth:`EngineResponse.pump`): called instead of waking a reader."""
+        self.held = False
+        """Push mode: the consumer is full; the socket is paused until it has room."""
         self.reset()
 
     def reset(self) -> None:
@@ -86,11 +90,13 @@ class _Connection(asyncio.Protocol):
         self.complete = False
         self.body = bytearray()
         self.carry_cr = False
+        self.held = False
 
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -109,6 +115,11 @@ class _Connection(asyncio.Protocol):
         ):
             self.paused = True
             self.transport.pause_reading()
+        sink = self.sink
+        if sink is not None:
+            self.waiting_since = self.loop.time()
+            sink()
+            return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -120,6 +131,9 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if exc is not None and self.error is None:
             self.error = str(exc) or type(exc).__name__
+        if self.sink is not None:
+            self.sink()
+            return
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -169,12 +183,15 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.waiting_since = loop.time()
         self.waiter = waiter = loop.create_future()
-        if timeout is not None and self.watchdog is None:
-            self.watchdog = loop.call_later(timeout, self._watch, timeout)
+        self.arm(timeout)
         try:
             await waiter
         finally:
             self.waiter = None
+
+    def arm(self, timeout: float | None) -> None:
+        if timeout is not None and self.watchdog is None:
+            self.watchdog = self.loop.call_later(timeout, self._watch, timeout)
 
     def _watch(self, timeout: float) -> None:
         self.watchdog = None
@@ -182,6 +199,8 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return  # not waiting now: the next wait arms it again
         loop = asyncio.get_running_loop()
+        if self.held:  # paused by us for a slow consumer: the engine is not late
+            self.waiting_since = loop.time()
         left = self.waiting_since + timeout - loop.time()
         if left <= 0:
             waiter.set_exception(TimeoutError())
@@ -210,6 +229,7 @@ class EngineResponse:
         self._connection = connection
         self._read_timeout = read_timeout
         self._released = False
+        self._on_events: Callable[[list[bytes]], bool] = lambda events: True
         self.status_code = connection.status
         self.headers = {name.decode("latin-1"): value for name, value in connection.headers}
 
@@ -224,12 +244,57 @@ class EngineResponse:
         connection.body.clear()
         return body
 
-    async def sse_data(self) -> AsyncIterator[list[bytes]]:
-        """The ``data`` of each SSE event, in batches: every event complete at a wake-up. Ends
-        with the body; raises :class:`ConnectionLost` if the connection ends before it."""
+    async def pump(self, on_events: Callable[[list[bytes]], bool]) -> None:
+        """Hand the ``data`` of every complete SSE event to ``on_events`` as it arrives, from
+        the connection's own callback: no task wakes up per event. ``on_events`` returns False
+        when its consumer is full: reading stops (the socket is paused) until :meth:`resume`.
+        Returns when the body ended; raises :class:`ReadTimeout`, :class:`ConnectionLost`, or
+        what ``on_events`` raised."""
+        connection = self._connection
+        loop = asyncio.get_running_loop()
+        connection.waiter = done = loop.create_future()
+        self._on_events = on_events
+
+        def sink() -> None:
+            if done.done():
+                return
+            try:
+                ended = self._drain()
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+                done.set_exception(exc)
+                return
+            if ended:
+                done.set_result(None)
+
+        connection.sink = sink
+        connection.waiting_since = loop.time()
+        connection.arm(self._read_timeout)
+        try:
+            sink()  # what arrived with the head
+            await done
+        except TimeoutError:
+            raise ReadTimeout("timed out reading from the engine") from None
+        finally:
+            connection.sink = None
+            connection.waiter = None
+
+    def resume(self) -> None:
+        """The consumer has room again: go on reading."""
+        connection = self._connection
+        if not connection.held:
+            return
+        connection.held = False
+        if not connection.closed and not connection.paused:
+            connection.transport.resume_reading()
+        if connection.sink is not None:
+            connection.waiting_since = asyncio.get_running_loop().time()
+            connection.sink()
+
+    def _drain(self) -> bool:
+        """Pass on what is complete; True when the body ended."""
         connection = self._connection
         buffer = connection.body
-        while True:
+        while not connection.held:
             end = buffer.rfind(b"\n\n")
             if end >= 0:
                 block = bytes(buffer[:end])
@@ -238,16 +303,19 @@ class EngineResponse:
                     connection.paused = False
                     connection.transport.resume_reading()
                 events = _sse_data(block)
-                if events:
-                    yield events
+                if events and self._on_events(events) is False:
+                    connection.held = True
+                    if not connection.closed and not connection.paused:
+                        connection.transport.pause_reading()
                 continue
             if connection.complete:
-                return  # an unterminated last event is dropped, as the SSE rules say
+                return True  # an unterminated last event is dropped, as the SSE rules say
             if connection.closed:
                 if connection.framed or connection.error is not None:
                     raise ConnectionLost(connection.error or "the engine closed the connection")
-                return  # a body delimited by the end of the connection
-            await self._wait()
+                return True  # a body delimited by the end of the connection
+            return False
+        return False
 
     async def _wait(self) -> None:
         try:
@@ -399,6 +467,7 @@ class StreamConnections:
             and connection.keep_alive
             and not connection.closed
             and not connection.paused
+            and not connection.held
             and not self._closed
             and len(self._idle) < self.max_idle
         ):

@@ -16,6 +16,7 @@ Failure rules (what the API layer relies on):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -41,6 +42,7 @@ from engines.runtime.pool import Replica, ReplicaPool
 from engines.runtime.types import (
     TIER_PRIORITY,
     ContextLengthExceeded,
+    DeltaQueue,
     EngineBadRequest,
     EngineDelta,
     EngineError,
@@ -162,6 +164,31 @@ def _status_error(status: int, message: str) -> EngineError:
             f"Engine replica is overloaded or unavailable ({status}): {message}"
         )
     return EngineError(f"Engine replica answered {status}: {message}")
+
+
+_ITERATOR_QUEUE = 64  # deltas buffered for an iterating caller before the engine pauses
+
+
+class _StreamState:
+    __slots__ = ("chunks", "done")
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.done = False
+
+
+class _Counter:
+    """Puts deltas on a queue and counts them (a failure after the first is not retried)."""
+
+    __slots__ = ("count", "queue")
+
+    def __init__(self, queue: DeltaQueue) -> None:
+        self.queue = queue
+        self.count = 0
+
+    def __call__(self, delta: EngineDelta) -> None:
+        self.count += 1
+        self.queue.put_nowait(delta)
 
 
 class _ChunkMapper:
@@ -368,6 +395,35 @@ class VllmEngine:
 
     # --- Engine ------------------------------------------------------------------------------
     async def stream(self, request: GenerationRequest) -> AsyncIterator[EngineDelta]:
+        """The deltas of :meth:`stream_into`, as an async generator (the Engine protocol)."""
+        queue = DeltaQueue(_ITERATOR_QUEUE)
+        end = object()
+
+        async def run() -> None:
+            try:
+                await self.stream_into(request, queue)
+            finally:
+                queue.put_nowait(end)
+
+        task = asyncio.create_task(run())
+        try:
+            while True:
+                item = await queue.get()
+                if item is end:
+                    break
+                yield item
+            await task  # its error, if it failed
+        finally:
+            # Closed early or cancelled: stop the request (closing its connection aborts it).
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, EngineError):
+                await task
+
+    async def stream_into(self, request: GenerationRequest, queue: DeltaQueue) -> None:
+        """Put the request's deltas on ``queue`` as the engine's bytes arrive, from the
+        connection's callback (no task wakes up per token); return at the end of the stream.
+        Cancelling it aborts the request. A failure before the first delta was put is retried
+        on another replica; after it, it propagates."""
         tried: list[Replica] = []
         last_error: EngineError | None = None
         while True:
@@ -382,18 +438,13 @@ class VllmEngine:
                     raise last_error from None
                 raise
             tried.append(replica)
-            yielded = False
+            put = _Counter(queue)
             try:
                 with self.pool.lease(replica):
-                    # aclosing: closing *this* generator must close the inner one (and with it
-                    # the HTTP response) now, not whenever the garbage collector gets to it.
-                    async with contextlib.aclosing(self._attempt(replica, request)) as deltas:
-                        async for delta in deltas:
-                            yielded = True
-                            yield delta
+                    await self._attempt(replica, request, put)
                 return
             except EngineError as exc:
-                if yielded or exc.permanent or len(tried) >= self.max_attempts:
+                if put.count or exc.permanent or len(tried) >= self.max_attempts:
                     raise
                 last_error = exc
                 logger.warning(
@@ -404,9 +455,7 @@ class VllmEngine:
                     exc,
                 )
 
-    async def _attempt(
-        self, replica: Replica, request: GenerationRequest
-    ) -> AsyncIterator[EngineDelta]:
+    async def _attempt(self, replica: Replica, request: GenerationRequest, put: _Counter) -> None:
         """One try against one replica; raises EngineError subclasses only.
 
         Not the ``openai`` SDK, and not httpx either: vLLM's protocol here is one JSON POST
@@ -434,8 +483,8 @@ class VllmEngine:
         except (ConnectFailed, ConnectionLost) as exc:
             self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
             raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
-        # Closing the response, whatever the reason (end, error, aclose, cancellation), closes
-        # the connection unless the answer was read to its end: that makes vLLM abort.
+        # Closing the response, whatever the reason (end, error, cancellation), closes the
+        # connection unless the answer was read to its end: that makes vLLM abort.
         try:
             if response.status_code != 200:
                 try:
@@ -450,69 +499,76 @@ class VllmEngine:
                 raise _status_error(
                     response.status_code, _error_message(response.status_code, body)
                 )
-            async for delta in self._read_stream(replica, response, request.progress):
-                yield delta
+            await self._read_stream(replica, response, request.progress, put)
         finally:
             response.close()
 
     async def _read_stream(
-        self, replica: Replica, response: EngineResponse, progress: EngineProgress | None = None
-    ) -> AsyncIterator[EngineDelta]:
-        """Parse vLLM's SSE body into deltas.
+        self,
+        replica: Replica,
+        response: EngineResponse,
+        progress: EngineProgress | None,
+        put: _Counter,
+    ) -> None:
+        """Parse vLLM's SSE body into deltas, as it arrives.
 
         Why not the SDK's ``AsyncStream``: it builds a pydantic model per chunk, which costs about
         four times the rest of the path (~160 µs of ~200 µs per token here); vLLM's SSE is simple
         (one ``data:`` line per event), and the mapper reads plain dicts.
         """
         mapper = _ChunkMapper(progress)
-        chunks = 0
-        done = False
+        state = _StreamState()
+        queue = put.queue
+
+        def on_events(events: list[bytes]) -> bool:
+            # Runs in the connection's callback, once per arrival of the engine's bytes.
+            for data in events:
+                if state.done:
+                    continue
+                if data == b"[DONE]":
+                    # Keep reading to the end of the body (a few bytes) so the connection
+                    # can go back to the pool instead of being closed.
+                    state.done = True
+                    continue
+                state.chunks += 1
+                payload = _loads(data)
+                if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
+                    raise self._stream_error(payload["error"])
+                try:
+                    deltas = mapper.feed(payload)
+                except EngineError:
+                    raise
+                except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                    raise EngineProtocolError(
+                        f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
+                    ) from exc
+                for delta in deltas:
+                    put(delta)
+            if queue.engine_full():
+                queue.when_drained(response.resume)
+                return False
+            return True
+
         try:
-            async for batch in response.sse_data():
-                for data in batch:
-                    if done:
-                        continue
-                    if data == b"[DONE]":
-                        # Keep reading to the end of the body (a few bytes) so the connection
-                        # can go back to the pool instead of being closed.
-                        done = True
-                        continue
-                    chunks += 1
-                    payload = _loads(data)
-                    if (
-                        isinstance(payload, dict)
-                        and "error" in payload
-                        and "choices" not in payload
-                    ):
-                        raise self._stream_error(payload["error"])
-                    try:
-                        deltas = mapper.feed(payload)
-                    except EngineError:
-                        raise
-                    except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                        raise EngineProtocolError(
-                            f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
-                        ) from exc
-                    for delta in deltas:
-                        yield delta
+            await response.pump(on_events)
         except ReadTimeout as exc:
             raise EngineTimeout(f"Engine replica stopped sending data: {replica.base_url}") from exc
         except ConnectionLost as exc:
             self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
-            if chunks == 0:
+            if state.chunks == 0:
                 raise EngineUnavailable(
                     f"Engine replica closed the connection: {replica.base_url}"
                 ) from exc
             raise EngineProtocolError(
-                f"Engine stream was cut off after {chunks} chunks: {replica.base_url}"
+                f"Engine stream was cut off after {state.chunks} chunks: {replica.base_url}"
             ) from exc
         except json.JSONDecodeError as exc:
             raise EngineProtocolError(f"Engine sent invalid JSON in its stream: {exc}") from exc
         if mapper.last_usage is not None and not mapper.usage_seen:
-            yield mapper.usage_final()  # no usage-only chunk at the end: the last one seen
+            put(mapper.usage_final())  # no usage-only chunk at the end: the last one seen
         if not mapper.finished:
             raise EngineProtocolError(
-                f"Engine stream ended without a finish_reason after {chunks} chunks."
+                f"Engine stream ended without a finish_reason after {state.chunks} chunks."
             )
 
     @staticmethod

@@ -58,8 +58,7 @@ async def post(connections: StreamConnections, *, read_timeout: float = 5.0):
 
 async def collect(response) -> list[bytes]:
     out: list[bytes] = []
-    async for batch in response.sse_data():
-        out.extend(batch)
+    await response.pump(lambda events: out.extend(events) or True)
     return out
 
 
@@ -176,8 +175,12 @@ async def test_stopping_early_closes_the_connection():
     async with server(handle) as url:
         connections = StreamConnections(url, connect_timeout=2.0)
         response = await post(connections)
-        async for _ in response.sse_data():
-            break
+        first = asyncio.Event()
+        pumping = asyncio.create_task(response.pump(lambda events: first.set() or True))
+        await asyncio.wait_for(first.wait(), 5)
+        pumping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pumping
         response.close()
         await asyncio.wait_for(closed.wait(), 5)
         assert connections._idle == []
@@ -194,10 +197,9 @@ async def test_a_stalled_body_is_a_read_timeout():
     async with server(handle) as url:
         connections = StreamConnections(url, connect_timeout=2.0)
         response = await post(connections, read_timeout=0.2)
-        received = []
+        received: list[bytes] = []
         with pytest.raises(ReadTimeout):
-            async for batch in response.sse_data():
-                received.extend(batch)
+            await response.pump(lambda events: received.extend(events) or True)
         assert received == [b"1"]
         response.close()
         connections.close()
@@ -284,7 +286,7 @@ async def test_nobody_listening_is_connect_failed():
         await post(connections)
 
 
-async def test_a_slow_reader_pauses_the_engine_socket_and_loses_nothing():
+async def test_a_full_consumer_pauses_the_engine_socket_and_loses_nothing():
     events = 4 * _HIGH_WATER // 1000
     payload = b"x" * 990
 
@@ -298,11 +300,27 @@ async def test_a_slow_reader_pauses_the_engine_socket_and_loses_nothing():
 
     async with server(handle) as url:
         connections = StreamConnections(url, connect_timeout=2.0)
-        response = await post(connections)
+        response = await post(connections, read_timeout=0.5)
         connection = response._connection
-        await await_until(lambda: connection.paused, within=5, what="the socket paused")
+        received: list[bytes] = []
+        held = asyncio.Event()
+
+        def take(batch: list[bytes]) -> bool:
+            received.extend(batch)
+            if len(received) >= 10 and not held.is_set():
+                held.set()
+                return False  # full: stop reading until resumed
+            return True
+
+        pumping = asyncio.create_task(response.pump(take))
+        await asyncio.wait_for(held.wait(), 5)
+        # Held longer than the read timeout: not a timeout (the engine is not late, we are).
+        await await_until(lambda: connection.paused or connection.held, within=5)
+        await asyncio.sleep(1.0)
+        assert not pumping.done()
         assert len(connection.body) <= 2 * _HIGH_WATER  # bounded while nobody reads
-        received = await collect(response)
+        response.resume()
+        await asyncio.wait_for(pumping, 10)
         assert [int(data[:6]) for data in received] == list(range(events))
         response.close()
         connections.close()

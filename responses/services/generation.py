@@ -28,6 +28,7 @@ from core.db import db_async
 from core.metrics import record_first_token
 from engines.runtime.types import (
     ContextLengthExceeded,
+    DeltaQueue,
     Engine,
     EngineBadRequest,
     EngineError,
@@ -51,7 +52,7 @@ _END = object()
 _WAKE = object()  # put on a generation's queue to make its consumer look at its cancel flag
 _KEEPALIVE_DUE = object()  # put on it when the stream was idle for its keep-alive interval
 _TIMER_SLACK = 0.001  # the event loop may run a timer up to its clock resolution early
-_QUEUE_SIZE = 64  # bounded: a slow client backs up into vLLM, not into our memory (E8)
+_QUEUE_SIZE = 64  # deltas: a slow client backs up into vLLM, not into our memory (E8)
 
 SUMMARY_INSTRUCTIONS = (
     "Summarize the reasoning below for the user in one to three short sentences. "
@@ -132,7 +133,7 @@ class Generation:
     """Set by the cancel watcher (responses.services.cancellation); the loop stops at once."""
     wake: Callable[[], None] | None = None
     """Wakes the delta loop that is waiting on the engine, so it sees ``cancelled``."""
-    upstream: tuple[asyncio.Queue, asyncio.Task] | None = None
+    upstream: tuple[DeltaQueue, asyncio.Task] | None = None
     """The engine request, already under way (:func:`generation_prestart`): its queue and the
     producer task that fills it."""
 
@@ -146,19 +147,23 @@ class Generation:
         return self.builder.response_id
 
 
-async def _produce(engine: Engine, request: GenerationRequest, queue: asyncio.Queue) -> None:
+async def _produce(engine: Engine, request: GenerationRequest, queue: DeltaQueue) -> None:
     try:
-        async with contextlib.aclosing(engine.stream(request)) as stream:
-            async for delta in stream:
-                if queue.full():  # the client is slower than the engine: wait (backpressure)
-                    await queue.put(delta)
-                else:
+        into = getattr(engine, "stream_into", None)
+        if into is not None:
+            # The engine puts each delta on the queue from its socket's callback: no task of
+            # ours wakes up per token on the way (docs/performance.md).
+            await into(request, queue)
+        else:
+            async with contextlib.aclosing(engine.stream(request)) as stream:
+                async for delta in stream:
+                    await queue.room()  # the client is slower than the engine: wait
                     queue.put_nowait(delta)
-        await queue.put(_END)
+        queue.put_nowait(_END)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - handed to the consumer, which reports it
-        await queue.put(exc)
+        queue.put_nowait(exc)
 
 
 def generation_prestart(generation: Generation) -> None:
@@ -168,7 +173,7 @@ def generation_prestart(generation: Generation) -> None:
     until :func:`generate_events` reads it; a generation that never runs is closed by
     :func:`generation_abandon`, which cancels the request."""
     if generation.upstream is None:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+        queue = DeltaQueue(_QUEUE_SIZE)
         producer = asyncio.create_task(
             _produce(generation.engine, generation.engine_request, queue)
         )
@@ -189,7 +194,7 @@ async def _deltas(
     if request is generation.engine_request and generation.upstream is not None:
         queue, producer = generation.upstream
     else:
-        queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+        queue = DeltaQueue(_QUEUE_SIZE)
         producer = asyncio.create_task(_produce(generation.engine, request, queue))
     generation.wake = functools.partial(_wake, queue)
     loop = asyncio.get_running_loop()
@@ -246,9 +251,8 @@ async def _deltas(
             await producer
 
 
-def _wake(queue: asyncio.Queue, marker: object = _WAKE) -> None:
-    with contextlib.suppress(asyncio.QueueFull):  # full: the consumer is about to look anyway
-        queue.put_nowait(marker)
+def _wake(queue: DeltaQueue, marker: object = _WAKE) -> None:
+    queue.put_nowait(marker)  # unbounded for markers: the engine is what the bound stops
 
 
 async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str, Any]] | object]:
