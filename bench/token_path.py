@@ -5,11 +5,10 @@
 
 What one streamed token costs the platform between the engine's bytes and the client's socket,
 measured with ``time.process_time`` so that the other work on a loaded machine does not count.
-Everything on the way is the real code: the vLLM client (httpx and httpcore over
-:mod:`engines.runtime.network`'s asyncio protocol, the SSE reader, the chunk mapper), the
-producer task and queue of :func:`responses.services.generation.generate_events`, the stream
-builder, the ``openai`` dialect's encoder, :func:`responses.sse.sse_response` and Django's
-``ASGIHandler.send_response``. Only the two ends are simulated:
+Everything on the way is the real code: the vLLM client (its HTTP client, SSE reader and chunk
+mapper), the queue and token loop of :func:`responses.services.generation.generate_events`,
+the stream builder, the ``openai`` dialect's encoder, :func:`responses.sse.sse_response` and
+Django's ``ASGIHandler.send_response``. Only the two ends are simulated:
 
 * the engine's socket: a transport that answers the request with the bytes a vLLM replica sends
   (one HTTP chunk per SSE event, usage on every chunk as with ``continuous_usage_stats``), and

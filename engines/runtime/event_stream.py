@@ -7,7 +7,8 @@ async iterators (bytes, text, lines) before the SSE reader saw it, about 45 µs 
 the platform spent per token in process (``python -m bench.token_path``, docs/performance.md).
 Here the socket's bytes go to an :class:`asyncio.Protocol` that feeds them to httptools'
 parser (llhttp, in C; chunked decoding included), the decoded body accumulates in one buffer,
-and the reader takes every complete SSE event from it at each wake-up.
+and every complete SSE event is handed on from that same callback
+(:meth:`EngineResponse.pump`): no task wakes up between the socket and the consumer's queue.
 
 The rest of the engine client (health probes, ``/tokenize``) stays on httpx: those are per
 request or per replica, not per token.
@@ -21,7 +22,9 @@ What the vLLM client relies on (:mod:`engines.runtime.vllm`):
   connection that the engine closed while it was idle is retried once on a new one, which is
   not a failure of the replica);
 * closing an :class:`EngineResponse` before its body ended closes the connection, which is how
-  vLLM learns to abort the sequence.
+  vLLM learns to abort the sequence;
+* a consumer that is full stops the reading (the socket is paused, and the read timeout does
+  not run) until :meth:`EngineResponse.resume`.
 """
 
 from __future__ import annotations
