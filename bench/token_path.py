@@ -163,7 +163,12 @@ class _EngineTransport(asyncio.Transport):
             if head.startswith(b"GET /health"):
                 self.loop.call_soon(self._protocol.data_received, _HEALTHY)
             else:
-                self.backend.active = self
+                request_id = next(
+                    line.partition(b":")[2].strip().decode()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"x-request-id:")
+                )
+                self.backend.by_request[request_id] = self
                 self._groups = list(reversed(self.backend.groups))
                 self.release()
 
@@ -196,7 +201,7 @@ class _Backend:
 
     def __init__(self) -> None:
         self.groups: list[bytes] = []
-        self.active: _EngineTransport | None = None  # the connection of the running request
+        self.by_request: dict[str, _EngineTransport] = {}  # the connection of each request
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # noqa: ASYNC109
         from engines.runtime.network import AsyncioStream, _Protocol
@@ -225,8 +230,9 @@ class _Client:
     """An ASGI ``send`` that counts; a body holding a text delta lets the engine send its next
     token (the paced engine: token N+1 leaves after token N reached the client)."""
 
-    def __init__(self, backend: _Backend, *, keep: bool) -> None:
+    def __init__(self, backend: _Backend, request_id: str, *, keep: bool) -> None:
         self.backend = backend
+        self.request_id = request_id
         self.messages = 0
         self.bytes = 0
         self.keep = keep
@@ -239,8 +245,8 @@ class _Client:
             self.bytes += len(body)
             if self.keep:
                 self.body += body
-            if b"response.output_text.delta" in body and self.backend.active is not None:
-                self.backend.active.release()
+            if b"response.output_text.delta" in body:
+                self.backend.by_request[self.request_id].release()
 
 
 # --- one response ---------------------------------------------------------------------------------
@@ -283,7 +289,15 @@ class Path:
             json.dumps(event)
         self.stored_events += len(generation.events)
 
-    async def run(self, tokens: int, *, keep: bool = False) -> _Client:
+    async def run(self, tokens: int, *, keep: bool = False, streams: int = 1) -> _Client:
+        """``streams`` responses at once, each paced by its own client (their tokens
+        interleave, as at a web process with that many open streams)."""
+        clients = await asyncio.gather(
+            *(self._one(tokens, keep=keep, request_id=f"req_bench_{n}") for n in range(streams))
+        )
+        return clients[0]
+
+    async def _one(self, tokens: int, *, keep: bool, request_id: str) -> _Client:
         from engines.runtime.types import GenerationRequest
         from responses.services.generation import (
             KEEPALIVE,
@@ -297,7 +311,7 @@ class Path:
         from responses.streaming.objects import ResponseEcho
 
         self.backend.groups = engine_chunks(tokens)
-        client = _Client(self.backend, keep=keep)
+        client = _Client(self.backend, request_id, keep=keep)
         builder = StreamBuilder(
             echo=ResponseEcho(model="bench-model"),
             response_id="resp_" + "0" * 48,
@@ -308,7 +322,7 @@ class Path:
         generation = Generation(
             engine=self.engine,
             engine_request=GenerationRequest(
-                request_id="req_bench",
+                request_id=request_id,
                 model="bench-model",
                 messages=[{"role": "user", "content": "Say something."}],
                 organization_id="org_bench",
@@ -320,13 +334,14 @@ class Path:
         generation_prestart(generation)
         response = sse_response(
             generate_events(generation),
-            request_id="req_bench",
+            request_id=request_id,
             keepalive_marker=KEEPALIVE,
             dialect="openai",
             on_close=lambda: generation_abandon(generation),
         )
         await self.handler.send_response(response, client.send)
         response.close()
+        self.backend.by_request.pop(request_id, None)
         return client
 
     async def aclose(self) -> None:
@@ -346,12 +361,13 @@ def _no_watch(**kwargs):
 # --- measuring ------------------------------------------------------------------------------------
 
 
-async def _measure(path: Path, tokens: int, repeat: int) -> list[float]:
+async def _measure(path: Path, tokens: int, repeat: int, streams: int = 1) -> list[float]:
+    """CPU seconds per response (of ``streams`` run at once)."""
     samples = []
     for _ in range(repeat):
         started = time.process_time()
-        await path.run(tokens)
-        samples.append(time.process_time() - started)
+        await path.run(tokens, streams=streams)
+        samples.append((time.process_time() - started) / streams)
     return samples
 
 
@@ -364,15 +380,17 @@ async def main_async(args) -> None:
     path = Path()
     try:
         digest, messages, size = await _wire_digest(path, args.tokens)
-        await _measure(path, args.tokens, 2)  # warm-up: imports, caches, the pooled connection
-        base = await _measure(path, BASE_TOKENS, args.repeat)
-        long = await _measure(path, args.tokens, args.repeat)
+        # Warm-up: imports, caches, the pooled connections.
+        await _measure(path, args.tokens, 2, args.streams)
+        base = await _measure(path, BASE_TOKENS, args.repeat, args.streams)
+        long = await _measure(path, args.tokens, args.repeat, args.streams)
         per_token = (statistics.median(long) - statistics.median(base)) / (
             args.tokens - BASE_TOKENS
         )
         best = (min(long) - min(base)) / (args.tokens - BASE_TOKENS)
         print(
-            f"per-token path, openai dialect, stored response, Python {sys.version.split()[0]}\n"
+            f"per-token path, openai dialect, stored response, {args.streams} stream(s) at "
+            f"once, Python {sys.version.split()[0]}\n"
             f"  {BASE_TOKENS}-token response: {statistics.median(base) * 1e3:.2f} ms CPU (median "
             f"of {args.repeat})\n"
             f"  {args.tokens}-token response: {statistics.median(long) * 1e3:.2f} ms CPU\n"
@@ -385,14 +403,14 @@ async def main_async(args) -> None:
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(args.profile_runs):
-                await path.run(args.tokens)
+                await path.run(args.tokens, streams=args.streams)
             profiler.disable()
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats(args.sort).print_stats(args.top)
-            total_tokens = args.tokens * args.profile_runs
+            total_tokens = args.tokens * args.profile_runs * args.streams
             print(
-                f"\ncProfile over {args.profile_runs} × {args.tokens} tokens "
+                f"\ncProfile over {args.profile_runs} × {args.streams} × {args.tokens} tokens "
                 f"({total_tokens} tokens), sorted by {args.sort}, top {args.top}:"
             )
             print(_trim(out.getvalue()))
@@ -412,6 +430,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument(
+        "--streams", type=int, default=1, help="responses at once (their tokens interleave)"
+    )
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--profile-runs", type=int, default=5)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
