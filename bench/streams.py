@@ -164,14 +164,15 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and every process below it (all the web processes)."""
+def cpu_seconds(pid: int, *, system_only: bool = False) -> float:
+    """User + system CPU of ``pid`` and every process below it (all the web processes); or
+    the system (kernel) time alone."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for member in process_tree(pid):
         with contextlib.suppress(OSError):
             parts = _stat(member)
-            total += int(parts[11]) + int(parts[12])  # utime + stime
+            total += int(parts[12]) if system_only else int(parts[11]) + int(parts[12])
     return total / ticks
 
 
@@ -476,6 +477,14 @@ def start_everything(args: argparse.Namespace, workdir: Path) -> Setup:
 
 PROMPT = "Write a long story about a lighthouse keeper."
 
+REAL_SETUP_SCRIPT = """
+from engines.models import EngineReplica, ServedModel
+
+model = ServedModel.objects.create(name={name!r}, upstream_model={name!r}, context_length=4096)
+EngineReplica.objects.create(model=model, base_url={url!r} + "/v1")
+"""
+REAL_PROFILE = "smollm2-135m-instruct"  # the embedded default (platform/engines/)
+
 
 def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen:
     """py-spy on daphne (not a project dependency: ``pip install py-spy`` to use it)."""
@@ -537,6 +546,7 @@ async def run_throughput(
         for name, request in (("direct", direct), ("platform", through)):
             processes = {"web": setup.daphne, **{p.name: p for p in setup.fakes}}
             before = {key: cpu_seconds(p.pid) for key, p in processes.items()}
+            before["web-system"] = cpu_seconds(setup.daphne.pid, system_only=True)
             profiler = None
             if (
                 args.py_spy
@@ -554,6 +564,7 @@ async def run_throughput(
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
             after = {key: cpu_seconds(p.pid) for key, p in processes.items()}
+            after["web-system"] = cpu_seconds(setup.daphne.pid, system_only=True)
             phase = Phase(name, concurrency, samples, wall)
             phase.cpu = {key: after[key] - before[key] for key in after}
             phase.cpu["upstream"] = phase.cpu[f"fake-{model}"]
@@ -565,6 +576,7 @@ async def run_throughput(
                 f"ttft p50={phase.p('first_token', 0.5):8.2f}ms "
                 f"p99={phase.p('first_token', 0.99):8.2f}ms "
                 f"tok/s={phase.tokens_per_second:8.0f} web cpu={phase.cpu['web']:.1f}s "
+                f"(system {phase.cpu['web-system']:.1f}s) "
                 f"({phase.cpu_per_response * 1000:.1f} ms/response)",
                 flush=True,
             )
@@ -573,6 +585,139 @@ async def run_throughput(
                 print(f"    errors: {bad}", flush=True)
         results.append((pair[0], pair[1]))
     return results
+
+
+def start_real_engine(setup: Setup, args: argparse.Namespace) -> tuple[Process, str, str]:
+    """The real CPU vLLM as ``manage.py runengine`` runs it (engine venv, embedded profile,
+    model prepared by ``manage.py prepare_model`` on first use, in ``--real-engine-data-dir``),
+    registered as a model of the platform, and a fresh web tier that sees it. Returns the
+    process, its root URL and the served model name."""
+    venv = Path(os.environ.get("ENGINE_VENV", REPO / ".venv-engine"))
+    if not (venv / "bin" / "python").exists():
+        raise RuntimeError(
+            f"no engine venv at {venv} (scripts/engine-venv.sh installs it); real-engine row "
+            "not measured"
+        )
+    profile = json.loads((REPO / "platform" / "engines" / f"{REAL_PROFILE}.json").read_text())
+    name = profile["served_model_name"]
+    port = free_port()
+    env = {**setup.env, "PLATFORM_DATA_DIR": str(Path(args.real_engine_data_dir).resolve())}
+    engine = Process(
+        "real-vllm",
+        [PYTHON, "manage.py", "runengine", "--port", str(port), "--ready-timeout", "900"],
+        env,
+        setup.logs,
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{root}/health", engine, within=1200)
+        subprocess.run(
+            [PYTHON, "manage.py", "shell", "-c", REAL_SETUP_SCRIPT.format(name=name, url=root)],
+            cwd=REPO,
+            env=setup.env,
+            check=True,
+            capture_output=True,
+        )
+        # A fresh web tier sees the new model at once (no registry refresh to wait for).
+        setup.restart_web(processes=setup.processes, name="web-real")
+    except BaseException:
+        engine.stop()
+        raise
+    return engine, root, name
+
+
+async def run_real_engine(setup: Setup, args: argparse.Namespace) -> list[Phase]:
+    """``--real-engine-streams`` concurrent streams to the real vLLM, direct and through the
+    platform, in the order direct, platform, platform, direct (the machine's load drifts; each
+    path gets one early and one late turn). Greedy sampling and the same prompt and length on
+    both paths, so both ask the engine for the same work."""
+    engine, root, name = start_real_engine(setup, args)
+    try:
+        tokens = args.real_engine_tokens
+        auth = {"Authorization": f"Bearer {setup.secret}"}
+        direct_body = {
+            "model": name,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": tokens,
+            "temperature": 0,
+        }
+        platform_body = {
+            "model": name,
+            "input": PROMPT,
+            "stream": True,
+            "store": not args.no_store,
+            "max_output_tokens": tokens,
+            "temperature": 0,
+        }
+        paths = {
+            "direct": lambda client: one_stream(
+                client, f"{root}/v1/chat/completions", direct_body, {}, _is_direct_token
+            ),
+            "platform": lambda client: one_stream(
+                client, f"{setup.base_url}/v1/responses", platform_body, auth, _is_platform_token
+            ),
+        }
+        streams = args.real_engine_streams
+        async with new_client() as client:  # warm-up: the engine's caches, the web processes
+            for request in paths.values():
+                await closed_loop(lambda r=request: r(client), concurrency=streams, total=streams)
+        phases = []
+        for path in ("direct", "platform", "platform", "direct"):
+            processes = {"web": setup.daphne, "engine": engine}
+            before = {key: cpu_seconds(p.pid) for key, p in processes.items()}
+            async with new_client() as client:
+                samples, wall = await closed_loop(
+                    functools.partial(paths[path], client),
+                    concurrency=streams,
+                    total=args.real_engine_requests,
+                )
+            after = {key: cpu_seconds(p.pid) for key, p in processes.items()}
+            phase = Phase(path, streams, samples, wall)
+            phase.cpu = {key: after[key] - before[key] for key in after}
+            phases.append(phase)
+            print(
+                f"  real  {path:8} c={streams:<4} n={len(samples):<5} err={phase.errors:<3} "
+                f"ttft p50={phase.p('first_token', 0.5):8.2f}ms "
+                f"tok/s={phase.tokens_per_second:8.1f} "
+                f"tokens/response={phase.tokens_per_response:.0f}",
+                flush=True,
+            )
+            bad = [s.error for s in samples if not s.ok][:3]
+            if bad:
+                print(f"    errors: {bad}", flush=True)
+        return phases
+    finally:
+        engine.stop()
+
+
+def _real_engine_lines(args: argparse.Namespace, phases: list[Phase] | str) -> list[str]:
+    if isinstance(phases, str):
+        return [f"**Real CPU vLLM**: not measured: {phases}", ""]
+
+    def combined(name: str) -> tuple[float, float, int, int]:
+        mine = [p for p in phases if p.name == name]
+        tokens = sum(s.tokens for p in mine for s in p.good)
+        wall = sum(p.wall for p in mine)
+        ttft = percentile([s.first_token for p in mine for s in p.good], 0.5) * 1000
+        return tokens / wall, ttft, sum(len(p.samples) for p in mine), sum(p.errors for p in mine)
+
+    direct, through = combined("direct"), combined("platform")
+    lines = [
+        f"**Real CPU vLLM** ({args.real_engine_streams} concurrent streams, "
+        f"{args.real_engine_tokens} tokens per answer, greedy; direct, platform, platform, "
+        "direct; tokens/s over both turns of each path):",
+        "",
+        "| path | requests | errors | first token p50 ms | tokens/s |",
+        "|---|---:|---:|---:|---:|",
+        f"| direct | {direct[2]} | {direct[3]} | {direct[1]:.1f} | {direct[0]:,.1f} |",
+        f"| platform | {through[2]} | {through[3]} | {through[1]:.1f} | {through[0]:,.1f} |",
+        f"| **ratio** | | | **{through[1] - direct[1]:+.1f}** "
+        f"| **{through[0] / direct[0]:.2f}×** |",
+        "",
+    ]
+    return lines
 
 
 async def _last_event(lines: AsyncIterator[str]) -> str:
@@ -790,6 +935,7 @@ def render(
     scaling: dict[int, list[tuple[Phase, Phase]]],
     *,
     load: str,
+    real: list[Phase] | str = (),
 ) -> str:
     store = "store=false" if args.no_store else "store=true (the default)"
     lines = [
@@ -852,6 +998,8 @@ def render(
                     f"| {through.tokens_per_second / base[through.concurrency]:.2f}× |"
                 )
         lines.append("")
+    if real:
+        lines += _real_engine_lines(args, real)
     if memory:
         lines += _memory_table(memory)
     return "\n".join(lines)
@@ -867,9 +1015,15 @@ def _cpu_per_token(short: list[tuple[Phase, Phase]], long: list[tuple[Phase, Pha
             continue
         extra = through.tokens_per_response - other.tokens_per_response
         micros = (through.cpu_per_response - other.cpu_per_response) / extra * 1e6
+        responses = max(1, len(through.good)), max(1, len(other.good))
+        system = (
+            through.cpu.get("web-system", 0) / responses[0]
+            - other.cpu.get("web-system", 0) / responses[1]
+        ) / extra
         parts.append(
             f"at {through.concurrency} streams: ({through.cpu_per_response * 1000:.1f} − "
             f"{other.cpu_per_response * 1000:.1f} ms) / {extra:.0f} tokens = **{micros:.1f} µs**"
+            f" (of which system time {system * 1e6:.1f} µs)"
         )
     if not parts:
         return None
@@ -958,6 +1112,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--drain", type=float, default=120.0, help="max seconds to wait for daphne to idle"
     )
     parser.add_argument("--no-store", action="store_true", help="send store=false")
+    parser.add_argument(
+        "--real-engine",
+        action="store_true",
+        help="also measure the real CPU vLLM (engine venv) direct vs through the platform",
+    )
+    parser.add_argument("--real-engine-streams", type=int, default=8)
+    parser.add_argument("--real-engine-tokens", type=int, default=128)
+    parser.add_argument("--real-engine-requests", type=int, default=32, help="per turn")
+    parser.add_argument(
+        "--real-engine-data-dir",
+        default=str(REPO / ".data"),
+        help="DATA_DIR of the engine: where its model is prepared (default: %(default)s)",
+    )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument(
@@ -1006,12 +1173,20 @@ async def measure(setup: Setup, args: argparse.Namespace):
         print(f"scaling ({processes} web processes, fast upstream):", flush=True)
         setup.restart_web(processes=processes, name=f"web-{processes}")
         scaling[processes] = await run_throughput(setup, args, model="fast", levels=args.scaling_at)
+    real: list[Phase] | str = []
+    if args.real_engine:
+        print("real engine:", flush=True)
+        try:
+            real = await run_real_engine(setup, args)
+        except RuntimeError as exc:
+            print(f"  {exc}", flush=True)
+            real = str(exc)
     memory = []
     if not args.skip_memory:
         print("memory:", flush=True)
         async with new_client() as client:
             memory = await run_memory(setup, client, args)
-    return throughput, memory, scaling
+    return throughput, memory, scaling, real
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1022,9 +1197,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         setup = start_everything(args, workdir)
         print(f"web pid {setup.daphne.pid} at {setup.base_url}; logs in {workdir}", flush=True)
-        throughput, memory, scaling = asyncio.run(measure(setup, args))
+        throughput, memory, scaling, real = asyncio.run(measure(setup, args))
         setup.daphne.check()
-        section = render(args, throughput, memory, scaling, load=load)
+        section = render(args, throughput, memory, scaling, load=load, real=real)
         print()
         print(section)
         if not args.no_doc:

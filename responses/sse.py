@@ -10,9 +10,24 @@ from typing import Any
 from django.http import StreamingHttpResponse
 
 from core.logging import current_request_id
-from responses.streaming.encoder import KEEPALIVE, encode_event, stream_end
+from responses.streaming.encoder import KEEPALIVE, encode_event, get_dialect, stream_end
 
 _closing: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """A streaming response whose parts are already bytes.
+
+    Django's ``StreamingHttpResponse.__aiter__`` wraps the content in two more async generators
+    that pass every part through ``make_bytes``: two extra generator steps per streamed event.
+    Here Django's send loop (``ASGIHandler.send_response``, under uvicorn and daphne alike)
+    iterates the event stream itself. ``streaming_content`` (what middleware and tests read) is
+    unchanged."""
+
+    def __aiter__(self):
+        if self.is_async:
+            return self._iterator  # type: ignore[attr-defined]  # set by streaming_content
+        return super().__aiter__()
 
 
 def sse_response(
@@ -23,11 +38,13 @@ def sse_response(
     dialect: str = "openai",
     done: bool = False,
     on_close: Callable[[], Awaitable[None]] | None = None,
-) -> StreamingHttpResponse:
+) -> EventStreamResponse:
     """``dialect`` names the events; ``done`` sends ``data: [DONE]`` after the last event
-    even when the dialect does not. ``on_close`` runs when Django closes the
+    even when the dialect does not (L5, on request). ``on_close`` runs when Django closes the
     response, however it ended; it is how a stream that never started (its client left before
     the first byte) still gets cleaned up."""
+
+    wire = get_dialect(dialect)
 
     async def body() -> AsyncGenerator[bytes, None]:
         # The gateway's logging context ended when the view returned; streaming happens after.
@@ -41,10 +58,12 @@ def sse_response(
                     elif isinstance(item, list):
                         # A batch: what the source had ready at once goes out as one write
                         # (one ASGI message, one socket send) instead of one per event.
-                        if item:
-                            yield b"".join(encode_event(event, dialect=dialect) for event in item)
+                        if len(item) == 1:  # a paced stream's usual batch: one token
+                            yield encode_event(item[0], dialect=wire)
+                        elif item:
+                            yield b"".join([encode_event(event, dialect=wire) for event in item])
                     else:
-                        yield encode_event(item, dialect=dialect)
+                        yield encode_event(item, dialect=wire)
             tail = stream_end(dialect, done=done)
             if tail:
                 yield tail
@@ -54,7 +73,7 @@ def sse_response(
                 current_request_id.reset(token)
 
     stream = body()
-    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response = EventStreamResponse(stream, content_type="text/event-stream; charset=utf-8")
     loop = asyncio.get_running_loop()
 
     async def close() -> None:

@@ -1,6 +1,8 @@
-"""The engine client's sockets: an httpcore network backend on plain asyncio.
+"""The engine client's httpx sockets: an httpcore network backend on plain asyncio.
 
-httpx reads an engine's stream through httpcore, whose default backend on asyncio is anyio's:
+httpx serves the engine client's per-request calls (health probes, ``/tokenize``); the token
+stream itself has its own client (:mod:`engines.runtime.event_stream`). httpx reads through
+httpcore, whose default backend on asyncio is anyio's:
 every read of every chunk enters a cancel scope with a deadline (``anyio.fail_after``), and
 every request checks each pooled connection with a ``select()`` call. With one token per chunk
 that was the largest part of the platform's cost per streamed token (docs/performance.md). This

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from engines.runtime.event_stream import StreamConnections
 from engines.runtime.network import engine_transport
 from engines.runtime.types import EngineUnavailable
 
@@ -70,6 +71,7 @@ class Replica:
     last_checked_at: float | None = None
     changed_at: float = field(default_factory=time.monotonic)
     http: httpx.AsyncClient | None = field(default=None, repr=False)
+    streams: StreamConnections | None = field(default=None, repr=False)
 
     @property
     def root_url(self) -> str:
@@ -163,6 +165,18 @@ class ReplicaPool:
                 trust_env=False,
             )
         return replica.http
+
+    def stream_connections(self, replica: Replica) -> StreamConnections:
+        """The replica's pooled connections for streaming generation (the per-token path has
+        a client of its own: :mod:`engines.runtime.event_stream`)."""
+        if replica.streams is None:
+            replica.streams = StreamConnections(
+                replica.base_url,
+                connect_timeout=self.connect_timeout,
+                max_connections=self.max_connections,
+                max_idle=min(self.max_connections, 128),
+            )
+        return replica.streams
 
     # --- selection ------------------------------------------------------------------------
     def select(
@@ -307,6 +321,9 @@ class ReplicaPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for replica in self._replicas:
+            streams, replica.streams = replica.streams, None
+            if streams is not None:
+                streams.close()
             client, replica.http = replica.http, None
             if client is not None:
                 await client.aclose()

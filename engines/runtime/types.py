@@ -12,7 +12,8 @@ which one it has.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -200,3 +201,43 @@ class Engine(Protocol):
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
     ) -> int: ...
+
+
+class DeltaQueue(asyncio.Queue):
+    """Where an engine that can push (``stream_into(request, queue)``, the vLLM client) puts its
+    deltas, straight from the socket's callback, so that no task wakes up per token between
+    the engine and the consumer. Unbounded for ``put_nowait``; the engine stops reading once
+    :meth:`engine_full` and :meth:`when_drained` tells it when the consumer has taken everything
+    (backpressure: a slow client backs up into the engine, not into memory)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self._drained: list[Callable[[], object]] = []
+
+    def engine_full(self) -> bool:
+        return self.qsize() >= self.limit
+
+    def when_drained(self, callback: Callable[[], object]) -> None:
+        self._drained.append(callback)
+
+    async def room(self) -> None:
+        """For an engine that is iterated instead: wait until it may put again."""
+        if self.engine_full():
+            waiter = asyncio.get_running_loop().create_future()
+
+            def wake() -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            self.when_drained(wake)
+            await waiter
+
+    def _get(self):
+        item = super()._get()
+        if self._drained and not self.qsize():
+            callbacks, self._drained = self._drained, []
+            loop = asyncio.get_running_loop()
+            for callback in callbacks:
+                loop.call_soon(callback)  # not from inside the consumer's get()
+        return item

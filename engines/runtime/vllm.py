@@ -16,6 +16,7 @@ Failure rules (what the API layer relies on):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -23,14 +24,25 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable
+from http import HTTPStatus
 from typing import Any
 
 import httpx
+import orjson
 
+from engines.runtime.event_stream import (
+    ConnectFailed,
+    ConnectionLost,
+    ConnectTimeout,
+    EngineResponse,
+    ReadTimeout,
+    request_json,
+)
 from engines.runtime.pool import Replica, ReplicaPool
 from engines.runtime.types import (
     TIER_PRIORITY,
     ContextLengthExceeded,
+    DeltaQueue,
     EngineBadRequest,
     EngineDelta,
     EngineError,
@@ -63,6 +75,8 @@ _FINISH_REASONS: dict[str, FinishReason] = {
     "abort": "abort",
 }
 
+_TEXT_ONLY = frozenset({"content", "role"})  # a delta with only these is plain text
+
 _CONTEXT_LENGTH_MARKERS = ("maximum context length", "context length", "context window")
 
 
@@ -87,7 +101,9 @@ def cache_salt_factory(secret: str) -> Callable[[str], str]:
 
 
 def _get(obj: Any, name: str) -> Any:
-    # The SDK builds chunk models without validation, so a field may hold a model or a raw dict.
+    # Chunks are parsed JSON: dicts, checked first; anything else is read by attribute.
+    if type(obj) is dict:
+        return obj.get(name)
     if obj is None:
         return None
     if isinstance(obj, dict):
@@ -95,20 +111,42 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def _error_message(response: httpx.Response) -> str:
+def _error_message(status: int, body: bytes) -> str:
     """The message of an error answer: vLLM sends ``{"error": {"message": …}}`` (older
     versions ``{"object": "error", "message": …}``); anything else is shown as text."""
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        error = body.get("error", body)
+        parsed = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error", parsed)
         if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
             return error["message"]
         if isinstance(error, str) and error:
             return error
-    return response.text[:500] or response.reason_phrase
+    text = body.decode("utf-8", "replace")[:500]
+    if text:
+        return text
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _loads(data: bytes) -> Any:
+    """One chunk's JSON. orjson parses it in a quarter of the standard library's time; what it
+    refuses (``NaN``, lone surrogate escapes, text that is not UTF-8, broken JSON) goes to the
+    standard library, which reads the first two as before and reports the last as before. Text
+    that is not UTF-8 is decoded with replacement characters, as a text reader of the stream
+    would have."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        return json.loads(data.decode("utf-8", "replace"))
 
 
 def _is_context_length(message: str) -> bool:
@@ -128,6 +166,31 @@ def _status_error(status: int, message: str) -> EngineError:
     return EngineError(f"Engine replica answered {status}: {message}")
 
 
+_ITERATOR_QUEUE = 64  # deltas buffered for an iterating caller before the engine pauses
+
+
+class _StreamState:
+    __slots__ = ("chunks", "done")
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.done = False
+
+
+class _Counter:
+    """Puts deltas on a queue and counts them (a failure after the first is not retried)."""
+
+    __slots__ = ("count", "queue")
+
+    def __init__(self, queue: DeltaQueue) -> None:
+        self.queue = queue
+        self.count = 0
+
+    def __call__(self, delta: EngineDelta) -> None:
+        self.count += 1
+        self.queue.put_nowait(delta)
+
+
 class _ChunkMapper:
     """Turns chat-completion chunks into normalized deltas and checks the stream's shape."""
 
@@ -139,6 +202,28 @@ class _ChunkMapper:
         self.last_usage: Any = None
 
     def feed(self, chunk: Any) -> list[EngineDelta]:
+        # Nearly every chunk is one more token of text: one choice whose delta holds only
+        # content, no logprobs, no finish. Read it without the general walk below (same result).
+        if type(chunk) is dict:
+            choices = chunk.get("choices")
+            if type(choices) is list and len(choices) == 1 and type(choices[0]) is dict:
+                choice = choices[0]
+                delta = choice.get("delta")
+                if (
+                    type(delta) is dict
+                    and delta.keys() <= _TEXT_ONLY
+                    and choice.get("logprobs") is None
+                    and not choice.get("finish_reason")
+                    and not choice.get("index")
+                ):
+                    content = delta.get("content")
+                    usage = chunk.get("usage")
+                    if usage is not None and not self.usage_seen:
+                        self._note_usage(usage)
+                    return [TextDelta(text=str(content))] if content else []
+        return self._feed(chunk)
+
+    def _feed(self, chunk: Any) -> list[EngineDelta]:
         out: list[EngineDelta] = []
         for choice in _get(chunk, "choices") or ():
             if (_get(choice, "index") or 0) != 0:
@@ -155,14 +240,17 @@ class _ChunkMapper:
             # Every chunk carries the usage so far (continuous_usage_stats): kept as progress;
             # the Usage delta comes once, from the final usage-only chunk (no choices), or from
             # the last one seen when the stream ends (usage_final).
-            self.last_usage = usage
-            progress = self.progress
-            progress.input_tokens = int(_get(usage, "prompt_tokens") or 0)
-            progress.output_tokens = int(_get(usage, "completion_tokens") or 0)
-            progress.reported = True
+            self._note_usage(usage)
             if not _get(chunk, "choices"):
                 out.append(self.usage_final())
         return out
+
+    def _note_usage(self, usage: Any) -> None:
+        self.last_usage = usage
+        progress = self.progress
+        progress.input_tokens = int(_get(usage, "prompt_tokens") or 0)
+        progress.output_tokens = int(_get(usage, "completion_tokens") or 0)
+        progress.reported = True
 
     def usage_final(self) -> Usage:
         self.usage_seen = True
@@ -307,6 +395,35 @@ class VllmEngine:
 
     # --- Engine ------------------------------------------------------------------------------
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[EngineDelta, None]:
+        """The deltas of :meth:`stream_into`, as an async generator (the Engine protocol)."""
+        queue = DeltaQueue(_ITERATOR_QUEUE)
+        end = object()
+
+        async def run() -> None:
+            try:
+                await self.stream_into(request, queue)
+            finally:
+                queue.put_nowait(end)
+
+        task = asyncio.create_task(run())
+        try:
+            while True:
+                item = await queue.get()
+                if item is end:
+                    break
+                yield item
+            await task  # its error, if it failed
+        finally:
+            # Closed early or cancelled: stop the request (closing its connection aborts it).
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, EngineError):
+                await task
+
+    async def stream_into(self, request: GenerationRequest, queue: DeltaQueue) -> None:
+        """Put the request's deltas on ``queue`` as the engine's bytes arrive, from the
+        connection's callback (no task wakes up per token); return at the end of the stream.
+        Cancelling it aborts the request. A failure before the first delta was put is retried
+        on another replica; after it, it propagates."""
         tried: list[Replica] = []
         last_error: EngineError | None = None
         while True:
@@ -321,18 +438,13 @@ class VllmEngine:
                     raise last_error from None
                 raise
             tried.append(replica)
-            yielded = False
+            put = _Counter(queue)
             try:
                 with self.pool.lease(replica):
-                    # aclosing: closing *this* generator must close the inner one (and with it
-                    # the HTTP response) now, not whenever the garbage collector gets to it.
-                    async with contextlib.aclosing(self._attempt(replica, request)) as deltas:
-                        async for delta in deltas:
-                            yielded = True
-                            yield delta
+                    await self._attempt(replica, request, put)
                 return
             except EngineError as exc:
-                if yielded or exc.permanent or len(tried) >= self.max_attempts:
+                if put.count or exc.permanent or len(tried) >= self.max_attempts:
                     raise
                 last_error = exc
                 logger.warning(
@@ -343,79 +455,83 @@ class VllmEngine:
                     exc,
                 )
 
-    async def _attempt(
-        self, replica: Replica, request: GenerationRequest
-    ) -> AsyncGenerator[EngineDelta, None]:
+    async def _attempt(self, replica: Replica, request: GenerationRequest, put: _Counter) -> None:
         """One try against one replica; raises EngineError subclasses only.
 
-        Plain httpx, not the ``openai`` SDK: building and validating a request through the SDK
-        cost more event-loop time per request than everything else the platform does before
-        the first token (docs/performance.md); vLLM's protocol here is one JSON POST."""
-        http = self.pool.http_client(replica)
-        headers = {
-            "Authorization": f"Bearer {replica.api_key or 'EMPTY'}",
-            "Accept": "text/event-stream",
-            "X-Request-Id": request.request_id,
-        }
-        async with contextlib.AsyncExitStack() as exits:
-            try:
-                # Leaving this block closes the HTTP response, whatever the reason (end, error,
-                # aclose, cancellation), which is what makes vLLM abort the sequence.
-                response = await exits.enter_async_context(
-                    http.stream(
-                        "POST",
-                        f"{replica.base_url}/chat/completions",
-                        json=self.request_body(request),
-                        headers=headers,
-                    )
-                )
-                if response.status_code != 200:
-                    await response.aread()
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout):
-                    self.pool.mark_failed(replica, reason="connect timeout")
-                raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
-            except (httpx.HTTPError, OSError) as exc:
-                self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
-                raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
+        Not the ``openai`` SDK, and not httpx either: vLLM's protocol here is one JSON POST
+        answered by an SSE stream, and every token of every stream goes through this reader, so
+        it has a purpose-built HTTP client (:mod:`engines.runtime.event_stream`,
+        docs/performance.md)."""
+        connections = self.pool.stream_connections(replica)
+        headers = [
+            (b"Authorization", f"Bearer {replica.api_key or 'EMPTY'}".encode("latin-1")),
+            (b"Accept", b"text/event-stream"),
+            (b"X-Request-Id", request.request_id.encode("latin-1")),
+        ]
+        try:
+            response = await connections.post_stream(
+                "/chat/completions",
+                body=request_json(self.request_body(request)),
+                headers=headers,
+                read_timeout=self.pool.read_timeout,
+            )
+        except ConnectTimeout as exc:
+            self.pool.mark_failed(replica, reason="connect timeout")
+            raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+        except ReadTimeout as exc:
+            raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+        except (ConnectFailed, ConnectionLost) as exc:
+            self.pool.mark_failed(replica, reason=f"connection failed: {exc}")
+            raise EngineUnavailable(f"Engine replica unreachable: {replica.base_url}") from exc
+        # Closing the response, whatever the reason (end, error, cancellation), closes the
+        # connection unless the answer was read to its end: that makes vLLM abort.
+        try:
             if response.status_code != 200:
-                raise _status_error(response.status_code, _error_message(response))
-
-            async for delta in self._read_stream(replica, response, request.progress):
-                yield delta
+                try:
+                    body = await response.read()
+                except ReadTimeout as exc:
+                    raise EngineTimeout(f"Engine replica timed out: {replica.base_url}") from exc
+                except ConnectionLost as exc:
+                    self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
+                    raise EngineUnavailable(
+                        f"Engine replica closed the connection: {replica.base_url}"
+                    ) from exc
+                raise _status_error(
+                    response.status_code, _error_message(response.status_code, body)
+                )
+            await self._read_stream(replica, response, request.progress, put)
+        finally:
+            response.close()
 
     async def _read_stream(
-        self, replica: Replica, response: httpx.Response, progress: EngineProgress | None = None
-    ) -> AsyncGenerator[EngineDelta, None]:
-        """Parse vLLM's SSE body into deltas.
+        self,
+        replica: Replica,
+        response: EngineResponse,
+        progress: EngineProgress | None,
+        put: _Counter,
+    ) -> None:
+        """Parse vLLM's SSE body into deltas, as it arrives.
 
         Why not the SDK's ``AsyncStream``: it builds a pydantic model per chunk, which costs about
         four times the rest of the path (~160 µs of ~200 µs per token here); vLLM's SSE is simple
         (one ``data:`` line per event), and the mapper reads plain dicts.
         """
         mapper = _ChunkMapper(progress)
-        chunks = 0
-        done = False
-        data_lines: list[str] = []
-        try:
-            async for line in response.aiter_lines():
-                if line:
-                    if line.startswith("data:"):
-                        data_lines.append(line[6:] if line.startswith("data: ") else line[5:])
-                    continue  # comments, event:, id:, retry: carry nothing for us
-                if not data_lines:
+        state = _StreamState()
+        queue = put.queue
+
+        def on_events(events: list[bytes]) -> bool:
+            # Runs in the connection's callback, once per arrival of the engine's bytes.
+            for data in events:
+                if state.done:
                     continue
-                data = "\n".join(data_lines)
-                data_lines = []
-                if done:
+                if data == b"[DONE]":
+                    # Keep reading to the end of the body (a few bytes) so the connection
+                    # can go back to the pool instead of being closed.
+                    state.done = True
                     continue
-                if data == "[DONE]":
-                    # Keep reading to the end of the body (a few bytes) so the connection can
-                    # go back to the pool instead of being closed.
-                    done = True
-                    continue
-                chunks += 1
-                payload = json.loads(data)
+                state.chunks += 1
+                payload = _loads(data)
                 if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
                     raise self._stream_error(payload["error"])
                 try:
@@ -427,25 +543,32 @@ class VllmEngine:
                         f"Engine sent a malformed chunk: {type(exc).__name__}: {exc}"
                     ) from exc
                 for delta in deltas:
-                    yield delta
-        except httpx.TimeoutException as exc:
+                    put(delta)
+            if queue.engine_full():
+                queue.when_drained(response.resume)
+                return False
+            return True
+
+        try:
+            await response.pump(on_events)
+        except ReadTimeout as exc:
             raise EngineTimeout(f"Engine replica stopped sending data: {replica.base_url}") from exc
-        except (httpx.HTTPError, OSError) as exc:
+        except ConnectionLost as exc:
             self.pool.mark_failed(replica, reason=f"connection lost: {exc}")
-            if chunks == 0:
+            if state.chunks == 0:
                 raise EngineUnavailable(
                     f"Engine replica closed the connection: {replica.base_url}"
                 ) from exc
             raise EngineProtocolError(
-                f"Engine stream was cut off after {chunks} chunks: {replica.base_url}"
+                f"Engine stream was cut off after {state.chunks} chunks: {replica.base_url}"
             ) from exc
         except json.JSONDecodeError as exc:
             raise EngineProtocolError(f"Engine sent invalid JSON in its stream: {exc}") from exc
         if mapper.last_usage is not None and not mapper.usage_seen:
-            yield mapper.usage_final()  # no usage-only chunk at the end: the last one seen
+            put(mapper.usage_final())  # no usage-only chunk at the end: the last one seen
         if not mapper.finished:
             raise EngineProtocolError(
-                f"Engine stream ended without a finish_reason after {chunks} chunks."
+                f"Engine stream ended without a finish_reason after {state.chunks} chunks."
             )
 
     @staticmethod

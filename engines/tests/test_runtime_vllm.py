@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,7 +31,12 @@ from engines.runtime.types import (
     ToolCallStart,
     Usage,
 )
-from engines.runtime.vllm import VllmEngine, cache_salt_factory, organization_cache_salt
+from engines.runtime.vllm import (
+    VllmEngine,
+    _loads,
+    cache_salt_factory,
+    organization_cache_salt,
+)
 from testsupport.fake_vllm import FakeBehavior, FakeToolCall, FakeVllm, count_prompt_tokens
 from testsupport.fixtures import fake_vllm_fixture
 
@@ -473,3 +480,29 @@ async def test_count_tokens_on_a_dead_replica_is_engine_unavailable() -> None:
             await engine.count_tokens(model="m", messages=[{"role": "user", "content": "x"}])
     finally:
         await engine.aclose()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"choices":[],"usage":{"prompt_tokens":3}}',
+        b'{"x":NaN,"y":-Infinity}',  # refused by orjson, read by the standard library
+        b'{"t":"\\ud800 lone"}',  # a lone surrogate escape, likewise
+        '{"t":"caf\u00e9 \u2014 \U0001f600"}'.encode(),
+    ],
+)
+def test_chunk_json_reads_like_the_standard_library(data: bytes) -> None:
+    parsed, expected = _loads(data), json.loads(data)
+    if "x" in expected:
+        assert math.isnan(parsed["x"]) and parsed["y"] == expected["y"]
+    else:
+        assert parsed == expected
+
+
+def test_chunk_json_that_is_not_utf8_is_read_with_replacement_characters() -> None:
+    assert _loads(b'{"t":"a\xffb"}') == {"t": "a\ufffdb"}
+
+
+def test_broken_chunk_json_is_reported_by_the_standard_library() -> None:
+    with pytest.raises(json.JSONDecodeError, match="Unterminated string starting at"):
+        _loads(b'{"choices": [{"ind')

@@ -29,6 +29,7 @@ from core.db import db_async
 from core.metrics import record_first_token
 from engines.runtime.types import (
     ContextLengthExceeded,
+    DeltaQueue,
     Engine,
     EngineBadRequest,
     EngineDelta,
@@ -57,7 +58,9 @@ KEEPALIVE: Final = _Marker.KEEPALIVE
 
 _END = object()
 _WAKE = object()  # put on a generation's queue to make its consumer look at its cancel flag
-_QUEUE_SIZE = 64  # bounded: a slow client backs up into vLLM, not into our memory
+_KEEPALIVE_DUE = object()  # put on it when the stream was idle for its keep-alive interval
+_TIMER_SLACK = 0.001  # the event loop may run a timer up to its clock resolution early
+_QUEUE_SIZE = 64  # deltas: a slow client backs up into vLLM, not into our memory
 
 SUMMARY_INSTRUCTIONS = (
     "Summarize the reasoning below for the user in one to three short sentences. "
@@ -138,7 +141,7 @@ class Generation:
     """Set by the cancel watcher (responses.services.cancellation); the loop stops at once."""
     wake: Callable[[], None] | None = None
     """Wakes the delta loop that is waiting on the engine, so it sees ``cancelled``."""
-    upstream: tuple[asyncio.Queue, asyncio.Task] | None = None
+    upstream: tuple[DeltaQueue, asyncio.Task] | None = None
     """The engine request, already under way (:func:`generation_prestart`): its queue and the
     producer task that fills it."""
 
@@ -152,16 +155,23 @@ class Generation:
         return self.builder.response_id
 
 
-async def _produce(engine: Engine, request: GenerationRequest, queue: asyncio.Queue) -> None:
+async def _produce(engine: Engine, request: GenerationRequest, queue: DeltaQueue) -> None:
     try:
-        async with contextlib.aclosing(engine.stream(request)) as stream:
-            async for delta in stream:
-                await queue.put(delta)
-        await queue.put(_END)
+        into = getattr(engine, "stream_into", None)
+        if into is not None:
+            # The engine puts each delta on the queue from its socket's callback: no task of
+            # ours wakes up per token on the way (docs/performance.md).
+            await into(request, queue)
+        else:
+            async with contextlib.aclosing(engine.stream(request)) as stream:
+                async for delta in stream:
+                    await queue.room()  # the client is slower than the engine: wait
+                    queue.put_nowait(delta)
+        queue.put_nowait(_END)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - handed to the consumer, which reports it
-        await queue.put(exc)
+        queue.put_nowait(exc)
 
 
 def generation_prestart(generation: Generation) -> None:
@@ -171,7 +181,7 @@ def generation_prestart(generation: Generation) -> None:
     until :func:`generate_events` reads it; a generation that never runs is closed by
     :func:`generation_abandon`, which cancels the request."""
     if generation.upstream is None:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+        queue = DeltaQueue(_QUEUE_SIZE)
         producer = asyncio.create_task(
             _produce(generation.engine, generation.engine_request, queue)
         )
@@ -192,21 +202,33 @@ async def _deltas(
     if request is generation.engine_request and generation.upstream is not None:
         queue, producer = generation.upstream
     else:
-        queue = asyncio.Queue(maxsize=_QUEUE_SIZE)
+        queue = DeltaQueue(_QUEUE_SIZE)
         producer = asyncio.create_task(_produce(generation.engine, request, queue))
     generation.wake = functools.partial(_wake, queue)
     loop = asyncio.get_running_loop()
+    keepalive = generation.keepalive_seconds
     last_activity = loop.time()
+    timer: asyncio.TimerHandle | None = None
+
+    # The keep-alive deadline is one timer that re-arms itself, not a timeout around every
+    # queue.get() (a timer created and cancelled per token): when it finds the stream idle for
+    # keepalive_seconds, it puts _KEEPALIVE_DUE on the queue.
+    def due() -> None:
+        nonlocal timer
+        timer = None
+        if loop.time() - last_activity >= keepalive - _TIMER_SLACK:
+            _wake(queue, _KEEPALIVE_DUE)
+        else:
+            timer = loop.call_at(last_activity + keepalive, due)
+
     try:
         while True:
             if generation.cancelled:
                 raise _Cancelled()
-            try:
-                # Not asyncio.wait_for: on Python 3.11 it swallows the task's cancellation when
-                # the get completes in the same loop turn, and a disconnected stream then runs on.
-                async with asyncio.timeout_at(last_activity + generation.keepalive_seconds):
-                    item = await queue.get()
-            except TimeoutError:
+            if timer is None:
+                timer = loop.call_at(last_activity + keepalive, due)
+            item = await queue.get()
+            if item is _KEEPALIVE_DUE and queue.empty():
                 last_activity = loop.time()
                 yield KEEPALIVE
                 continue
@@ -220,7 +242,7 @@ async def _deltas(
                     if batch:
                         yield batch
                     raise item
-                if item is not _WAKE:
+                if item is not _WAKE and item is not _KEEPALIVE_DUE:
                     batch.append(item)
                 if queue.empty():
                     break
@@ -229,15 +251,16 @@ async def _deltas(
             if batch and not generation.cancelled:
                 yield batch
     finally:
+        if timer is not None:
+            timer.cancel()
         generation.wake = None
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await producer
 
 
-def _wake(queue: asyncio.Queue) -> None:
-    with contextlib.suppress(asyncio.QueueFull):  # full: the consumer is about to look anyway
-        queue.put_nowait(_WAKE)
+def _wake(queue: DeltaQueue, marker: object = _WAKE) -> None:
+    queue.put_nowait(marker)  # unbounded for markers: the engine is what the bound stops
 
 
 async def generate_events(

@@ -166,6 +166,31 @@ class StreamBuilder:
 
     def feed(self, delta: EngineDelta) -> list[Event]:
         """The events one engine delta produces (often none, e.g. for ``Usage``/``Finish``)."""
+        message = self._message
+        if (
+            type(delta) is TextDelta
+            and message is not None
+            and delta.text
+            and not (delta.logprobs and self._include_logprobs)
+            and self._status == "in_progress"
+            and not self._terminal
+        ):
+            # Most deltas are one more token of an open message: its one event is built
+            # directly, numbered, in the same key order as the general path below.
+            message.text.append(delta.text)
+            number = self._next_sequence_number
+            self._next_sequence_number = number + 1
+            return [
+                {
+                    "type": ev.OUTPUT_TEXT_DELTA,
+                    "sequence_number": number,
+                    "item_id": message.item_id,
+                    "output_index": message.output_index,
+                    "content_index": 0,
+                    "delta": delta.text,
+                    "logprobs": [],
+                }
+            ]
         self._require_started()
         if isinstance(delta, ToolCallArgumentsDelta):
             # Checked before any state changes, so that a caller catching the error can still

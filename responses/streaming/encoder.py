@@ -25,6 +25,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import (  # type: ignore[attr-defined]  # the C speed-up, untyped in typeshed
+    c_make_encoder,
+    encode_basestring,
+)
 from types import MappingProxyType
 from typing import Any
 
@@ -149,6 +153,15 @@ def stream_end(dialect: str | Dialect = "openai", *, done: bool = False) -> byte
 _JSON_UTF8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _JSON_ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
+# And ``JSONEncoder.encode`` builds its C encoder afresh on every call: this one is built once,
+# with the same options, so it writes the same bytes. Without a circular-reference check (its
+# shared bookkeeping would outlive a failed call); events are trees.
+_C_UTF8 = (
+    c_make_encoder(None, _JSON_UTF8.default, encode_basestring, None, ":", ",", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
+
 
 def _dumps_ascii(value: Any) -> bytes:
     # Lone surrogates (possible in text decoded from a broken upstream) cannot be UTF-8 encoded;
@@ -157,21 +170,15 @@ def _dumps_ascii(value: Any) -> bytes:
     return _JSON_ASCII.encode(value).encode("ascii")
 
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    # Without orjson installed mypy sees Any here, with it a module: either way this is fine.
-    orjson = None  # type: ignore[assignment, unused-ignore]
-
-
 def dumps(value: Any) -> bytes:
-    """Compact one-line JSON as UTF-8 bytes (never contains a raw newline)."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(value)
-        except orjson.JSONEncodeError:
-            return _dumps_ascii(value)
+    """Compact one-line JSON as UTF-8 bytes (never contains a raw newline).
+
+    The standard library's encoder and nothing faster on purpose: the bytes on the wire are
+    part of the contract (golden streams), and other encoders write some floats differently
+    (``1e-05`` vs ``1e-5``)."""
     try:
+        if _C_UTF8 is not None:
+            return "".join(_C_UTF8(value, 0)).encode("utf-8")
         return _JSON_UTF8.encode(value).encode("utf-8")
     except UnicodeEncodeError:
         return _dumps_ascii(value)
@@ -179,8 +186,123 @@ def dumps(value: Any) -> bytes:
 
 # --- the encoder -----------------------------------------------------------------------------
 
+# The per-token events. One whose keys are in the order the builder writes them and whose
+# values are plain strings and integers (and, for ``logprobs``, an empty list) is written
+# field by field with the standard library's own string escaping: the same bytes ``dumps``
+# writes, in a third of the time. Anything else takes the general path.
+
+
+def _text_delta(event: Event, head: str) -> str | None:
+    if len(event) != 7:
+        return None
+    _, number, item_id, output_index, content_index, delta, logprobs = event.values()
+    if (
+        type(number) is int
+        and type(item_id) is str
+        and type(output_index) is int
+        and type(content_index) is int
+        and type(delta) is str
+        and type(logprobs) is list
+        and not logprobs
+    ):
+        return (
+            f'{head}{number},"item_id":{encode_basestring(item_id)},"output_index":'
+            f'{output_index},"content_index":{content_index},"delta":'
+            f'{encode_basestring(delta)},"logprobs":[]}}\n\n'
+        )
+    return None
+
+
+def _part_delta(event: Event, head: str, index_key: str) -> str | None:
+    # reasoning_text.delta (content_index) and reasoning_summary_text.delta (summary_index)
+    if len(event) != 6:
+        return None
+    _, number, item_id, output_index, index, delta = event.values()
+    if (
+        type(number) is int
+        and type(item_id) is str
+        and type(output_index) is int
+        and type(index) is int
+        and type(delta) is str
+    ):
+        return (
+            f'{head}{number},"item_id":{encode_basestring(item_id)},"output_index":'
+            f'{output_index},"{index_key}":{index},"delta":{encode_basestring(delta)}}}\n\n'
+        )
+    return None
+
+
+def _arguments_delta(event: Event, head: str) -> str | None:
+    if len(event) != 5:
+        return None
+    _, number, item_id, output_index, delta = event.values()
+    if (
+        type(number) is int
+        and type(item_id) is str
+        and type(output_index) is int
+        and type(delta) is str
+    ):
+        return (
+            f'{head}{number},"item_id":{encode_basestring(item_id)},"output_index":'
+            f'{output_index},"delta":{encode_basestring(delta)}}}\n\n'
+        )
+    return None
+
+
+_DELTA_SHAPES: dict[str, tuple[tuple[str, ...], Callable[[Event, str], str | None]]] = {
+    ev.OUTPUT_TEXT_DELTA: (
+        (
+            "type",
+            "sequence_number",
+            "item_id",
+            "output_index",
+            "content_index",
+            "delta",
+            "logprobs",
+        ),
+        _text_delta,
+    ),
+    ev.REASONING_TEXT_DELTA: (
+        ("type", "sequence_number", "item_id", "output_index", "content_index", "delta"),
+        lambda event, head: _part_delta(event, head, "content_index"),
+    ),
+    ev.REASONING_SUMMARY_TEXT_DELTA: (
+        ("type", "sequence_number", "item_id", "output_index", "summary_index", "delta"),
+        lambda event, head: _part_delta(event, head, "summary_index"),
+    ),
+    ev.FUNCTION_CALL_ARGUMENTS_DELTA: (
+        ("type", "sequence_number", "item_id", "output_index", "delta"),
+        _arguments_delta,
+    ),
+}
+_heads: dict[str, str] = {}
+
+
+def _delta_frame(event: Event, wire_type: str) -> bytes | None:
+    keys, write = _DELTA_SHAPES[event["type"]]
+    if type(wire_type) is not str or tuple(event) != keys:
+        return None
+    head = _heads.get(wire_type)
+    if head is None:
+        head = _heads[wire_type] = (
+            f'event: {wire_type}\ndata: {{"type":{encode_basestring(wire_type)},"sequence_number":'
+        )
+    frame = write(event, head)
+    if frame is None:
+        return None
+    try:
+        return frame.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: the general path escapes it
+
 
 def encode_event(event: Event, *, dialect: str | Dialect = "openai") -> bytes:
     """One SSE frame: ``event: <type>\\ndata: <json>\\n\\n``, with ``event:`` equal to ``type``."""
-    wire = get_dialect(dialect).apply(event)
+    dialect = get_dialect(dialect)
+    kind = event.get("type")
+    if kind in _DELTA_SHAPES and dialect.transform is None:
+        frame = _delta_frame(event, dialect.renames.get(kind, kind))
+        if frame is not None:
+            return frame
+    wire = dialect.apply(event)
     return b"event: " + str(wire["type"]).encode("utf-8") + b"\ndata: " + dumps(wire) + b"\n\n"

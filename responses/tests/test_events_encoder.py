@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai._streaming import SSEDecoder
 
 from engines.runtime.types import Finish, TextDelta, ToolCallArgumentsDelta, ToolCallStart, Usage
@@ -156,3 +158,60 @@ def test_a_dialect_transform_runs_last():
     )
     frame = encode_event({"type": "response.created", "sequence_number": 0}, dialect=tagged)
     assert _decode(frame)[0].json()["x"] == '"response.created"'
+
+
+# --- the per-token shortcut writes what the general path writes ---------------------------------
+
+_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(['"', "\\", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "\u2028", "\ud800"]),
+        st.characters(),
+    ),
+    max_size=12,
+)
+
+
+def _general_frame(event: dict, dialect: str) -> bytes:
+    wire = get_dialect(dialect).apply(event)
+    return b"event: " + wire["type"].encode() + b"\ndata: " + encoder.dumps(wire) + b"\n\n"
+
+
+@given(
+    kind=st.sampled_from(["text", "text_logprobs", "reasoning", "summary", "arguments"]),
+    number=st.one_of(st.integers(min_value=-5, max_value=10**6), st.booleans()),
+    index=st.one_of(st.integers(min_value=0, max_value=3), st.just(True)),
+    item_id=_TEXT,
+    delta=_TEXT,
+    dialect=st.sampled_from(["openai", "open-responses", "legacy"]),
+)
+def test_delta_events_are_written_exactly_as_the_general_encoder_writes_them(
+    kind, number, index, item_id, delta, dialect
+):
+    event = {
+        "text": lambda: ev.output_text_delta(
+            item_id=item_id, output_index=index, content_index=0, delta=delta
+        ),
+        "text_logprobs": lambda: ev.output_text_delta(
+            item_id=item_id,
+            output_index=0,
+            content_index=index,
+            delta=delta,
+            logprobs=[{"token": delta, "logprob": -1.5e-05, "top_logprobs": []}],
+        ),
+        "reasoning": lambda: ev.reasoning_text_delta(
+            item_id=item_id, output_index=index, content_index=0, delta=delta
+        ),
+        "summary": lambda: ev.reasoning_summary_text_delta(
+            item_id=item_id, output_index=0, summary_index=index, delta=delta
+        ),
+        "arguments": lambda: ev.function_call_arguments_delta(
+            item_id=item_id, output_index=index, delta=delta
+        ),
+    }[kind]()
+    numbered = {"type": event["type"], "sequence_number": number} | event
+    assert encode_event(numbered, dialect=dialect) == _general_frame(numbered, dialect)
+    # Keys in another order, or one more, are not the builder's shape: still the same bytes.
+    reordered = dict(reversed(numbered.items()))
+    assert encode_event(reordered, dialect=dialect) == _general_frame(reordered, dialect)
+    extra = numbered | {"obfuscation": "x"}
+    assert encode_event(extra, dialect=dialect) == _general_frame(extra, dialect)
