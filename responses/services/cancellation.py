@@ -11,8 +11,9 @@ runs. With Redis it is subscribed to the cancel channel and wakes the generation
 message at once: an open stream costs nothing while nobody cancels it (it used to cost a read of
 every flag four times a second). What a message cannot cover is read from the flags themselves,
 all of them in one MGET: right after (re)subscribing (a cancel announced before the subscription
-took effect), and every ``FLAG_SWEEP_SECONDS`` (a cancel of a response whose generation had not
-registered yet). Without Redis the flags are read every ``CHECK_INTERVAL_SECONDS``. The watcher
+took effect), and every ``FLAG_SWEEP_SECONDS`` while streams are open (a cancel of a response
+whose generation had not registered yet; a watcher that was idle notices a new generation within
+5 s). Without Redis the flags are read every ``CHECK_INTERVAL_SECONDS``. The watcher
 also
 
 * reads, every ``DB_CHECK_INTERVAL_SECONDS``, the rows of background generations (a Celery
@@ -159,13 +160,23 @@ class _Watcher:
                     if now >= next_lease:
                         next_lease = now + _lease_seconds() / 3
                         await self._renew_leases()
-                    due = min(next_db_check, next_lease)
-                    due = min(due, next_sweep) if self.entries else min(due, idle_until or due)
-                    wait = max(due - time.monotonic(), 0.0)
-                    if pubsub is None:
-                        await self._idle(min(wait, CHECK_INTERVAL_SECONDS))
+                    # Wake only for what is due: nothing while idle but the end of it, and
+                    # with streams open but nobody cancelling, once per sweep.
+                    due = [next_lease]
+                    if self.entries:
+                        due.append(next_sweep)
                     else:
-                        await self._listen(pubsub, wait)
+                        due.append(idle_until or now)
+                    if any(entry.watch_row for entry in self.entries.values()):
+                        due.append(next_db_check)
+                    wait = max(min(due) - time.monotonic(), 0.0)
+                    if pubsub is None:
+                        await self._idle(wait)
+                    else:
+                        # Streams open: at least once a sweep interval. Idle: a generation that
+                        # registers meanwhile needs nothing before its first sweep is due.
+                        cap = FLAG_SWEEP_SECONDS if self.entries else 5.0
+                        await self._listen(pubsub, min(wait, cap))
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # noqa: BLE001 - Redis or the database away: try again soon
@@ -179,8 +190,9 @@ class _Watcher:
                 await asyncio.shield(_close(pubsub))
 
     async def _idle(self, seconds: float) -> None:
+        """Without the channel: the next tick, or while nothing is watched, a registration."""
         if self.entries:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(min(seconds, CHECK_INTERVAL_SECONDS))
             return
         self.registered.clear()
         with contextlib.suppress(TimeoutError):
