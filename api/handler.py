@@ -19,17 +19,34 @@ own bookkeeping (the ``request_started``/``request_finished`` receivers, closing
 a few microseconds at the start and the end; their ORM work runs through ``core.db.db_async``.
 So they share one process-wide thread for it, and an open stream pins no OS thread (1,000 open
 streams used to hold 1,000 threads).
+
+On the API's own paths (``/v1/``, ``/openai/``) that bookkeeping does not leave the event loop at
+all. Django's built-in middleware (``MiddlewareMixin``: security headers, sessions, CSRF,
+messages…) has sync hooks only, and in an async stack each hook call was a hand-off to that one
+thread and back — thirteen per request, plus the ``request_started``/``request_finished``
+receivers and the response's ``close``: each a few dozen microseconds of CPU and, under load, a
+wait in that thread's queue behind every other request's. For these requests the hooks are
+called directly (:func:`_direct_hooks`) and the remaining thread-sensitive calls run inline.
+None of them does I/O on an API request: the API reads no session, sets no message and is exempt
+from CSRF, and every query of an async view goes through ``core.db.db_async``. Should one ever
+touch the database there, Django refuses it loudly (``SynchronousOnlyOperation``) rather than
+block the loop. Every other request (the admin, the console, sync views) is handled exactly as
+Django does.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.urls import Resolver404, get_resolver
+from django.utils.deprecation import MiddlewareMixin
+
+from api.middleware import is_api_path
 
 
 class _ExecutorFreeList:
@@ -51,8 +68,47 @@ class _ExecutorFreeList:
         executor.shutdown(wait=False)  # its thread exits once idle; nothing waits for it
 
 
+class _InlineExecutor(Executor):
+    """Runs what is submitted at once, in the submitting thread (here: the event loop's)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller, like a thread's
+            future.set_exception(exc)
+        return future
+
+
+bookkeeping_inline: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "bookkeeping_inline", default=False
+)
+"""True while a request's thread-sensitive work runs inline (see the module doc)."""
+
+
+def _direct_hooks(acall):
+    """``MiddlewareMixin.__acall__`` calling the hooks directly, in Django's order, for the
+    requests this handler runs inline; Django's own otherwise."""
+
+    async def __acall__(self, request):
+        if not bookkeeping_inline.get():
+            return await acall(self, request)
+        response = None
+        if hasattr(self, "process_request"):
+            response = self.process_request(request)
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+    return __acall__
+
+
+MiddlewareMixin.__acall__ = _direct_hooks(MiddlewareMixin.__acall__)  # type: ignore[method-assign]
+
 _request_executors = _ExecutorFreeList()
 _async_view_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="async-views")
+_inline_executor = _InlineExecutor()
 
 
 def routes_to_async_view(scope) -> bool:
@@ -73,8 +129,14 @@ class ReusedThreadASGIHandler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         if routes_to_async_view(scope):
-            async with ThreadSensitiveContext(executor=_async_view_executor):
-                await self.handle(scope, receive, send)
+            inline = is_api_path(scope.get("path", ""))
+            executor = _inline_executor if inline else _async_view_executor
+            marked = bookkeeping_inline.set(inline)
+            try:
+                async with ThreadSensitiveContext(executor=executor):
+                    await self.handle(scope, receive, send)
+            finally:
+                bookkeeping_inline.reset(marked)
             return
         executor = _request_executors.acquire()
         try:

@@ -26,8 +26,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponseBase
 
-from api.authentication import RequestHead, authenticate_request
-from core.db import db_async
+from api.authentication import RequestHead, authenticate_request, authenticate_request_async
 from core.errors import (
     ApiError,
     NotFound,
@@ -40,6 +39,8 @@ from core.errors import (
     server_error_response,
 )
 from core.logging import current_request_id
+from core.versions import request_versions, versions_get
+from engines.models import VERSION as ENGINES_VERSION
 from engines.runtime.types import EngineError
 from quotas.services.headers import (
     LimitedRequest,
@@ -48,6 +49,7 @@ from quotas.services.headers import (
     rate_limit_peek_sync,
     rate_limit_slot_open,
 )
+from tenants.models import VERSION as TENANTS_VERSION
 
 logger = logging.getLogger("api")
 
@@ -114,19 +116,26 @@ class ApiGatewayMiddleware:
             current_request_id.set("-")
             return await self.get_response(request)
         started = self._begin(request)
+        # One round trip for the versions of everything this process caches for a request (the
+        # key, the model): authentication and the model lookup then need no query while nothing
+        # changed (core.versions).
+        versions = request_versions.set(await versions_get(TENANTS_VERSION, ENGINES_VERSION))
         try:
-            request.principal = await db_async(authenticate_request)(request)
-        except ApiError as error:
-            return self._finish(request, error_response(error), started)
-        except _DATABASE_DOWN:
-            return self._finish(request, self._database_down(request), started)
-        except Exception:
-            # Raised here, before the view, process_exception never sees it: without this a
-            # failure of authentication itself would be Django's HTML 500 page.
-            logger.exception("Authentication failed unexpectedly on %s", request.path)
-            return self._finish(request, server_error_response(request.request_id), started)
-        response = await self.get_response(request)
-        await rate_limit_peek(request)  # the limiter's state when no admission reported it
+            try:
+                request.principal = await authenticate_request_async(request)
+            except ApiError as error:
+                return self._finish(request, error_response(error), started)
+            except _DATABASE_DOWN:
+                return self._finish(request, self._database_down(request), started)
+            except Exception:
+                # Raised here, before the view, process_exception never sees it: without this a
+                # failure of authentication itself would be Django's HTML 500 page.
+                logger.exception("Authentication failed unexpectedly on %s", request.path)
+                return self._finish(request, server_error_response(request.request_id), started)
+            response = await self.get_response(request)
+        finally:
+            request_versions.reset(versions)
+        await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
         return self._finish(request, response, started)
 
     def _begin(self, request: ApiRequest) -> float:

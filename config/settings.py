@@ -336,6 +336,11 @@ INPUT_IMAGE_MAX_BYTES = env_int("INPUT_IMAGE_MAX_BYTES", 10 * 1024 * 1024, minim
 INPUT_FILE_MAX_BYTES = env_int("INPUT_FILE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 # Recording ApiKey.last_used_at costs at most one database write per key per this many seconds.
 API_KEY_LAST_USED_INTERVAL_SECONDS = env_int("API_KEY_LAST_USED_INTERVAL_SECONDS", 60, minimum=1)
+# Each process keeps the keys it authenticated (with their organizations and projects) and the
+# models it looked up while no change of those rows was made anywhere (core.versions); this
+# bounds an entry's age regardless, for a change whose notice could not reach Redis.
+# 0 = read them from the database on every request.
+VERSIONED_CACHE_SECONDS = env_int("VERSIONED_CACHE_SECONDS", 60, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],

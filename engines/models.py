@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.signals import m2m_changed
 from django.utils import timezone
 
+from core.versions import VersionedQuerySet, VersionedRow, version_bump
 from tenants.models import Organization
 
+VERSION = "engines"
+"""The shared version (core.versions) of the models each process caches for
+``engines.selectors.model_get``: every ORM change of a model or of the organizations it is
+granted to bumps it."""
 
-class ServedModel(models.Model):
+
+class _ModelQuerySet(VersionedQuerySet):
+    version_name = VERSION
+
+
+class ServedModel(VersionedRow, models.Model):
     """A model as the API shows it (``GET /v1/models``) with what its engine can do."""
+
+    version_name = VERSION
 
     name = models.CharField(
         max_length=128, unique=True, help_text="Public model id used in API requests."
@@ -39,6 +52,8 @@ class ServedModel(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = _ModelQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         verbose_name = "model"
@@ -53,6 +68,14 @@ class ServedModel(models.Model):
     @property
     def supports_reasoning(self) -> bool:
         return bool(self.reasoning_parser)
+
+
+def _grants_changed(sender, action: str, **kwargs) -> None:
+    if action in ("post_add", "post_remove", "post_clear"):
+        version_bump(VERSION)
+
+
+m2m_changed.connect(_grants_changed, sender=ServedModel.organizations.through)
 
 
 class EngineReplica(models.Model):

@@ -5,8 +5,13 @@ from __future__ import annotations
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from core.errors import NotFound
-from engines.models import Deployment, ServedModel
+from core.versions import RowSnapshot, VersionedCache, version_get
+from engines.models import VERSION, Deployment, ServedModel
 from tenants.models import Organization
+
+# (organization pk, name) → the model as found, while no model or grant changed anywhere
+# (engines.models.VERSION): model_get runs on every POST /v1/responses.
+_found = VersionedCache()
 
 
 def model_list(*, organization: Organization) -> QuerySet[ServedModel]:
@@ -23,16 +28,26 @@ def model_get(*, organization: Organization, name: str) -> ServedModel | None:
         # PostgreSQL text cannot hold NUL, so no model has such a name; asking the database
         # would fail the whole request instead of answering "not found".
         return None
-    # On every POST /v1/responses: the name is unique, so no DISTINCT or ORDER BY is needed,
-    # and EXISTS keeps the organization check from joining (and multiplying) rows.
+    # On every POST /v1/responses: served from this process's cache while no model or grant
+    # changed (the version is read before the query, see core.versions). Only models found are
+    # kept: a model created or granted later needs no notice.
+    version = version_get(VERSION)
+    snapshot = _found.get((organization.pk, name), version=version)
+    if snapshot is not None:
+        return snapshot.instance()
+    # The name is unique, so no DISTINCT or ORDER BY is needed, and EXISTS keeps the
+    # organization check from joining (and multiplying) rows.
     granted = ServedModel.organizations.through.objects.filter(
         servedmodel_id=OuterRef("pk"), organization_id=organization.pk
     )
-    return (
+    model = (
         ServedModel.objects.filter(enabled=True, name=name)
         .filter(Q(available_to_all=True) | Exists(granted))
         .first()
     )
+    if model is not None:
+        _found.put((organization.pk, name), RowSnapshot.of(model), version=version)
+    return model
 
 
 def deployment_get(*, organization: Organization, name: str) -> Deployment | None:

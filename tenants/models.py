@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from core.versions import VersionedQuerySet, VersionedRow
 from tenants.ids import (
     invite_expiry,
     new_api_key_id,
@@ -22,12 +23,29 @@ def _all_service_tiers() -> list[str]:
     return list(SERVICE_TIERS)
 
 
+VERSION = "tenants"
+"""The shared version (core.versions) of what authentication caches per process: keys, their
+organizations and projects. Every ORM change of those rows bumps it, so a revoked key fails on
+its very next request in every process."""
+
+
+class _TenantQuerySet(VersionedQuerySet):
+    version_name = VERSION
+    # Written once a minute per key in use (api_key_mark_used); authentication never reads it.
+    unversioned_fields = frozenset({"last_used_at"})
+
+
+class _TenantRow(VersionedRow):
+    version_name = VERSION
+    unversioned_fields = frozenset({"last_used_at"})
+
+
 STREAM_DIALECTS = ["openai", "open-responses", "legacy"]
 """The stream dialects; ``responses.streaming.encoder`` defines them, a test keeps the two
 lists equal (tenants sits below responses and cannot import it)."""
 
 
-class Organization(models.Model):
+class Organization(_TenantRow, models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=new_organization_id)
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
@@ -64,6 +82,8 @@ class Organization(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = _TenantQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
@@ -71,7 +91,7 @@ class Organization(models.Model):
         return f"{self.name} ({self.public_id})"
 
 
-class Project(models.Model):
+class Project(_TenantRow, models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=new_project_id)
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="projects"
@@ -79,6 +99,8 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
     archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = _TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["organization__name", "name"]
@@ -116,7 +138,7 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization.slug} ({self.role})"
 
 
-class ApiKey(models.Model):
+class ApiKey(_TenantRow, models.Model):
     """An API key. The secret itself is never stored: only a lookup prefix, its last four
     characters and an HMAC-SHA256 digest under the server-side pepper (see services/api_keys)."""
 
@@ -160,6 +182,8 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = _TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -50,3 +50,20 @@ def test_the_streaming_benchmark_runs_and_reports_both_paths():
     }
     assert all(int(n) > 0 and err == "0" for _, _, n, err in lines), lines
     assert "| 1 | **added / ratio** |" in done.stdout
+
+
+def test_the_request_cost_tool_runs_and_counts_what_a_request_does():
+    """bench/request_cost.py: the per-request figures of docs/performance.md come from it."""
+    url = urlsplit(_bench_database_url())
+    database = urlunsplit(url._replace(path=url.path + "_cost"))
+    command = [
+        sys.executable, "-m", "bench.request_cost", "--requests", "5", "--warm-up", "2",
+        "--tokens", "4", "--database-url", database,
+        "--redis-url", os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"^CPU per request: [\d.]+ ms \(event loop thread", done.stdout, re.M)
+    assert re.search(
+        r"^\s+1\.00\s+SQL\s+INSERT INTO \"responses_storedresponse\"", done.stdout, re.M
+    )

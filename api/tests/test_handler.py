@@ -11,7 +11,14 @@ import pytest
 from api.handler import ReusedThreadASGIHandler
 
 
-async def _get(app, path: str) -> tuple[int, bytes]:
+async def _get(app, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    status, body, _ = await _get_with_headers(app, path, headers)
+    return status, body
+
+
+async def _get_with_headers(
+    app, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
     path, _, query = path.partition("?")
     scope = {
         "type": "http",
@@ -23,7 +30,8 @@ async def _get(app, path: str) -> tuple[int, bytes]:
         "raw_path": path.encode(),
         "query_string": query.encode(),
         "root_path": "",
-        "headers": [(b"host", b"testserver")],
+        "headers": [(b"host", b"testserver")]
+        + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
         "client": ("127.0.0.1", 1),
         "server": ("testserver", 80),
     }
@@ -42,9 +50,9 @@ async def _get(app, path: str) -> tuple[int, bytes]:
         sent.append(message)
 
     await app(scope, receive, send)
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, body
+    return start["status"], body, {k.decode().lower(): v.decode() for k, v in start["headers"]}
 
 
 @pytest.mark.urls("api.tests.urls")
@@ -86,3 +94,19 @@ def test_the_served_application_uses_it():
     while not isinstance(app, ReusedThreadASGIHandler):
         app = app.application if hasattr(app, "application") else app.app
     assert isinstance(app, ReusedThreadASGIHandler)
+
+
+@pytest.mark.urls("api.tests.urls")
+async def test_api_requests_keep_their_bookkeeping_on_the_event_loop(transactional_cast):
+    """On the API's paths Django's middleware and signals run on the loop itself: no hand-off
+    to a thread, and still every hook (SecurityMiddleware's headers, the gateway's)."""
+    import threading
+
+    app = ReusedThreadASGIHandler()
+    status, body, headers = await _get_with_headers(
+        app, "/v1/test-async-thread", transactional_cast.alice.headers
+    )
+    assert status == 200
+    assert body.decode() == threading.current_thread().name  # the event loop's own thread
+    assert headers["cross-origin-opener-policy"] == "same-origin"  # SecurityMiddleware ran
+    assert headers["x-request-id"].startswith("req_")

@@ -61,6 +61,7 @@ _async_meetings: dict = {}
 urlpatterns = [
     path("test-thread", thread_id),
     path("test-async-thread", async_thread_name),
+    path("v1/test-async-thread", async_thread_name),
     path("v1/test-boom", boom),
     path("v1/test-async-boom", async_boom),
     *real_patterns,

@@ -293,12 +293,16 @@ async def test_deleting_a_running_background_response_stops_it_settles_and_frees
 
     alice = transactional_cast.alice
     await sync_to_async(limits_set)(organization=alice.organization, max_concurrent=1)
+    earlier = {id(record) for record in upstream.chat_requests()}
     queued = await create(alice, model=models["slow"])
     await wait_for_status(queued["id"], {"in_progress"}, within=20)
     streams_before = upstream.aborted_streams
-    # Generating for real (a few deltas in the live log) before the delete: an open engine
-    # stream is not enough, under load the delete could land before the first token.
-    assert await upstream.await_until(lambda f: f.active_streams > 0, within=10)
+    # Generating for real (a few deltas in the live log) before the delete: a cancel reaches
+    # the worker within milliseconds, so an open stream alone may not have produced any yet.
+    assert await upstream.await_until(
+        lambda f: any(r.events_sent >= 3 for r in f.chat_requests() if id(r) not in earlier),
+        within=10,
+    )
 
     stored = await StoredResponse.objects.aget(public_id=queued["id"])
     log = live_event_log()

@@ -24,8 +24,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from core.versions import RowSnapshot, VersionedCache, version_get
 from tenants.ids import BASE62
-from tenants.models import ApiKey, Organization, Project
+from tenants.models import VERSION, ApiKey, Organization, Project
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ def api_key_issue(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> bool:
-    """Revoke a key; effective on the very next request (keys are never cached)."""
+    """Revoke a key; effective on the very next request, in every process (the write bumps the
+    version that cached keys are checked against: tenants.models.VERSION)."""
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
@@ -143,17 +145,77 @@ def api_key_revoke(*, api_key: ApiKey) -> bool:
 
 def api_key_find_active(*, secret: str) -> ApiKey | None:
     """The active key matching ``secret``, or None (unknown, revoked, expired or malformed)."""
+    api_key = api_key_lookup(secret=secret, version=version_get(VERSION))
+    if api_key is None or api_key.status_at(timezone.now()) != "active":
+        return None
+    return api_key
+
+
+# --- the per-process key cache -----------------------------------------------------------------
+#
+# Authentication runs on every API request; reading the key, its organization and its project
+# from the database each time was a query (and a thread hand-off) ahead of everything else.
+# Each process keeps what it read, by digest, with the token of tenants.models.VERSION it read
+# *before* the query; an entry is used only while the token is still the same. Every ORM write
+# of a key, organization or project bumps the token (core.versions), so nothing here can outlive
+# a revocation, a scope change or an organization's new limits: the next request, in any
+# process, reads the row again. Status (revoked, expired) is decided per request from the row,
+# so an expiry needs no write at all. VERSIONED_CACHE_SECONDS bounds an entry's age all the same,
+# for a bump that could not reach Redis; 0 turns the cache off.
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    key: RowSnapshot
+    organization: RowSnapshot
+    project: RowSnapshot | None
+
+
+_records = VersionedCache()
+
+
+def api_key_from_cache(*, digest: str, version: int | None) -> ApiKey | None:
+    """The key (any status) with its organization and project, if this process holds it under
+    the current ``version``; None means "ask the database" (:func:`api_key_lookup`)."""
+    record = _records.get(digest, version=version)
+    if record is None:
+        return None
+    api_key = record.key.instance()
+    api_key.organization = record.organization.instance()
+    api_key.project = record.project.instance() if record.project is not None else None
+    return api_key
+
+
+def api_key_lookup(*, secret: str, version: int | None) -> ApiKey | None:
+    """The key matching ``secret`` (any status: the caller decides), with its organization and
+    project: from this process's cache while ``version`` (tenants.models.VERSION, read before
+    calling) is current, else from the database, which then refills the cache."""
     if not is_well_formed(secret):
         return None
     expected = digest_of(secret)
+    cached = api_key_from_cache(digest=expected, version=version)
+    if cached is not None:
+        return cached
     candidates = ApiKey.objects.select_related("organization", "project").filter(
         prefix=secret[:PREFIX_LENGTH]
     )
-    now = timezone.now()
     for candidate in candidates:
         if hmac.compare_digest(candidate.digest, expected):
-            return candidate if candidate.status_at(now) == "active" else None
+            project = candidate.project
+            record = _Record(
+                key=RowSnapshot.of(candidate),
+                organization=RowSnapshot.of(candidate.organization),
+                project=RowSnapshot.of(project) if project is not None else None,
+            )
+            _records.put(expected, record, version=version)
+            return candidate
     return None
+
+
+def api_key_mark_used_due(*, api_key: ApiKey) -> bool:
+    """Whether :func:`api_key_mark_used` has anything to do for this key in this process now
+    (async callers skip the hand-off to a database thread when it has not)."""
+    return _marked_here.get((api_key.pk, api_key.digest), 0.0) <= time.monotonic()
 
 
 def api_key_mark_used(*, api_key: ApiKey) -> None:
