@@ -13,10 +13,10 @@ from django.db import connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from conftest import DaphneProcess
 from tenants.models import ApiKey, Organization, Project
 from tenants.services.api_keys import api_key_find_active, api_key_mark_used, api_key_revoke
 from tenants.services.organizations import project_archive
+from testsupport.live_server import DaphneProcess
 
 
 @pytest.fixture
