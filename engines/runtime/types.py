@@ -13,6 +13,7 @@ which one it has.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -203,23 +204,62 @@ class Engine(Protocol):
     ) -> int: ...
 
 
-class DeltaQueue(asyncio.Queue):
+class DeltaQueue:
     """Where an engine that can push (``stream_into(request, queue)``, the vLLM client) puts its
     deltas, straight from the socket's callback, so that no task wakes up per token between
-    the engine and the consumer. Unbounded for ``put_nowait``; the engine stops reading once
-    :meth:`engine_full` and :meth:`when_drained` tells it when the consumer has taken everything
-    (backpressure: a slow client backs up into the engine, not into memory)."""
+    the engine and the consumer. One consumer; unbounded for ``put_nowait`` (the consumer's own
+    markers always fit); the engine stops reading once :meth:`engine_full`, and
+    :meth:`when_drained` tells it when the consumer has taken everything (backpressure: a slow
+    client backs up into the engine, not into memory). A plain deque and one future: this is
+    on the path of every token, and ``asyncio.Queue``'s generality (several getters and
+    putters, task accounting) costs more than the rest of a hand-off."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__()
         self.limit = limit
+        self._items: collections.deque = collections.deque()
+        self._waiter: asyncio.Future | None = None
         self._drained: list[Callable[[], object]] = []
 
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
     def engine_full(self) -> bool:
-        return self.qsize() >= self.limit
+        return len(self._items) >= self.limit
 
     def when_drained(self, callback: Callable[[], object]) -> None:
         self._drained.append(callback)
+
+    def put_nowait(self, item: object) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> object:
+        while not self._items:
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        return self.get_nowait()
+
+    def get_nowait(self) -> object:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.popleft()
+        if self._drained and not self._items:
+            callbacks, self._drained = self._drained, []
+            loop = asyncio.get_running_loop()
+            for callback in callbacks:
+                loop.call_soon(callback)  # not from inside the consumer's get()
+        return item
 
     async def room(self) -> None:
         """For an engine that is iterated instead: wait until it may put again."""
@@ -232,12 +272,3 @@ class DeltaQueue(asyncio.Queue):
 
             self.when_drained(wake)
             await waiter
-
-    def _get(self):
-        item = super()._get()
-        if self._drained and not self.qsize():
-            callbacks, self._drained = self._drained, []
-            loop = asyncio.get_running_loop()
-            for callback in callbacks:
-                loop.call_soon(callback)  # not from inside the consumer's get()
-        return item

@@ -411,7 +411,7 @@ class VllmEngine:
                 item = await queue.get()
                 if item is end:
                     break
-                yield item
+                yield item  # type: ignore[misc]  # the queue holds deltas and the end marker
             await task  # its error, if it failed
         finally:
             # Closed early or cancelled: stop the request (closing its connection aborts it).

@@ -243,7 +243,7 @@ async def _deltas(
                         yield batch
                     raise item
                 if item is not _WAKE and item is not _KEEPALIVE_DUE:
-                    batch.append(item)
+                    batch.append(item)  # type: ignore[arg-type]  # deltas, once markers are out
                 if queue.empty():
                     break
                 item = queue.get_nowait()
