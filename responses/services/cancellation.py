@@ -133,7 +133,7 @@ class _Watcher:
     async def run(self) -> None:
         pubsub = None
         now = time.monotonic()
-        next_sweep = now
+        next_subscribe = next_sweep = now
         next_db_check = now + DB_CHECK_INTERVAL_SECONDS
         next_lease = now + _lease_seconds() / 3
         idle_until: float | None = None
@@ -146,46 +146,44 @@ class _Watcher:
                     idle_until = now + IDLE_SECONDS
                 elif now >= idle_until:
                     return
-                try:
-                    if pubsub is None and default_cache_is_redis():
-                        pubsub = await _subscribe()
-                        next_sweep = now  # what was announced before the subscription
-                    if self.entries and now >= next_sweep:
-                        next_sweep = now + (
-                            FLAG_SWEEP_SECONDS if pubsub is not None else CHECK_INTERVAL_SECONDS
-                        )
-                        await self._check_flags()
-                    if now >= next_db_check:
-                        next_db_check = now + DB_CHECK_INTERVAL_SECONDS
-                        await self._check_rows()
-                    if now >= next_lease:
-                        next_lease = now + _lease_seconds() / 3
-                        await self._renew_leases()
-                    # Wake only for what is due: nothing while idle but the end of it, and
-                    # with streams open but nobody cancelling, once per sweep.
-                    due = [next_lease]
-                    if self.entries:
-                        due.append(next_sweep)
-                    else:
-                        due.append(idle_until or now)
-                    if any(entry.watch_row for entry in self.entries.values()):
-                        due.append(next_db_check)
-                    wait = max(min(due) - time.monotonic(), 0.0)
+                if pubsub is None and now >= next_subscribe and default_cache_is_redis():
+                    pubsub = await _attempt(_subscribe(), "subscribing to cancels")
                     if pubsub is None:
-                        await self._idle(wait)
+                        next_subscribe = now + 1.0  # flags are polled meanwhile
                     else:
-                        # Streams open: at least once a sweep interval. Idle: a generation that
-                        # registers meanwhile needs nothing before its first sweep is due.
-                        cap = FLAG_SWEEP_SECONDS if self.entries else 5.0
-                        await self._listen(pubsub, min(wait, cap))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.warning("cancel watcher tick failed", exc_info=True)
-                    if pubsub is not None:
-                        await _close(pubsub)
-                        pubsub = None
-                    await asyncio.sleep(CHECK_INTERVAL_SECONDS)
+                        next_sweep = now  # what was announced before the subscription
+                # Each job on its own: Redis away must not stop the leases, nor the database
+                # the flags.
+                if self.entries and now >= next_sweep:
+                    next_sweep = now + (
+                        FLAG_SWEEP_SECONDS if pubsub is not None else CHECK_INTERVAL_SECONDS
+                    )
+                    await _attempt(self._check_flags(), "reading cancel flags")
+                if now >= next_db_check:
+                    next_db_check = now + DB_CHECK_INTERVAL_SECONDS
+                    await _attempt(self._check_rows(), "reading background rows")
+                if now >= next_lease:
+                    next_lease = now + _lease_seconds() / 3
+                    await _attempt(self._renew_leases(), "renewing leases")
+                # Wake only for what is due: nothing while idle but the end of it, and with
+                # streams open but nobody cancelling, once per sweep.
+                due = [next_lease]
+                if self.entries:
+                    due.append(next_sweep)
+                else:
+                    due.append(idle_until or now)
+                if any(entry.watch_row for entry in self.entries.values()):
+                    due.append(next_db_check)
+                wait = max(min(due) - time.monotonic(), 0.0)
+                if pubsub is None:
+                    await self._idle(wait)
+                    continue
+                # Streams open: at least once a sweep interval. Idle: a generation that
+                # registers meanwhile needs nothing before its first sweep is due.
+                cap = FLAG_SWEEP_SECONDS if self.entries else 5.0
+                if not await _attempt(self._listen(pubsub, min(wait, cap)), "listening", False):
+                    await _close(pubsub)
+                    pubsub = None
         finally:
             if pubsub is not None:
                 await asyncio.shield(_close(pubsub))
@@ -200,15 +198,13 @@ class _Watcher:
             async with asyncio.timeout(seconds):
                 await self.registered.wait()
 
-    async def _listen(self, pubsub, seconds: float) -> None:
-        """Fire what the channel announces for ``seconds`` (at once when the channel has
-        nothing but a generation registered meanwhile: its flag needs no read, see the module
-        doc)."""
+    async def _listen(self, pubsub, seconds: float) -> bool:
+        """Fire what the channel announces during ``seconds``."""
         deadline = time.monotonic() + seconds
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                return True
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
             if message is not None and message.get("type") == "message":
                 self.fire(message["data"].decode())
@@ -237,6 +233,17 @@ class _Watcher:
         pks = [e.record_pk for e in self.entries.values() if e.record_pk and not e.watch_row]
         if pks:
             await db_async(foreground_leases_renew)(pks)
+
+
+async def _attempt(work, what: str, failed=None):
+    """``work``'s result, or ``failed`` (logged) if Redis or the database was away."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.warning("cancel watcher: %s failed", what, exc_info=True)
+        return failed
 
 
 async def _subscribe():

@@ -65,3 +65,47 @@ async def test_a_cancel_raised_before_the_generation_registered_is_found(flag_re
     with cancellation.watch(response_id="resp_early", record_pk=None, on_cancel=cancelled.set):
         async with asyncio.timeout(cancellation.FLAG_SWEEP_SECONDS + 5):
             await cancelled.wait()
+
+
+UNREACHABLE_REDIS = {
+    "default": {"BACKEND": "core.cache.SharedPoolRedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+}
+
+
+async def test_leases_are_renewed_while_redis_is_away(transactional_cast, settings):
+    """The watcher's jobs are independent: with the channel and the flags unreachable, the
+    lease of a running stream is still renewed (else the sweeper would fail it)."""
+    from asgiref.sync import sync_to_async
+    from django.test import override_settings
+    from django.utils import timezone
+
+    from responses.models import StoredResponse
+    from responses.services import lifecycle
+
+    settings.BACKGROUND_LEASE_SECONDS = 1.5
+    alice = transactional_cast.alice
+    row = await sync_to_async(lifecycle.response_record_create)(
+        public_id="resp_lease",
+        organization=alice.organization,
+        project=None,
+        api_key=alice.api_key,
+        previous=None,
+        model="scripted",
+        status=StoredResponse.Status.IN_PROGRESS,
+        background=False,
+        request_id="req_lease",
+        body={},
+        input_items=[],
+        lease_expires_at=timezone.now(),
+    )
+    first = row.lease_expires_at
+
+    async def renewed():
+        lease = (await StoredResponse.objects.aget(pk=row.pk)).lease_expires_at
+        return lease > first
+
+    with (
+        override_settings(CACHES=UNREACHABLE_REDIS),
+        cancellation.watch(response_id="resp_lease", record_pk=row.pk, on_cancel=print),
+    ):
+        await await_until(renewed, within=10, what="the lease renewed")
