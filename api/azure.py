@@ -19,8 +19,9 @@ import re
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpResponseBase
 
+from api.request import ApiRequest
 from core.errors import ApiError
 
 API_VERSION = "api-version"
@@ -57,7 +58,7 @@ def api_version_check(value: str | None, *, required: bool) -> None:
         )
 
 
-def _azure_headers(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+def _azure_headers(request: ApiRequest, response: HttpResponseBase) -> HttpResponseBase:
     response["apim-request-id"] = request.request_id
     client_id = request.headers.get("x-ms-client-request-id")
     if client_id:
@@ -70,21 +71,23 @@ def azure_route(view: Callable, *, dated: bool) -> Callable:
     the ``deployment`` URL part on ``request.azure_deployment`` for the view, and adds Azure's
     headers. Works for async views (the Responses endpoints) and sync ones (DRF's)."""
 
-    def before(request: HttpRequest, deployment: str | None) -> None:
+    def before(request: ApiRequest, deployment: str | None) -> None:
         request.azure_deployment = deployment
         api_version_check(request.GET.get(API_VERSION), required=dated)
 
     if iscoroutinefunction(view):
 
         @functools.wraps(view)
-        async def async_wrapped(request, *args, deployment: str | None = None, **kwargs):
+        async def async_wrapped(
+            request: ApiRequest, *args, deployment: str | None = None, **kwargs
+        ):
             before(request, deployment)
             return _azure_headers(request, await view(request, *args, **kwargs))
 
         return async_wrapped
 
     @functools.wraps(view)
-    def wrapped(request, *args, deployment: str | None = None, **kwargs):
+    def wrapped(request: ApiRequest, *args, deployment: str | None = None, **kwargs):
         before(request, deployment)
         return _azure_headers(request, view(request, *args, **kwargs))
 

@@ -41,12 +41,7 @@ from core.errors import (
 )
 from core.logging import current_request_id
 from engines.runtime.types import EngineError
-from quotas.services.headers import (
-    rate_limit_headers_apply,
-    rate_limit_peek,
-    rate_limit_peek_sync,
-    rate_limit_slot_open,
-)
+from quotas.services.headers import rate_limit_headers, rate_limit_peek, rate_limit_peek_sync
 
 logger = logging.getLogger("api")
 
@@ -97,7 +92,8 @@ class ApiGatewayMiddleware:
             logger.exception("Authentication failed unexpectedly on %s", request.path)
             return self._finish(request, server_error_response(request.request_id), started)
         response = self.get_response(request)
-        rate_limit_peek_sync(request)  # M5: the limiter's state when no admission reported it
+        if request.rate_limit is None:  # M5: the limiter's state when no admission reported it
+            request.rate_limit = rate_limit_peek_sync(principal=request.principal)
         return self._finish(request, response, started)
 
     async def __acall__(self, request: HttpRequest):
@@ -117,7 +113,8 @@ class ApiGatewayMiddleware:
             logger.exception("Authentication failed unexpectedly on %s", request.path)
             return self._finish(request, server_error_response(request.request_id), started)
         response = await self.get_response(request)
-        await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
+        if request.rate_limit is None:  # M5: the limiter's state when no admission reported it
+            request.rate_limit = await rate_limit_peek(principal=request.principal)
         return self._finish(request, response, started)
 
     def _begin(self, request: HttpRequest) -> float:
@@ -127,8 +124,9 @@ class ApiGatewayMiddleware:
         # after the middleware chain, and that line must carry the id too. Every request sets
         # it afresh (ASGI runs each request in its own context; WSGI threads overwrite it).
         current_request_id.set(request.request_id)
-        # Quotas: where admission leaves its rate-limit state for _finish (request.rate_limit).
-        rate_limit_slot_open(request)
+        # The limiter's state for x-ratelimit-*: a view that admitted the request sets it from
+        # the reservation (or the refusal); left None, _finish's caller peeks instead.
+        request.rate_limit = None
         return time.monotonic()
 
     def process_exception(self, request: HttpRequest, exception: Exception):
@@ -186,7 +184,8 @@ class ApiGatewayMiddleware:
             response["openai-organization"] = principal.organization.public_id
             if principal.project is not None:
                 response["openai-project"] = principal.project.public_id
-            rate_limit_headers_apply(request, response)  # M5: x-ratelimit-*
+            for name, value in rate_limit_headers(request.rate_limit).items():  # M5
+                response[name] = value
         return response
 
 

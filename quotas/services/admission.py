@@ -12,9 +12,11 @@ ledger row (the database). A refusal is a 429 shaped like OpenAI's:
 * ``insufficient_quota`` (a hard budget) with ``x-should-retry: false`` and the time until the
   budget's month ends (past the SDK's 120 s ceiling, so it never retries either way).
 
-``generate_events`` settles the reservation in its ``finally`` through
-:func:`quota_settle_start`, exactly once, whatever the ending: the limiter gets back what was not
-used (or is charged an overrun) and frees the slot, and the ledger row gets the real usage.
+Admission returns a :class:`Reservation` that also carries the limiter's state after it (what
+the answer's ``x-ratelimit-*`` headers report; a refusal carries it on the error). The caller
+settles the reservation exactly once, whatever the ending, with plain values (the final status
+and the token usage): the limiter gets back what was not used (or is charged an overrun) and
+frees the slot, and the ledger row gets the real usage.
 
 **Limiter outage policy: fail open.** If the limiter's Redis cannot be reached (or answers
 slowly: ``QUOTA_REDIS_TIMEOUT_SECONDS``), requests are admitted without rate limits and without
@@ -29,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -40,24 +41,21 @@ from core.db import db_async
 from core.errors import ApiError
 from core.metrics import record_limiter_decision
 from quotas.services import headers as rl_headers
-from quotas.services.headers import HeaderState, current_slot, header_state
+from quotas.services.headers import HeaderState, header_state
 from quotas.services.ledger import (
     BudgetExhausted,
     BudgetHold,
     TokenUsage,
     cost_budget_exceeded,
     next_month_start,
-    usage_from_body,
     usage_record_open,
     usage_record_settle,
     usage_refusal_count,
 )
 from quotas.services.limiter import NEVER, Check, Decision, LimiterUnavailable, get_limiter
 from quotas.services.limits import EffectiveLimits, limits_cached, limits_for
-from responses.streaming import events as ev
 
 if TYPE_CHECKING:
-    from responses.streaming.builder import StreamBuilder
     from tenants.principal import ApiPrincipal
 
 logger = logging.getLogger(__name__)
@@ -65,27 +63,36 @@ logger = logging.getLogger(__name__)
 # Chat templates add a handful of tokens per message; a byte-level BPE token covers at least one
 # byte. So bytes + this much per message bounds the prompt's token count from above.
 _TEMPLATE_TOKENS_PER_MESSAGE = 16
-_CHARS_PER_STREAMED_TOKEN = 4
 
 _settling: set[asyncio.Task] = set()
 """Settlement tasks in flight (asyncio keeps only weak references to tasks)."""
 
 
-class RateLimitExceeded(ApiError):
+class QuotaRefused(ApiError):
+    """A 429 of admission. ``rate_limit``: the limiter's state as the refusal found it, for the
+    answer's ``x-ratelimit-*`` headers."""
+
     status = 429
+    rate_limit: HeaderState = HeaderState()
+
+    def with_rate_limit(self, state: HeaderState) -> QuotaRefused:
+        self.rate_limit = state
+        return self
+
+
+class RateLimitExceeded(QuotaRefused):
     type = "requests"
     code = "rate_limit_exceeded"
 
 
-class InsufficientQuota(ApiError):
-    status = 429
+class InsufficientQuota(QuotaRefused):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
 
 @dataclass
 class Reservation:
-    """What admission took, for settlement to give back."""
+    """What admission took, for settlement to give back, and the limiter's state it left."""
 
     response_id: str
     organization_id: int
@@ -94,12 +101,13 @@ class Reservation:
     checks: tuple[Check, ...]
     limiter_reserved: bool
     """False when the limiter was unavailable at admission: there is nothing to give back."""
-    emit_events: bool
-    """H5 opt-in: stream ``response.rate_limits.updated`` events."""
-    admitted: HeaderState | None
+    rate_limit: HeaderState
+    """The limiter's state after admission: what the answer's ``x-ratelimit-*`` headers report
+    (empty: nothing limits the caller, or the limiter was away and admission failed open)."""
     started: float
     settled: bool = False
-    after_settlement: HeaderState | None = None
+    settled_rate_limit: HeaderState | None = None
+    """The limiter's state after settlement (None until then, or when the limiter was away)."""
 
 
 def input_tokens_estimate(
@@ -146,11 +154,7 @@ async def quota_admit(
             decision = await get_limiter().admit(checks, member=response_id)
         except LimiterUnavailable:
             decision = None  # fail open (logged by the limiter)
-    state = header_state(decision.outcomes) if decision is not None else None
-    slot = current_slot()
-    if slot is not None:
-        slot.decided = True
-        slot.state = state
+    state = (header_state(decision.outcomes) if decision is not None else None) or HeaderState()
     if checks:
         record_limiter_decision(
             organization=principal.organization.public_id,
@@ -162,7 +166,7 @@ async def quota_admit(
         await db_async(usage_refusal_count)(
             organization_id=principal.organization.pk, model=model, insufficient_quota=False
         )
-        raise _rate_limit_error(decision, model=model, requested=reserved)
+        raise _rate_limit_error(decision, model=model, requested=reserved).with_rate_limit(state)
 
     limiter_reserved = decision is not None and bool(checks)
     if limits.cost_budgets:
@@ -186,7 +190,7 @@ async def quota_admit(
             await db_async(usage_refusal_count)(
                 organization_id=principal.organization.pk, model=model, insufficient_quota=True
             )
-            raise _cost_budget_error(*over)
+            raise _cost_budget_error(*over).with_rate_limit(state)
     holds = tuple(
         BudgetHold(
             project_id=scope.pk if scope.scope == "project" else None,
@@ -218,7 +222,7 @@ async def quota_admit(
         await db_async(usage_refusal_count)(
             organization_id=principal.organization.pk, model=model, insufficient_quota=True
         )
-        raise _insufficient_quota_error(exhausted) from None
+        raise _insufficient_quota_error(exhausted).with_rate_limit(state) from None
     except BaseException:
         if limiter_reserved:
             await _give_back(checks, member=response_id, tokens=reserved)
@@ -230,8 +234,7 @@ async def quota_admit(
         reserved_tokens=reserved,
         checks=checks,
         limiter_reserved=limiter_reserved,
-        emit_events=bool(slot and slot.events_opt_in),
-        admitted=state,
+        rate_limit=state,
         started=time.monotonic(),
     )
 
@@ -331,23 +334,32 @@ def _insufficient_quota_error(exhausted: BudgetExhausted) -> InsufficientQuota:
 
 
 def quota_settle_start(
-    *, reservation: Reservation | None, builder: StreamBuilder, by_response_id: bool = False
+    *, reservation: Reservation | None, status: str, usage: TokenUsage, estimated: bool
 ) -> asyncio.Task | None:
-    """Start settling the response's reservation with the response as it ended, at most once.
+    """Start settling ``reservation`` with how the response ended, at most once: ``status`` its
+    final status, ``usage`` the tokens to bill, ``estimated`` when the engine reported none.
 
     Runs as its own task: it completes even if the caller is cancelled again while waiting
-    (await it under ``asyncio.shield``). ``by_response_id``: the reservation was made in another
-    process (a background response admitted by the web process, run by a worker); it is then
-    rebuilt from the ledger row."""
-    if reservation is not None:
-        if reservation.settled:
-            return None
-        reservation.settled = True
-        coro = quota_settle(reservation=reservation, response=builder.snapshot())
-    elif by_response_id:
-        coro = _settle_by_response_id(builder.response_id, builder.snapshot())
-    else:
+    (await it under ``asyncio.shield``)."""
+    if reservation is None or reservation.settled:
         return None
+    reservation.settled = True
+    return _settling_task(
+        quota_settle(reservation=reservation, status=status, usage=usage, estimated=estimated)
+    )
+
+
+def quota_settle_by_id_start(
+    *, response_id: str, status: str, usage: TokenUsage, estimated: bool
+) -> asyncio.Task:
+    """:func:`quota_settle_start` for a reservation made in another process (a background
+    response admitted by the web process, run by a worker): rebuilt from its ledger row."""
+    return _settling_task(
+        _settle_by_response_id(response_id, status=status, usage=usage, estimated=estimated)
+    )
+
+
+def _settling_task(coro) -> asyncio.Task:
     task = asyncio.ensure_future(coro)
     _settling.add(task)
     task.add_done_callback(_settling.discard)
@@ -370,34 +382,32 @@ def _reservation_load(response_id: str) -> Reservation | None:
         reserved_tokens=row.reserved_tokens,
         checks=tuple(_check_load(c) for c in row.limiter_checks),
         limiter_reserved=bool(row.limiter_checks),
-        emit_events=False,
-        admitted=None,
+        rate_limit=HeaderState(),
         started=time.monotonic() - age,
         settled=True,
     )
 
 
-async def _settle_by_response_id(response_id: str, response: dict[str, Any]) -> None:
+async def _settle_by_response_id(
+    response_id: str, *, status: str, usage: TokenUsage, estimated: bool
+) -> None:
     try:
         reservation = await db_async(_reservation_load)(response_id)
     except Exception:
         logger.exception("could not load the reservation of %s", response_id)
         return
     if reservation is not None:
-        await quota_settle(reservation=reservation, response=response)
+        await quota_settle(reservation=reservation, status=status, usage=usage, estimated=estimated)
 
 
 _FINAL = {"completed", "incomplete", "failed", "cancelled"}
 
 
-async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) -> None:
-    usage = usage_from_body(response)
-    estimated = usage is None
-    if usage is None:
-        # No usage from the engine (a disconnect or failure before its last chunk): bill what
-        # was streamed, estimated from its length; the prompt's size is unknown, so 0.
-        usage = TokenUsage(output_tokens=_streamed_tokens(response.get("output") or []))
-    status = response.get("status")
+async def quota_settle(
+    *, reservation: Reservation, status: str, usage: TokenUsage, estimated: bool = False
+) -> None:
+    """Settle now (see :func:`quota_settle_start`); a status that is not final counts as
+    ``failed``."""
     status = status if status in _FINAL else "failed"
     latency_ms = int((time.monotonic() - reservation.started) * 1000)
 
@@ -409,7 +419,7 @@ async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) ->
         ]
         try:
             outcomes = await get_limiter().settle(settle, member=reservation.response_id)
-            reservation.after_settlement = header_state(outcomes)
+            reservation.settled_rate_limit = header_state(outcomes)
         except LimiterUnavailable:
             pass
         except Exception:
@@ -426,40 +436,3 @@ async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) ->
     except Exception:
         # The row stays ``reserved``; the sweeper settles it from the stored response.
         logger.exception("could not write the usage of %s", reservation.response_id)
-
-
-def _streamed_tokens(output: list[Any]) -> int:
-    chars = 0
-
-    def walk(value: Any) -> None:
-        nonlocal chars
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key in ("text", "arguments", "refusal") and isinstance(item, str):
-                    chars += len(item)
-                else:
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(output)
-    return math.ceil(chars / _CHARS_PER_STREAMED_TOKEN)
-
-
-# --- H5 ----------------------------------------------------------------------------------------
-
-
-def quota_events(
-    reservation: Reservation | None, builder: StreamBuilder, *, settled: bool = False
-) -> list[dict[str, Any]]:
-    """``response.rate_limits.updated`` (numbered by the builder) for a client that opted in:
-    the state after admission, or after settlement. Empty otherwise."""
-    if reservation is None or not reservation.emit_events:
-        return []
-    # No state: nothing limits this caller (or the limiter was down and admission failed
-    # open); the event still comes, reporting unlimited dimensions like the headers do.
-    state = (
-        (reservation.after_settlement if settled else None) or reservation.admitted or HeaderState()
-    )
-    return [builder.stamp_extra(ev.response_rate_limits_updated(rate_limits=state.rate_limits()))]

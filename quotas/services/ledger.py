@@ -12,14 +12,15 @@ Three writes, each one transaction, each safe under any concurrency:
    daily rollup are incremented with F() expressions, never read-modify-write.
 3. :func:`usage_refusal_count`: a 429 counted in the daily rollup.
 
-:func:`usage_reservations_expire` settles rows whose process died before settling them (their
-response then says ``expired``), and :func:`usage_reconcile` recomputes the counters from the
+:func:`usage_reservations_expire` settles rows whose process died before settling them (as
+``expired``, with the usage the caller finds recorded for them), and :func:`usage_reconcile` recomputes the counters from the
 ledger to prove nothing was lost.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -254,24 +255,27 @@ def usage_refusal_count(*, organization_id: int, model: str, insufficient_quota:
     )
 
 
-def usage_reservations_expire(*, older_than: timedelta, now: datetime | None = None) -> int:
-    """Settle turns still ``reserved`` after ``older_than``: their process died (a killed
-    worker, a lost stream that was never closed). The usage is what the stored response
-    recorded, if anything; such rows are marked ``expired`` and counted like any other."""
-    from responses.models import StoredResponse
+UsageLookup = Callable[[list[str]], Mapping[str, TokenUsage]]
+"""Given response ids, the usage each recorded (ids with nothing recorded left out)."""
 
+
+def usage_reservations_expire(
+    *, older_than: timedelta, now: datetime | None = None, usage_of: UsageLookup | None = None
+) -> int:
+    """Settle turns still ``reserved`` after ``older_than``: their process died (a killed
+    worker, a lost stream that was never closed). The usage is what ``usage_of`` says the turn
+    recorded (the responses layer passes what the stored responses hold), else zero, marked
+    estimated; such rows are marked ``expired`` and counted like any other."""
     cutoff = (now or timezone.now()) - older_than
     expired = 0
-    stale = UsageRecord.objects.filter(
-        status=UsageRecord.Status.RESERVED, created_at__lt=cutoff
-    ).values_list("response_id", flat=True)
-    for response_id in list(stale[:1000]):
-        body = (
-            StoredResponse.objects.filter(public_id=response_id)
-            .values_list("body", flat=True)
-            .first()
-        )
-        usage = usage_from_body(body) if body else None
+    stale = list(
+        UsageRecord.objects.filter(
+            status=UsageRecord.Status.RESERVED, created_at__lt=cutoff
+        ).values_list("response_id", flat=True)[:1000]
+    )
+    recorded = usage_of(stale) if usage_of is not None and stale else {}
+    for response_id in stale:
+        usage = recorded.get(response_id)
         if usage_record_settle(
             response_id=response_id,
             status=UsageRecord.Status.EXPIRED,
@@ -282,21 +286,6 @@ def usage_reservations_expire(*, older_than: timedelta, now: datetime | None = N
     if expired:
         logger.warning("settled %d usage reservations their process never settled", expired)
     return expired
-
-
-def usage_from_body(body: dict) -> TokenUsage | None:
-    """The usage of a Response object, or None when it has none (yet)."""
-    usage = body.get("usage") if isinstance(body, dict) else None
-    if not usage:
-        return None
-    return TokenUsage(
-        input_tokens=int(usage.get("input_tokens") or 0),
-        cached_tokens=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
-        output_tokens=int(usage.get("output_tokens") or 0),
-        reasoning_tokens=int(
-            (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
-        ),
-    )
 
 
 @dataclass(frozen=True)

@@ -355,11 +355,13 @@ async def response_prepare(
     dialect: str = "openai",
     local_previous: LocalPrevious | None = None,
     prestart: bool = True,
+    rate_limit_events: bool = False,
 ) -> PreparedResponse:
     """``dialect`` is the stream dialect of the creating request; it only decides whether the
     legacy-only announcement ``response.additional_context`` is generated. ``local_previous``: a
     WebSocket connection's last response (see :class:`LocalPrevious`). ``prestart=False`` keeps
-    the engine request from going out here (a caller that swaps the engine first)."""
+    the engine request from going out here (a caller that swaps the engine first).
+    ``rate_limit_events``: the stream also carries ``response.rate_limits.updated`` events."""
     request = parse_create_request(body)
     if request.include_encrypted_reasoning:
         reasoning_include_check()
@@ -477,6 +479,7 @@ async def response_prepare(
         reasoning_summary=request.reasoning_summary is not None,
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         reservation=reservation,
+        rate_limit_events=rate_limit_events,
     )
     if prestart and not request.background:
         # Admitted: the engine request goes out now, alongside the row's INSERT.

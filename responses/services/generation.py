@@ -38,8 +38,9 @@ from engines.runtime.types import (
     TextDelta,
     Usage,
 )
-from quotas.services.admission import Reservation, quota_events, quota_settle_start
+from quotas.services.admission import Reservation, quota_settle_by_id_start, quota_settle_start
 from responses.services import cancellation, lifecycle
+from responses.services.usage import rate_limit_events, response_usage
 from responses.streaming.builder import StreamBuilder
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,9 @@ class Generation:
     """Why the generation failed, for the non-streaming answer's HTTP status."""
     reservation: Reservation | None = None
     """What quota admission reserved (issue 6); settled once in generate_events' finally."""
+    rate_limit_events: bool = False
+    """Stream ``response.rate_limits.updated`` after admission and after settlement (the client
+    opted in, or speaks the legacy dialect)."""
     cancelled: bool = False
     """Set by the cancel watcher (responses.services.cancellation); the loop stops at once."""
     wake: Callable[[], None] | None = None
@@ -261,10 +265,10 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             # H5 (quotas): remaining requests/tokens after admission, only for clients that opted
             # in (or speak the legacy dialect); numbered and stored like every other event, so a
             # replay of this stream has no gaps in its sequence numbers.
-            yield record(
-                builder.start(queued=generation.queued)
-                + quota_events(generation.reservation, builder)
-            )
+            opening = builder.start(queued=generation.queued)
+            if generation.rate_limit_events:
+                opening += rate_limit_events(generation.reservation, builder)
+            yield record(opening)
             try:
                 # aclosing: when this generator is closed at a yield (client gone), the inner
                 # one must be closed now, not whenever the garbage collector finds it — its
@@ -322,11 +326,7 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
         # Quotas (issue 6): settle the reservation and write the ledger row (store=false too),
         # exactly once. Started as a task before anything else is awaited, so a second
         # cancellation during _store_outcome cannot skip it.
-        settling = quota_settle_start(
-            reservation=generation.reservation,
-            builder=builder,
-            by_response_id=generation.background,
-        )
+        settling = _settle_start(generation, by_response_id=generation.background)
         late: list[dict[str, Any]] = []
         cancelled_again: asyncio.CancelledError | None = None
         reservation = generation.reservation
@@ -335,13 +335,13 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             and outcome is None
             and builder.closed
             and reservation is not None
-            and reservation.emit_events
+            and generation.rate_limit_events
         ):
             # H5 after settlement (opted-in clients only): waited for before the outcome is
             # stored, so that the stored stream holds this event too.
             try:
                 await asyncio.shield(settling)
-                late = record(quota_events(reservation, builder, settled=True))
+                late = record(rate_limit_events(reservation, builder, settled=True))
             except asyncio.CancelledError as exc:
                 cancelled_again = exc  # store the outcome first, then give up
             except Exception:
@@ -354,6 +354,27 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
             await asyncio.shield(settling)
         if late:
             yield late
+
+
+def _settle_start(generation: Generation, *, by_response_id: bool) -> asyncio.Task | None:
+    """Start settling the generation's quota with the response as it is now, at most once.
+    ``by_response_id``: the reservation was made in another process (a background response
+    admitted by the web process, run by a worker) and is found through the ledger."""
+    reservation = generation.reservation
+    if reservation is None and not by_response_id:
+        return None
+    if reservation is not None and reservation.settled:
+        return None
+    body = generation.builder.snapshot()
+    usage, estimated = response_usage(body)
+    status = body.get("status") or "failed"
+    if reservation is not None:
+        return quota_settle_start(
+            reservation=reservation, status=status, usage=usage, estimated=estimated
+        )
+    return quota_settle_by_id_start(
+        response_id=generation.response_id, status=status, usage=usage, estimated=estimated
+    )
 
 
 def _reported_usage(request: GenerationRequest) -> Usage | None:
@@ -431,7 +452,7 @@ async def generation_abandon(generation: Generation) -> None:
         return
     generation.started = True
     _upstream_stop(generation)
-    settling = quota_settle_start(reservation=generation.reservation, builder=generation.builder)
+    settling = _settle_start(generation, by_response_id=False)
     if settling is not None:
         with contextlib.suppress(Exception):
             await asyncio.shield(settling)
