@@ -49,7 +49,7 @@ from quotas.services.ledger import (
     cost_budget_exceeded,
     next_month_start,
     usage_record_open,
-    usage_record_settle,
+    usage_record_settle_row,
     usage_refusal_count,
 )
 from quotas.services.limiter import NEVER, Check, Decision, LimiterUnavailable, get_limiter
@@ -108,6 +108,24 @@ class Reservation:
     settled: bool = False
     settled_rate_limit: HeaderState | None = None
     """The limiter's state after settlement (None until then, or when the limiter was away)."""
+    opening: LedgerOpening | None = None
+    """What the ledger row is written with (:func:`quota_ledger_open`)."""
+
+    @property
+    def may_refuse(self) -> bool:
+        """Writing the ledger row may still refuse this admission (a hard budget to hold)."""
+        return self.opening is not None and bool(self.opening.holds)
+
+
+@dataclass(frozen=True)
+class LedgerOpening:
+    request_id: str
+    organization_public_id: str
+    project_id: int | None
+    api_key_id: int | None
+    service_tier: str
+    stored: bool
+    holds: tuple[BudgetHold, ...]
 
 
 def input_tokens_estimate(
@@ -143,8 +161,12 @@ async def quota_admit(
     store: bool,
     input_tokens_estimate: int,
     max_output_tokens: int,
+    open_ledger: bool = True,
 ) -> Reservation:
-    """Admit one response or raise the 429 that says why not (see the module docstring)."""
+    """Admit one response or raise the 429 that says why not (see the module docstring).
+    ``open_ledger=False``: the ledger row is not written here; the caller writes it with
+    :func:`quota_ledger_open` in its own transaction (with the response's row), and calls
+    :func:`quota_admission_undo` if that fails."""
     limits = await _limits(principal)
     reserved = input_tokens_estimate + max_output_tokens
     checks = tuple(limits.checks(tokens=reserved, admission=True))
@@ -199,35 +221,7 @@ async def quota_admit(
         )
         for scope in limits.hard_budgets
     )
-    try:
-        await db_async(usage_record_open)(
-            response_id=response_id,
-            request_id=request_id,
-            organization_id=principal.organization.pk,
-            project_id=principal.project.pk if principal.project else None,
-            api_key_id=principal.api_key.pk,
-            model=model,
-            service_tier=service_tier,
-            stored=store,
-            reserved_tokens=reserved,
-            limiter_checks=[_check_dump(c) for c in checks] if limiter_reserved else [],
-            holds=holds,
-        )
-    except BudgetExhausted as exhausted:
-        record_limiter_decision(
-            organization=principal.organization.public_id, decision="quota_exceeded"
-        )
-        if limiter_reserved:
-            await _give_back(checks, member=response_id, tokens=reserved)
-        await db_async(usage_refusal_count)(
-            organization_id=principal.organization.pk, model=model, insufficient_quota=True
-        )
-        raise _insufficient_quota_error(exhausted).with_rate_limit(state) from None
-    except BaseException:
-        if limiter_reserved:
-            await _give_back(checks, member=response_id, tokens=reserved)
-        raise
-    return Reservation(
+    reservation = Reservation(
         response_id=response_id,
         organization_id=principal.organization.pk,
         model=model,
@@ -236,7 +230,78 @@ async def quota_admit(
         limiter_reserved=limiter_reserved,
         rate_limit=state,
         started=time.monotonic(),
+        opening=LedgerOpening(
+            request_id=request_id,
+            organization_public_id=principal.organization.public_id,
+            project_id=principal.project.pk if principal.project else None,
+            api_key_id=principal.api_key.pk,
+            service_tier=service_tier,
+            stored=store,
+            holds=holds,
+        ),
     )
+    if open_ledger:
+        try:
+            await db_async(quota_ledger_open)(reservation)
+        except BaseException as exc:
+            await quota_admission_undo(reservation, error=exc)
+            raise
+    return reservation
+
+
+def quota_ledger_open(reservation: Reservation) -> None:
+    """Write the ledger row of an admission (sync: run it through ``db_async``), holding the
+    hard budgets. Inside a caller's transaction it joins it: the responses layer writes it with
+    the response's own row, in one round trip to the database. Raises
+    :class:`InsufficientQuota` when a budget cannot cover the reservation (nothing is written,
+    and the caller's transaction must roll back: raising out of its atomic block does); the
+    caller then calls :func:`quota_admission_undo`."""
+    opening = reservation.opening
+    if opening is None:
+        raise RuntimeError(f"{reservation.response_id} was loaded from its ledger row")
+    try:
+        usage_record_open(
+            response_id=reservation.response_id,
+            request_id=opening.request_id,
+            organization_id=reservation.organization_id,
+            project_id=opening.project_id,
+            api_key_id=opening.api_key_id,
+            model=reservation.model,
+            service_tier=opening.service_tier,
+            stored=opening.stored,
+            reserved_tokens=reservation.reserved_tokens,
+            limiter_checks=(
+                [_check_dump(c) for c in reservation.checks] if reservation.limiter_reserved else []
+            ),
+            holds=opening.holds,
+        )
+    except BudgetExhausted as exhausted:
+        error = _insufficient_quota_error(exhausted).with_rate_limit(reservation.rate_limit)
+        raise error from None
+
+
+async def quota_admission_undo(reservation: Reservation, *, error: BaseException) -> None:
+    """Undo an admission whose ledger row could not be written (``error`` says why): the
+    limiter gets back what it took (the request itself stays counted), and a budget refusal is
+    counted like any other 429. Settles the reservation: nothing more is owed."""
+    if reservation.settled:
+        return
+    reservation.settled = True
+    refused = isinstance(error, InsufficientQuota)
+    if refused and reservation.opening is not None:
+        record_limiter_decision(
+            organization=reservation.opening.organization_public_id, decision="quota_exceeded"
+        )
+    if reservation.limiter_reserved:
+        await _give_back(
+            reservation.checks, member=reservation.response_id, tokens=reservation.reserved_tokens
+        )
+    if refused:
+        await db_async(usage_refusal_count)(
+            organization_id=reservation.organization_id,
+            model=reservation.model,
+            insufficient_quota=True,
+        )
 
 
 def _check_dump(check: Check) -> list:
@@ -331,50 +396,79 @@ def _insufficient_quota_error(exhausted: BudgetExhausted) -> InsufficientQuota:
 
 
 # --- settlement --------------------------------------------------------------------------------
+#
+# Two halves: the limiter's (Redis: give back what was not used, free the slot) and the
+# ledger's (PostgreSQL: the row gets the real usage, the counters and the rollup follow). The
+# responses layer runs the ledger's half in the transaction that stores the response's outcome
+# (:func:`quota_settlement` + :func:`quota_ledger_settle`) and the limiter's beside it
+# (:func:`quota_limiter_settle`); :func:`quota_settle` does both for a caller with nothing to
+# store.
+
+_FINAL = {"completed", "incomplete", "failed", "cancelled"}
 
 
-def quota_settle_start(
-    *, reservation: Reservation | None, status: str, usage: TokenUsage, estimated: bool
-) -> asyncio.Task | None:
-    """Start settling ``reservation`` with how the response ended, at most once: ``status`` its
-    final status, ``usage`` the tokens to bill, ``estimated`` when the engine reported none.
+@dataclass(frozen=True)
+class Settlement:
+    """The ledger's half of settling one response, as plain data."""
 
-    Runs as its own task: it completes even if the caller is cancelled again while waiting
-    (await it under ``asyncio.shield``)."""
-    if reservation is None or reservation.settled:
+    response_id: str
+    status: str
+    usage: TokenUsage
+    estimated: bool
+    latency_ms: int | None
+    """None: a reservation made in another process (a background response admitted by the web
+    process, run by a worker), found and timed through its ledger row."""
+
+
+def quota_settlement(
+    *, reservation: Reservation, status: str, usage: TokenUsage, estimated: bool
+) -> Settlement | None:
+    """Settle ``reservation`` with how the response ended (``status`` its final status, a status
+    that is not final counting as ``failed``; ``usage`` the tokens to bill, ``estimated`` when
+    the engine reported none), at most once: None when it was settled already. Returns the
+    ledger's half, for :func:`quota_ledger_settle`; the caller also runs
+    :func:`quota_limiter_settle`."""
+    if reservation.settled:
         return None
     reservation.settled = True
-    return _settling_task(
-        quota_settle(reservation=reservation, status=status, usage=usage, estimated=estimated)
+    return Settlement(
+        response_id=reservation.response_id,
+        status=status if status in _FINAL else "failed",
+        usage=usage,
+        estimated=estimated,
+        latency_ms=int((time.monotonic() - reservation.started) * 1000),
     )
 
 
-def quota_settle_by_id_start(
+def quota_settlement_by_id(
     *, response_id: str, status: str, usage: TokenUsage, estimated: bool
-) -> asyncio.Task:
-    """:func:`quota_settle_start` for a reservation made in another process (a background
-    response admitted by the web process, run by a worker): rebuilt from its ledger row."""
-    return _settling_task(
-        _settle_by_response_id(response_id, status=status, usage=usage, estimated=estimated)
+) -> Settlement:
+    """:func:`quota_settlement` for a reservation made in another process: the limiter's half
+    is then known only once :func:`quota_ledger_settle` has read the ledger row."""
+    return Settlement(
+        response_id=response_id,
+        status=status if status in _FINAL else "failed",
+        usage=usage,
+        estimated=estimated,
+        latency_ms=None,
     )
 
 
-def _settling_task(coro) -> asyncio.Task:
-    task = asyncio.ensure_future(coro)
-    _settling.add(task)
-    task.add_done_callback(_settling.discard)
-    return task
-
-
-def _reservation_load(response_id: str) -> Reservation | None:
-    from quotas.models import UsageRecord
-
-    row = UsageRecord.objects.filter(
-        response_id=response_id, status=UsageRecord.Status.RESERVED
-    ).first()
-    if row is None:
+def quota_ledger_settle(settlement: Settlement) -> Reservation | None:
+    """Write the ledger's half (sync: run it through ``db_async``); inside a caller's
+    transaction it joins it. Exactly once: a row already settled is left alone. Returns, for a
+    settlement by id, the reservation as its ledger row recorded it, whose limiter's half the
+    caller then settles with :func:`quota_limiter_settle`; None otherwise."""
+    row = usage_record_settle_row(
+        response_id=settlement.response_id,
+        status=settlement.status,
+        usage=settlement.usage,
+        estimated=settlement.estimated,
+        latency_ms=settlement.latency_ms,
+        latency_since_opened=settlement.latency_ms is None,
+    )
+    if row is None or settlement.latency_ms is not None:
         return None
-    age = (timezone.now() - row.created_at).total_seconds()
     return Reservation(
         response_id=row.response_id,
         organization_id=row.organization_id,
@@ -383,56 +477,64 @@ def _reservation_load(response_id: str) -> Reservation | None:
         checks=tuple(_check_load(c) for c in row.limiter_checks),
         limiter_reserved=bool(row.limiter_checks),
         rate_limit=HeaderState(),
-        started=time.monotonic() - age,
+        started=time.monotonic(),
         settled=True,
     )
 
 
-async def _settle_by_response_id(
-    response_id: str, *, status: str, usage: TokenUsage, estimated: bool
-) -> None:
-    try:
-        reservation = await db_async(_reservation_load)(response_id)
-    except Exception:
-        logger.exception("could not load the reservation of %s", response_id)
+async def quota_limiter_settle(*, reservation: Reservation, usage: TokenUsage) -> None:
+    """The limiter's half: give back the reserved tokens that were not used (or charge an
+    overrun) and free the in-flight slot; leaves the state after it on the reservation. Never
+    raises: the limiter's own windows forget what is not given back."""
+    if not reservation.checks:
         return
-    if reservation is not None:
-        await quota_settle(reservation=reservation, status=status, usage=usage, estimated=estimated)
+    already = reservation.reserved_tokens if reservation.limiter_reserved else 0
+    correction = usage.total_tokens - already
+    settle = [replace(c, cost=correction if c.kind == "tokens" else 0) for c in reservation.checks]
+    try:
+        outcomes = await get_limiter().settle(settle, member=reservation.response_id)
+        reservation.settled_rate_limit = header_state(outcomes)
+    except LimiterUnavailable:
+        pass
+    except Exception:
+        logger.exception("could not settle the rate limits of %s", reservation.response_id)
 
 
-_FINAL = {"completed", "incomplete", "failed", "cancelled"}
+def quota_settle_start(
+    *, reservation: Reservation | None, status: str, usage: TokenUsage, estimated: bool
+) -> asyncio.Task | None:
+    """:func:`quota_settle` as its own task, at most once (None when there is nothing to settle):
+    it completes even if the caller is cancelled again while waiting (await it under
+    ``asyncio.shield``)."""
+    if reservation is None:
+        return None
+    settlement = quota_settlement(
+        reservation=reservation, status=status, usage=usage, estimated=estimated
+    )
+    if settlement is None:
+        return None
+    task = asyncio.ensure_future(_settle(reservation, settlement))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+    return task
 
 
 async def quota_settle(
     *, reservation: Reservation, status: str, usage: TokenUsage, estimated: bool = False
 ) -> None:
-    """Settle now (see :func:`quota_settle_start`); a status that is not final counts as
-    ``failed``."""
-    status = status if status in _FINAL else "failed"
-    latency_ms = int((time.monotonic() - reservation.started) * 1000)
+    """Both halves now, for a caller with nothing else to write (see :func:`quota_settlement`)."""
+    settlement = quota_settlement(
+        reservation=reservation, status=status, usage=usage, estimated=estimated
+    )
+    if settlement is not None:
+        await _settle(reservation, settlement)
 
-    if reservation.checks:
-        already = reservation.reserved_tokens if reservation.limiter_reserved else 0
-        correction = usage.total_tokens - already
-        settle = [
-            replace(c, cost=correction if c.kind == "tokens" else 0) for c in reservation.checks
-        ]
-        try:
-            outcomes = await get_limiter().settle(settle, member=reservation.response_id)
-            reservation.settled_rate_limit = header_state(outcomes)
-        except LimiterUnavailable:
-            pass
-        except Exception:
-            logger.exception("could not settle the rate limits of %s", reservation.response_id)
+
+async def _settle(reservation: Reservation, settlement: Settlement) -> None:
+    await quota_limiter_settle(reservation=reservation, usage=settlement.usage)
     try:
         # Settlement outlives the request: see core.db.db_async.
-        await db_async(usage_record_settle)(
-            response_id=reservation.response_id,
-            status=status,
-            usage=usage,
-            estimated=estimated,
-            latency_ms=latency_ms,
-        )
+        await db_async(quota_ledger_settle)(settlement)
     except Exception:
         # The row stays ``reserved``; the sweeper settles it from the stored response.
         logger.exception("could not write the usage of %s", reservation.response_id)

@@ -1,6 +1,10 @@
 """The usage ledger and the counters derived from it (reliability.md §3).
 
-Three writes, each one transaction, each safe under any concurrency:
+Three writes, each one transaction, each safe under any concurrency. Called inside a caller's
+transaction, a write joins it without a savepoint of its own (a savepoint is two more round
+trips): the responses layer writes the ledger row with the response's own row, and the
+settlement with the stored outcome, one transaction each. An error then rolls the caller's
+transaction back as a whole, as raising out of its atomic block does.
 
 1. :func:`usage_record_open` (admission): hard budgets are reserved with a *conditional* F()
    update (``… SET reserved = reserved + n WHERE used + reserved + n <= budget``; a row count of
@@ -19,6 +23,7 @@ ledger to prove nothing was lost.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -111,10 +116,16 @@ def usage_record_open(
     holds: tuple[BudgetHold, ...] = (),
 ) -> UsageRecord:
     """Reserve the hard budgets and open the ledger row; raises :class:`BudgetExhausted` and
-    changes nothing when a budget cannot cover ``reserved_tokens``."""
+    changes nothing when a budget cannot cover ``reserved_tokens``. Its own transaction commits
+    without waiting for the flush (``commit_without_flush_wait``); inside a caller's, the caller
+    decides."""
     now = timezone.now()
     month = month_start(now)
-    with transaction.atomic(), commit_without_flush_wait():
+    outermost = not transaction.get_connection().in_atomic_block
+    with (
+        transaction.atomic(savepoint=False),
+        commit_without_flush_wait() if outermost else contextlib.nullcontext(),
+    ):
         held: list[int] = []
         for hold in holds:
             counter = _counter(
@@ -155,18 +166,45 @@ def usage_record_settle(
     latency_ms: int | None = None,
 ) -> bool:
     """Settle one turn exactly once. False when it was already settled (or never opened)."""
-    with transaction.atomic():
+    return (
+        usage_record_settle_row(
+            response_id=response_id,
+            status=status,
+            usage=usage,
+            estimated=estimated,
+            latency_ms=latency_ms,
+        )
+        is not None
+    )
+
+
+def usage_record_settle_row(
+    *,
+    response_id: str,
+    status: str,
+    usage: TokenUsage,
+    estimated: bool = False,
+    latency_ms: int | None = None,
+    latency_since_opened: bool = False,
+) -> UsageRecord | None:
+    """:func:`usage_record_settle`, returning the row as it was before settlement (its limiter
+    checks and reservation), or None when there was nothing to settle.
+    ``latency_since_opened``: the latency is the time since the row was opened (a settlement in
+    another process than the admission's)."""
+    with transaction.atomic(savepoint=False):
         record = UsageRecord.objects.filter(
             response_id=response_id, status=UsageRecord.Status.RESERVED
         ).first()
         if record is None:
-            return False
+            return None
         cost = usage_cost(
             model=record.model,
             input_tokens=usage.input_tokens,
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.output_tokens,
         )
+        if latency_since_opened:
+            latency_ms = int((timezone.now() - record.created_at).total_seconds() * 1000)
         updated = UsageRecord.objects.filter(
             pk=record.pk, status=UsageRecord.Status.RESERVED
         ).update(
@@ -182,7 +220,7 @@ def usage_record_settle(
             settled_at=timezone.now(),
         )
         if updated != 1:
-            return False  # another process settled it between our read and our update
+            return None  # another process settled it between our read and our update
         month = month_start(record.created_at)
         for project_id in [None] + ([record.project_id] if record.project_id else []):
             lookup = {
@@ -222,7 +260,7 @@ def usage_record_settle(
                 "cost": F("cost") + cost,
             },
         )
-    return True
+    return record
 
 
 def cost_budget_exceeded(

@@ -32,7 +32,14 @@ from engines.runtime.types import Engine, GenerationRequest
 from engines.selectors import model_get, model_not_found
 from prompts.services import prompt_resolve
 from prompts.templates import RenderedPrompt
-from quotas.services.admission import input_tokens_estimate, quota_admit
+from quotas.services.admission import (
+    InsufficientQuota,
+    Reservation,
+    input_tokens_estimate,
+    quota_admission_undo,
+    quota_admit,
+    quota_ledger_open,
+)
 from responses.models import StoredResponse
 from responses.requests import (
     build_response_format,
@@ -457,7 +464,9 @@ async def response_prepare(
         extra_body=dict(request.extra_body),
     )
     # Quotas (issue 6): rate limits, concurrency and hard budgets, before anything is stored —
-    # a 429 leaves no row behind. The reservation is settled in generate_events' finally.
+    # a 429 leaves no row behind. The reservation is settled in generate_events' finally. A
+    # stored response's ledger row is written with its own row, in one transaction
+    # (_store_record): one round trip to the database before the first event instead of two.
     max_output = request.max_output_tokens or context.default_max_output_tokens
     reservation = await quota_admit(
         principal=principal,
@@ -470,6 +479,7 @@ async def response_prepare(
             messages=messages, tools=tools, ceiling=context.context_length - max_output
         ),
         max_output_tokens=max_output,
+        open_ledger=not request.store,
     )
     generation = Generation(
         engine=engine,
@@ -481,8 +491,10 @@ async def response_prepare(
         reservation=reservation,
         rate_limit_events=rate_limit_events,
     )
-    if prestart and not request.background:
-        # Admitted: the engine request goes out now, alongside the row's INSERT.
+    prestarting = prestart and not request.background
+    if prestarting and not reservation.may_refuse:
+        # Admitted: the engine request goes out now, alongside the rows' INSERT. (Not when
+        # that INSERT may still refuse for a hard budget: a refused request reaches no engine.)
         generation_prestart(generation)
     try:
         if request.store:
@@ -495,12 +507,18 @@ async def response_prepare(
                 engine_request=engine_request,
                 request_id=request_id,
                 input_items=input_items,
+                reservation=reservation,
             )
-    except BaseException:
-        # Admitted but it will never run (the client left while the row was being written, or
-        # the write failed): release the reservation and close whatever row was written.
+    except BaseException as exc:
+        # Admitted but it will never run (refused by a hard budget, the client left while the
+        # rows were being written, or the write failed): release the reservation and close
+        # whatever row was written.
+        if isinstance(exc, InsufficientQuota):
+            await asyncio.shield(quota_admission_undo(reservation, error=exc))
         await generation_abandon(generation)
         raise
+    if prestarting:
+        generation_prestart(generation)  # a no-op when it went out above
     return PreparedResponse(
         request=request, generation=generation, context_items=[*context.history, *input_items]
     )
@@ -516,6 +534,7 @@ async def _store_record(
     engine_request: GenerationRequest,
     request_id: str,
     input_items: list[dict[str, Any]],
+    reservation: Reservation,
 ) -> int:
     # Background (validation made sure store is true): stored queued, and a Celery worker runs
     # the generation once the row is committed; this process only answers.
@@ -534,6 +553,8 @@ async def _store_record(
         request_id=request_id,
         body=builder.snapshot() | {"status": status},
         input_items=input_items,
+        # The quota reservation's ledger row, in the row's own transaction.
+        also=functools.partial(quota_ledger_open, reservation),
     )
     if request.background:
         job = background_job(

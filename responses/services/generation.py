@@ -38,7 +38,15 @@ from engines.runtime.types import (
     TextDelta,
     Usage,
 )
-from quotas.services.admission import Reservation, quota_settle_by_id_start, quota_settle_start
+from quotas.services.admission import (
+    Reservation,
+    Settlement,
+    quota_ledger_settle,
+    quota_limiter_settle,
+    quota_settle_start,
+    quota_settlement,
+    quota_settlement_by_id,
+)
 from responses.services import cancellation, lifecycle
 from responses.services.usage import rate_limit_events, response_usage
 from responses.streaming.builder import StreamBuilder
@@ -323,57 +331,133 @@ async def generate_events(generation: Generation) -> AsyncIterator[list[dict[str
     finally:
         if outcome is not None and not builder.closed:
             builder.interrupt(outcome, usage=_reported_usage(generation.engine_request))
-        # Quotas (issue 6): settle the reservation and write the ledger row (store=false too),
-        # exactly once. Started as a task before anything else is awaited, so a second
-        # cancellation during _store_outcome cannot skip it.
-        settling = _settle_start(generation, by_response_id=generation.background)
+        # Quotas (issue 6): settled exactly once, whatever the ending (store=false too). The
+        # limiter's half (Redis) starts now; the ledger's half is written in the transaction
+        # that stores the outcome, one round trip to the database after the last event. Both
+        # are tasks started before anything else is awaited, so a second cancellation cannot
+        # skip them.
+        body = builder.snapshot()
+        settlement, limiting = _settlement_begin(generation, body)
         late: list[dict[str, Any]] = []
         cancelled_again: asyncio.CancelledError | None = None
-        reservation = generation.reservation
         if (
-            settling is not None
+            limiting is not None
             and outcome is None
             and builder.closed
-            and reservation is not None
             and generation.rate_limit_events
         ):
             # H5 after settlement (opted-in clients only): waited for before the outcome is
             # stored, so that the stored stream holds this event too.
             try:
-                await asyncio.shield(settling)
-                late = record(rate_limit_events(reservation, builder, settled=True))
+                await asyncio.shield(limiting)
+                late = record(rate_limit_events(generation.reservation, builder, settled=True))
             except asyncio.CancelledError as exc:
                 cancelled_again = exc  # store the outcome first, then give up
             except Exception:
                 logger.exception("settling the quota of %s failed", generation.response_id)
-        if generation.record_pk is not None:
-            await asyncio.shield(_store_outcome(generation, disconnected=outcome == "disconnect"))
+        if generation.record_pk is not None or settlement is not None:
+            closing = _keep(
+                _close(
+                    generation,
+                    body=body,
+                    settlement=settlement,
+                    disconnected=outcome == "disconnect",
+                )
+            )
+            await asyncio.shield(closing)
         if cancelled_again is not None:
             raise cancelled_again
-        if settling is not None:
-            await asyncio.shield(settling)
+        if limiting is not None:
+            await asyncio.shield(limiting)
         if late:
             yield late
 
 
-def _settle_start(generation: Generation, *, by_response_id: bool) -> asyncio.Task | None:
-    """Start settling the generation's quota with the response as it is now, at most once.
-    ``by_response_id``: the reservation was made in another process (a background response
-    admitted by the web process, run by a worker) and is found through the ledger."""
+_closing: set[asyncio.Task] = set()
+"""Tasks that end generations (asyncio keeps only weak references to tasks)."""
+
+
+def _keep(coro) -> asyncio.Task:
+    task = asyncio.ensure_future(coro)
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+    return task
+
+
+def _settlement_begin(
+    generation: Generation, body: dict[str, Any]
+) -> tuple[Settlement | None, asyncio.Task | None]:
+    """Settle the generation's quota with the response as it ended, at most once: the ledger's
+    half to write (None: nothing to settle) and the limiter's half, started. A background run's
+    reservation was made by the web process that admitted it: both halves are then found
+    through the ledger row (the limiter's runs after it, in :func:`_close`)."""
+    usage, estimated = response_usage(body)
+    status = body.get("status") or "failed"
     reservation = generation.reservation
-    if reservation is None and not by_response_id:
-        return None
-    if reservation is not None and reservation.settled:
+    if reservation is not None:
+        settlement = quota_settlement(
+            reservation=reservation, status=status, usage=usage, estimated=estimated
+        )
+        if settlement is None:
+            return None, None
+        return settlement, _keep(quota_limiter_settle(reservation=reservation, usage=usage))
+    if generation.background:
+        settlement = quota_settlement_by_id(
+            response_id=generation.response_id, status=status, usage=usage, estimated=estimated
+        )
+        return settlement, None
+    return None, None
+
+
+async def _close(
+    generation: Generation,
+    *,
+    body: dict[str, Any],
+    settlement: Settlement | None,
+    disconnected: bool,
+) -> None:
+    """Store the outcome (when the response is stored) and write the ledger's half of the
+    settlement, in one transaction; then, for a settlement by id, the limiter's half."""
+    settle = functools.partial(quota_ledger_settle, settlement) if settlement else None
+    loaded = None
+    try:
+        finalized, loaded = await db_async(lifecycle.response_close)(
+            response_pk=generation.record_pk,
+            body=body,
+            events=generation.events,
+            end_reason="client_disconnected" if disconnected else None,
+            also=settle,
+        )
+        if generation.record_pk is not None and not finalized:
+            # Someone else (a cancel that found this process unresponsive, a sweeper) already
+            # gave the response its final state; theirs stands.
+            logger.info("response %s was finalized elsewhere", generation.response_id)
+    except Exception:
+        logger.exception("could not store the outcome of %s", generation.response_id)
+        if settle is not None:
+            # Rolled back with the outcome: the usage is written on its own (a stored outcome
+            # that could not be written is left to the lease sweeper).
+            try:
+                loaded = await db_async(settle)()
+            except Exception:
+                logger.exception("could not write the usage of %s", generation.response_id)
+    if loaded is not None and settlement is not None:
+        await quota_limiter_settle(reservation=loaded, usage=settlement.usage)
+
+
+def _settle_start(generation: Generation) -> asyncio.Task | None:
+    """Start settling both halves of the generation's quota now, at most once (a generation
+    that never ran)."""
+    reservation = generation.reservation
+    if reservation is None or reservation.settled:
         return None
     body = generation.builder.snapshot()
     usage, estimated = response_usage(body)
-    status = body.get("status") or "failed"
-    if reservation is not None:
-        return quota_settle_start(
-            reservation=reservation, status=status, usage=usage, estimated=estimated
-        )
-    return quota_settle_by_id_start(
-        response_id=generation.response_id, status=status, usage=usage, estimated=estimated
+    return quota_settle_start(
+        reservation=reservation,
+        status=body.get("status") or "failed",
+        usage=usage,
+        estimated=estimated,
     )
 
 
@@ -424,26 +508,6 @@ async def _summarize(
     yield record(builder.close_summary_part() + builder.close_reasoning())
 
 
-async def _store_outcome(generation: Generation, *, disconnected: bool = False) -> None:
-    try:
-        await db_async(lifecycle.response_finalize)(
-            response_pk=generation.record_pk,
-            from_status=lifecycle.Status.IN_PROGRESS,
-            body=generation.builder.snapshot(),
-            events=generation.events,
-        )
-        if disconnected:
-            await db_async(lifecycle.response_end_reason_record)(
-                response_pk=generation.record_pk, reason="client_disconnected"
-            )
-    except lifecycle.TransitionRefused:
-        # Someone else (a cancel that found this process unresponsive, a sweeper) already gave
-        # the response its final state; theirs stands.
-        logger.info("response %s was finalized elsewhere", generation.response_id)
-    except Exception:
-        logger.exception("could not store the outcome of %s", generation.response_id)
-
-
 async def generation_abandon(generation: Generation) -> None:
     """Close a prepared generation that will never run: its client left after admission but
     before the first event. The stored row ends ``incomplete`` (never stuck ``in_progress``) and
@@ -452,7 +516,7 @@ async def generation_abandon(generation: Generation) -> None:
         return
     generation.started = True
     _upstream_stop(generation)
-    settling = _settle_start(generation, by_response_id=False)
+    settling = _settle_start(generation)
     if settling is not None:
         with contextlib.suppress(Exception):
             await asyncio.shield(settling)
