@@ -40,6 +40,7 @@ from django.utils import timezone
 from core.db import db_async
 from core.errors import ApiError
 from core.metrics import record_limiter_decision
+from quotas.models import UsageRecord
 from quotas.services import headers as rl_headers
 from quotas.services.headers import HeaderState, header_state
 from quotas.services.ledger import (
@@ -110,6 +111,8 @@ class Reservation:
     """The limiter's state after settlement (None until then, or when the limiter was away)."""
     opening: LedgerOpening | None = None
     """What the ledger row is written with (:func:`quota_ledger_open`)."""
+    ledger_row: UsageRecord | None = None
+    """The ledger row as it was written, kept for settlement (which then need not read it)."""
 
     @property
     def may_refuse(self) -> bool:
@@ -260,7 +263,7 @@ def quota_ledger_open(reservation: Reservation) -> None:
     if opening is None:
         raise RuntimeError(f"{reservation.response_id} was loaded from its ledger row")
     try:
-        usage_record_open(
+        reservation.ledger_row = usage_record_open(
             response_id=reservation.response_id,
             request_id=opening.request_id,
             organization_id=reservation.organization_id,
@@ -418,6 +421,8 @@ class Settlement:
     latency_ms: int | None
     """None: a reservation made in another process (a background response admitted by the web
     process, run by a worker), found and timed through its ledger row."""
+    row: UsageRecord | None = None
+    """The ledger row as admission wrote it, when this process did."""
 
 
 def quota_settlement(
@@ -437,6 +442,7 @@ def quota_settlement(
         usage=usage,
         estimated=estimated,
         latency_ms=int((time.monotonic() - reservation.started) * 1000),
+        row=reservation.ledger_row,
     )
 
 
@@ -466,6 +472,7 @@ def quota_ledger_settle(settlement: Settlement) -> Reservation | None:
         estimated=settlement.estimated,
         latency_ms=settlement.latency_ms,
         latency_since_opened=settlement.latency_ms is None,
+        opened=settlement.row,
     )
     if row is None or settlement.latency_ms is not None:
         return None

@@ -186,15 +186,20 @@ def usage_record_settle_row(
     estimated: bool = False,
     latency_ms: int | None = None,
     latency_since_opened: bool = False,
+    opened: UsageRecord | None = None,
 ) -> UsageRecord | None:
     """:func:`usage_record_settle`, returning the row as it was before settlement (its limiter
     checks and reservation), or None when there was nothing to settle.
     ``latency_since_opened``: the latency is the time since the row was opened (a settlement in
-    another process than the admission's)."""
+    another process than the admission's). ``opened``: the row as :func:`usage_record_open`
+    returned it, when the caller kept it (the process that admitted the turn): it is not read
+    again (what settlement reads of it never changes; the conditional update still decides)."""
     with transaction.atomic(savepoint=False):
-        record = UsageRecord.objects.filter(
-            response_id=response_id, status=UsageRecord.Status.RESERVED
-        ).first()
+        record = opened
+        if record is None:
+            record = UsageRecord.objects.filter(
+                response_id=response_id, status=UsageRecord.Status.RESERVED
+            ).first()
         if record is None:
             return None
         cost = usage_cost(

@@ -27,6 +27,7 @@ from responses.services.create import response_prepare
 from responses.services.generation import generate_events
 from responses.streaming.conformance import check_stream
 from responses.tests.conftest import parse_sse
+from testsupport.waiting import await_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -358,7 +359,10 @@ async def test_the_ledger_has_one_row_per_turn_however_it_ends(client, transacti
     engine.delay = 0.02
     running = asyncio.create_task(create(client, alice))
     assert await engine.wait_until(lambda e: e.yielded >= 3 and e.active == 1, within=5)
-    stored = await StoredResponse.objects.filter(status="in_progress").afirst()
+    # The engine request goes out while the row is being written: wait for the row too.
+    stored = await await_until(
+        StoredResponse.objects.filter(status="in_progress").afirst, within=5, every=0.005
+    )
     cancelled = await client.post(f"/v1/responses/{stored.public_id}/cancel", headers=alice.headers)
     assert cancelled.json()["status"] == "cancelled"
     await running

@@ -176,6 +176,7 @@ def _generation_from_job(record: StoredResponse, engine) -> Generation:
         engine_request=GenerationRequest(**job["engine_request"]),
         builder=builder,
         record_pk=record.pk,
+        record_links=(record.organization_id, record.previous_response_id),
         reasoning_summary=job["reasoning_summary"],
         keepalive_seconds=_WORKER_TICK_SECONDS,
         queued=True,

@@ -498,7 +498,7 @@ async def response_prepare(
         generation_prestart(generation)
     try:
         if request.store:
-            generation.record_pk = await _store_record(
+            record = await _store_record(
                 request=request,
                 principal=principal,
                 context=context,
@@ -509,6 +509,8 @@ async def response_prepare(
                 input_items=input_items,
                 reservation=reservation,
             )
+            generation.record_pk = record.pk
+            generation.record_links = (record.organization_id, record.previous_response_id)
     except BaseException as exc:
         # Admitted but it will never run (refused by a hard budget, the client left while the
         # rows were being written, or the write failed): release the reservation and close
@@ -535,7 +537,7 @@ async def _store_record(
     request_id: str,
     input_items: list[dict[str, Any]],
     reservation: Reservation,
-) -> int:
+) -> StoredResponse:
     # Background (validation made sure store is true): stored queued, and a Celery worker runs
     # the generation once the row is committed; this process only answers.
     status = (
@@ -582,7 +584,7 @@ async def _store_record(
     # ends, and work still queued there would never run.
     writing = asyncio.ensure_future(db_async(create)())
     try:
-        return (await asyncio.shield(writing)).pk
+        return await asyncio.shield(writing)
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             record = await writing

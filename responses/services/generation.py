@@ -121,6 +121,8 @@ class Generation:
     builder: StreamBuilder
     record_pk: int | None
     """The StoredResponse row to finalize, or None when ``store`` is false."""
+    record_links: tuple[int, int | None] | None = None
+    """That row's organization and previous response (pks), for its finalize."""
     reasoning_summary: bool = False
     keepalive_seconds: float = 15.0
     queued: bool = False
@@ -426,6 +428,7 @@ async def _close(
             body=body,
             events=generation.events,
             end_reason="client_disconnected" if disconnected else None,
+            links=generation.record_links,
             also=settle,
         )
         if generation.record_pk is not None and not finalized:

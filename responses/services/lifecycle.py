@@ -135,9 +135,11 @@ def _finalize(
     body: dict[str, Any],
     events: list[dict[str, Any]],
     end_reason: str | None = None,
+    links: tuple[int, int | None] | None = None,
 ) -> bool:
     """The writes of :func:`response_finalize`, in the caller's transaction; False (nothing
-    written) when the response is no longer ``from_status``."""
+    written) when the response is no longer ``from_status``. ``links``: the row's organization
+    and previous response (pks), when the caller has them (they are then not read again)."""
     if not _transition(
         response_pk=response_pk,
         from_status=from_status,
@@ -149,7 +151,7 @@ def _finalize(
         return False
     events_store(response_pk=response_pk, events=events)
     # The chain's session (pending tool calls, deadline) follows the turn's outcome atomically.
-    session_after_finalize(response_pk=response_pk, body=body)
+    session_after_finalize(response_pk=response_pk, body=body, links=links)
     # A response created with ``conversation`` adds its input and output to it, in this same
     # transaction (the order of concurrent responses: conversations.services).
     conversation_after_finalize(response_pk=response_pk, body=body)
@@ -184,6 +186,7 @@ def response_close(
     body: dict[str, Any],
     events: list[dict[str, Any]],
     end_reason: str | None = None,
+    links: tuple[int, int | None] | None = None,
     also: Callable[[], T] | None = None,
 ) -> tuple[bool, T | None]:
     """The end of a generation, in one transaction and one round trip to the database: its
@@ -200,6 +203,7 @@ def response_close(
             body=body,
             events=events,
             end_reason=end_reason,
+            links=links,
         )
         return finalized, also() if also is not None else None
 

@@ -133,10 +133,14 @@ async def test_a_streamed_response_costs_few_database_round_trips(transactional_
     # the ledger reservation in one transaction.
     assert len(before) <= 3, _report(before)
     assert sum(hop.commits for hop in before) <= 1, _report(before)
+    assert before[-1].statements <= 3, _report(before)  # synchronous_commit off, two INSERTs
     # The outcome (the row, the event log, the session) and the ledger settlement (the row,
     # the monthly counter, the daily rollup) in one transaction.
     assert len(after) <= 1, _report(after)
     assert sum(hop.commits for hop in after) <= 1, _report(after)
+    # The row's UPDATE, the session's INSERT, the ledger row's UPDATE, the monthly counter's
+    # and the daily rollup's (and the event log's COPY, which the probe does not see).
+    assert sum(hop.statements for hop in after) <= 5, _report(after)
     rows = await StoredResponse.objects.filter(organization=alice.organization).acount()
     assert rows == 2
     assert await UsageRecord.objects.filter(status="completed").acount() == 2
