@@ -128,7 +128,7 @@ def response_transition(
         raise TransitionRefused(f"response {response_pk} is no longer {from_status}")
 
 
-def _finalize(
+def response_finalize(
     *,
     response_pk: int,
     from_status: str,
@@ -137,9 +137,13 @@ def _finalize(
     end_reason: str | None = None,
     links: tuple[int, int | None] | None = None,
 ) -> bool:
-    """The writes of :func:`response_finalize`, in the caller's transaction; False (nothing
-    written) when the response is no longer ``from_status``. ``links``: the row's organization
-    and previous response (pks), when the caller has them (they are then not read again)."""
+    """Store the final Response object and the events that were streamed, and move the session
+    and the conversation with them, inside the caller's transaction (:func:`response_close`):
+    a reader never sees a terminal status without its event log. False, with nothing written,
+    when the response is no longer ``from_status``. ``end_reason``: why it ended early, when its
+    Response object cannot say it (a disconnect: the object keeps OpenAI's vocabulary, whose
+    incomplete reasons do not cover it). ``links``: the row's organization and previous response
+    (pks), when the caller has them (they are then not read again)."""
     if not _transition(
         response_pk=response_pk,
         from_status=from_status,
@@ -156,28 +160,6 @@ def _finalize(
     # transaction (the order of concurrent responses: conversations.services).
     conversation_after_finalize(response_pk=response_pk, body=body)
     return True
-
-
-@transaction.atomic
-def response_finalize(
-    *,
-    response_pk: int,
-    from_status: str,
-    body: dict[str, Any],
-    events: list[dict[str, Any]],
-    end_reason: str | None = None,
-) -> None:
-    """Store the final Response object and the events that were streamed, in one transaction:
-    a reader never sees a terminal status without its event log. ``end_reason``: why it ended
-    early, when its Response object cannot say it (see :func:`response_end_reason_record`)."""
-    if not _finalize(
-        response_pk=response_pk,
-        from_status=from_status,
-        body=body,
-        events=events,
-        end_reason=end_reason,
-    ):
-        raise TransitionRefused(f"response {response_pk} is no longer {from_status}")
 
 
 def response_close(
@@ -197,7 +179,7 @@ def response_close(
     found this process unresponsive or the sweeper, gave the response its final state first;
     theirs stands, and ``also`` runs all the same) and what ``also`` returned."""
     with transaction.atomic():
-        finalized = response_pk is not None and _finalize(
+        finalized = response_pk is not None and response_finalize(
             response_pk=response_pk,
             from_status=Status.IN_PROGRESS,
             body=body,
@@ -236,9 +218,3 @@ def events_store(*, response_pk: int, events: list[dict[str, Any]]) -> None:
 
 def response_row_delete(*, response: StoredResponse) -> None:
     response.delete()
-
-
-def response_end_reason_record(*, response_pk: int, reason: str) -> None:
-    """Why the response ended early, when its Response object cannot say it (a disconnect: the
-    object keeps OpenAI's vocabulary, whose incomplete reasons do not cover it)."""
-    StoredResponse.objects.filter(pk=response_pk).update(end_reason=reason)
