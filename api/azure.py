@@ -21,7 +21,7 @@ from collections.abc import Callable
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpResponseBase
 
-from api.middleware import ApiRequest
+from api.request import ApiRequest
 from core.errors import ApiError
 
 API_VERSION = "api-version"
@@ -78,14 +78,16 @@ def azure_route(view: Callable, *, dated: bool) -> Callable:
     if iscoroutinefunction(view):
 
         @functools.wraps(view)
-        async def async_wrapped(request, *args, deployment: str | None = None, **kwargs):
+        async def async_wrapped(
+            request: ApiRequest, *args, deployment: str | None = None, **kwargs
+        ):
             before(request, deployment)
             return _azure_headers(request, await view(request, *args, **kwargs))
 
         return async_wrapped
 
     @functools.wraps(view)
-    def wrapped(request, *args, deployment: str | None = None, **kwargs):
+    def wrapped(request: ApiRequest, *args, deployment: str | None = None, **kwargs):
         before(request, deployment)
         return _azure_headers(request, view(request, *args, **kwargs))
 

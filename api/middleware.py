@@ -27,6 +27,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponseBase
 
 from api.authentication import RequestHead, authenticate_request, authenticate_request_async
+from api.request import ApiRequest
 from core.errors import (
     ApiError,
     NotFound,
@@ -42,13 +43,7 @@ from core.logging import current_request_id
 from core.versions import request_versions, versions_get
 from engines.models import VERSION as ENGINES_VERSION
 from engines.runtime.types import EngineError
-from quotas.services.headers import (
-    LimitedRequest,
-    rate_limit_headers_apply,
-    rate_limit_peek,
-    rate_limit_peek_sync,
-    rate_limit_slot_open,
-)
+from quotas.services.headers import rate_limit_headers, rate_limit_peek, rate_limit_peek_sync
 from tenants.models import VERSION as TENANTS_VERSION
 
 logger = logging.getLogger("api")
@@ -58,14 +53,6 @@ API_PREFIXES = ("/v1/", "/openai/")
 # as opposed to errors of a query (IntegrityError and the like are bugs: 500).
 _DATABASE_DOWN = (OperationalError, InterfaceError)
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-
-
-class ApiRequest(LimitedRequest):
-    """An API request as this middleware prepares it, for type checking only."""
-
-    method: str  # always set on a request Django routes
-    request_id: str
-    azure_deployment: str | None  # set by api.azure on the Azure routes
 
 
 def is_api_path(path: str) -> bool:
@@ -108,7 +95,8 @@ class ApiGatewayMiddleware:
             logger.exception("Authentication failed unexpectedly on %s", request.path)
             return self._finish(request, server_error_response(request.request_id), started)
         response = self.get_response(request)
-        rate_limit_peek_sync(request)  # the limiter's state when no admission reported it
+        if request.rate_limit is None:  # the limiter's state when no admission reported it
+            request.rate_limit = rate_limit_peek_sync(principal=request.principal)
         return self._finish(request, response, started)
 
     async def __acall__(self, request: ApiRequest):
@@ -135,18 +123,20 @@ class ApiGatewayMiddleware:
             response = await self.get_response(request)
         finally:
             request_versions.reset(versions)
-        await rate_limit_peek(request)  # M5: the limiter's state when no admission reported it
+        if request.rate_limit is None:  # the limiter's state when no admission reported it
+            request.rate_limit = await rate_limit_peek(principal=request.principal)
         return self._finish(request, response, started)
 
     def _begin(self, request: ApiRequest) -> float:
         request.request_id = choose_request_id(request)
-        request.principal = None
+        request.principal = None  # type: ignore[assignment]  # until authentication sets it
         # Not reset when the middleware returns: Django logs the response ("Bad Request: …")
         # after the middleware chain, and that line must carry the id too. Every request sets
         # it afresh (ASGI runs each request in its own context; WSGI threads overwrite it).
         current_request_id.set(request.request_id)
-        # Quotas: where admission leaves its rate-limit state for _finish (request.rate_limit).
-        rate_limit_slot_open(request)
+        # The limiter's state for x-ratelimit-*: a view that admitted the request sets it from
+        # the reservation (or the refusal); left None, _finish's caller peeks instead.
+        request.rate_limit = None
         return time.monotonic()
 
     def process_exception(self, request: ApiRequest, exception: Exception):
@@ -204,7 +194,8 @@ class ApiGatewayMiddleware:
             response["openai-organization"] = principal.organization.public_id
             if principal.project is not None:
                 response["openai-project"] = principal.project.public_id
-            rate_limit_headers_apply(request, response)  # x-ratelimit-*
+            for name, value in rate_limit_headers(request.rate_limit).items():
+                response[name] = value
         return response
 
 

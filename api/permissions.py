@@ -21,5 +21,5 @@ class HasApiScope(BasePermission):
         group = getattr(view, "endpoint_group", None)
         if group is None:
             return True
-        require_scope(request.user, group=group, write=request.method not in SAFE_METHODS)
+        require_scope(request.principal, group=group, write=request.method not in SAFE_METHODS)
         return True

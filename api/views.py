@@ -1,9 +1,10 @@
 """A base for the API's async views (the Responses endpoints stream, so they are async Django
-views under daphne rather than DRF's sync views).
+views rather than DRF's sync views: docs/architecture.md, "Two HTTP stacks").
 
-Subclasses implement ``async def get/post/delete(self, request, **kwargs)``. The base dispatches by
-method (405 in the envelope otherwise), checks the key's scope for the view's ``endpoint_group``
-(reads for GET, writes for everything else), and turns :class:`ApiError` into the envelope.
+Subclasses implement ``async def get/post/delete(self, request: ApiRequest, **kwargs)``. The base
+dispatches by method (405 in the envelope otherwise), checks the key's scope for the view's
+``endpoint_group`` (reads for GET, writes for everything else), and turns :class:`ApiError` into
+the envelope (a quota refusal also leaves its rate-limit state for the answer's headers).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.utils.decorators import classonlymethod
 from django.views import View
 
-from api.middleware import ApiRequest
 from api.permissions import require_scope
+from api.request import ApiRequest
 from core.errors import ApiError, MethodNotAllowed, error_response
 from core.json_body import parse_json_object
+from quotas.services.admission import QuotaRefused
 
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -52,6 +54,9 @@ class AsyncApiView(View):
                     write=request.method not in READ_METHODS,
                 )
             return await handler(request, *args, **kwargs)
+        except QuotaRefused as refused:
+            request.rate_limit = refused.rate_limit
+            return error_response(refused)
         except ApiError as error:
             return error_response(error)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from api.request import ApiRequest
 from api.views import AsyncApiView, json_body, json_response
 from conversations import requests as parse
 from conversations import selectors, services
@@ -12,7 +13,7 @@ from responses.requests import parse_list_input_items_query
 ENDPOINT_GROUP = "responses"
 
 
-def _includes(request) -> None:
+def _includes(request: ApiRequest) -> None:
     parse.parse_includes(request.GET.getlist("include[]") + request.GET.getlist("include"))
 
 
@@ -20,7 +21,7 @@ class ConversationCreateApi(AsyncApiView):
     endpoint_group = ENDPOINT_GROUP
     http_method_names = ["post"]
 
-    async def post(self, request):
+    async def post(self, request: ApiRequest):
         body = parse.parse_conversation_create(json_body(request))
         conversation = await db_async(services.conversation_create)(
             principal=request.principal, metadata=body.metadata, items=body.items
@@ -32,13 +33,13 @@ class ConversationDetailApi(AsyncApiView):
     endpoint_group = ENDPOINT_GROUP
     http_method_names = ["get", "post", "delete"]
 
-    async def get(self, request, conversation_id: str):
+    async def get(self, request: ApiRequest, conversation_id: str):
         conversation = await db_async(selectors.conversation_get)(
             organization=request.principal.organization, conversation_id=conversation_id
         )
         return json_response(selectors.conversation_object(conversation))
 
-    async def post(self, request, conversation_id: str):
+    async def post(self, request: ApiRequest, conversation_id: str):
         metadata = parse.parse_conversation_update(json_body(request))
         conversation = await db_async(selectors.conversation_get)(
             organization=request.principal.organization, conversation_id=conversation_id
@@ -48,7 +49,7 @@ class ConversationDetailApi(AsyncApiView):
         )
         return json_response(selectors.conversation_object(conversation))
 
-    async def delete(self, request, conversation_id: str):
+    async def delete(self, request: ApiRequest, conversation_id: str):
         conversation = await db_async(selectors.conversation_get)(
             organization=request.principal.organization, conversation_id=conversation_id
         )
@@ -62,7 +63,7 @@ class ConversationItemsApi(AsyncApiView):
     endpoint_group = ENDPOINT_GROUP
     http_method_names = ["get", "post"]
 
-    async def get(self, request, conversation_id: str):
+    async def get(self, request: ApiRequest, conversation_id: str):
         query = parse_list_input_items_query({key: request.GET.getlist(key) for key in request.GET})
         conversation = await db_async(selectors.conversation_get)(
             organization=request.principal.organization, conversation_id=conversation_id
@@ -72,7 +73,7 @@ class ConversationItemsApi(AsyncApiView):
         )
         return json_response(page)
 
-    async def post(self, request, conversation_id: str):
+    async def post(self, request: ApiRequest, conversation_id: str):
         _includes(request)
         items = parse.parse_items_create(json_body(request))
         conversation = await db_async(selectors.conversation_get)(
@@ -96,18 +97,18 @@ class ConversationItemDetailApi(AsyncApiView):
     endpoint_group = ENDPOINT_GROUP
     http_method_names = ["get", "delete"]
 
-    async def get(self, request, conversation_id: str, item_id: str):
+    async def get(self, request: ApiRequest, conversation_id: str, item_id: str):
         _includes(request)
         item = await db_async(_item)(request, conversation_id, item_id)
         return json_response(item.data)
 
-    async def delete(self, request, conversation_id: str, item_id: str):
+    async def delete(self, request: ApiRequest, conversation_id: str, item_id: str):
         item = await db_async(_item)(request, conversation_id, item_id)
         await db_async(services.conversation_item_delete)(conversation=item.conversation, item=item)
         return json_response(selectors.conversation_object(item.conversation))
 
 
-def _item(request, conversation_id: str, item_id: str):
+def _item(request: ApiRequest, conversation_id: str, item_id: str):
     conversation = selectors.conversation_get(
         organization=request.principal.organization, conversation_id=conversation_id
     )

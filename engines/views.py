@@ -4,6 +4,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.request import ApiDrfRequest
 from engines.selectors import model_get, model_list, model_not_found
 
 
@@ -23,16 +24,16 @@ class ModelOutputSerializer(serializers.Serializer):
 class ModelListApi(APIView):
     endpoint_group = "models"
 
-    def get(self, request):
-        models = model_list(organization=request.user.organization)
+    def get(self, request: ApiDrfRequest):
+        models = model_list(organization=request.principal.organization)
         return Response({"object": "list", "data": ModelOutputSerializer(models, many=True).data})
 
 
 class ModelRetrieveApi(APIView):
     endpoint_group = "models"
 
-    def get(self, request, model_id: str):
-        model = model_get(organization=request.user.organization, name=model_id)
+    def get(self, request: ApiDrfRequest, model_id: str):
+        model = model_get(organization=request.principal.organization, name=model_id)
         if model is None:
             raise model_not_found(model_id)
         return Response(ModelOutputSerializer(model).data)

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -157,7 +156,10 @@ class MonthlyUsageAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyAdmin):
-    list_display = (
+    """The ledger. The responses app registers a subclass that adds each turn's error, which
+    lives on the stored response (quotas knows nothing of those)."""
+
+    list_display: tuple[str, ...] = (
         "response_id",
         "organization",
         "project",
@@ -170,33 +172,9 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "total_tokens",
         "cost",
         "latency_ms",
-        "error",
         "created_at",
     )
     list_filter = ("status", "model", "service_tier", "stored", "usage_estimated", "organization")
-
-    def get_queryset(self, request):
-        from django.db.models import OuterRef, Subquery
-
-        from responses.models import StoredResponse
-
-        # The error lives on the stored response (store=false turns have none to show).
-        errors = StoredResponse.objects.filter(public_id=OuterRef("response_id")).values(
-            "body__error__code"
-        )[:1]
-        return super().get_queryset(request).annotate(error_code=Subquery(errors))
-
-    @admin.display(description="Error", ordering="error_code")
-    def error(self, obj: UsageRecord) -> str:
-        code = getattr(obj, "error_code", None)
-        if not code:
-            return "—"
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("admin:responses_storedresponse_changelist") + f"?q={obj.response_id}",
-            code,
-        )
-
     search_fields = ("response_id", "request_id", "organization__name")
     date_hierarchy = "created_at"
     list_select_related = ("organization", "project")

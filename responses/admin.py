@@ -1,14 +1,21 @@
 """Staff admin for stored responses and their sessions: find one by id, request id or
 organization, filter by status, and read it whole (input, output, the stored event stream and
-the error). Read only: responses change through the API and the workers, never by hand."""
+the error). Read only: responses change through the API and the workers, never by hand.
+
+The quotas ledger's page gets its "Error" column here: the error lives on the stored response,
+and quotas knows nothing of those."""
 
 from __future__ import annotations
 
 import json
 
 from django.contrib import admin
+from django.db.models import OuterRef, Subquery
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from quotas.admin import UsageRecordAdmin
+from quotas.models import UsageRecord
 from responses.models import ResponseSession, StoredResponse
 from responses.selectors import response_events
 
@@ -160,3 +167,35 @@ class ResponseSessionAdmin(ReadOnly):
         "updated_at",
     )
     fields = readonly_fields
+
+
+admin.site.unregister(UsageRecord)
+
+
+@admin.register(UsageRecord)
+class UsageRecordWithErrorAdmin(UsageRecordAdmin):
+    """The ledger with each turn's error, linked to its stored response (store=false turns
+    have none to show)."""
+
+    list_display = (
+        *(name for name in UsageRecordAdmin.list_display if name != "created_at"),
+        "error",
+        "created_at",
+    )
+
+    def get_queryset(self, request):
+        errors = StoredResponse.objects.filter(public_id=OuterRef("response_id")).values(
+            "body__error__code"
+        )[:1]
+        return super().get_queryset(request).annotate(error_code=Subquery(errors))
+
+    @admin.display(description="Error", ordering="error_code")
+    def error(self, obj: UsageRecord) -> str:
+        code = getattr(obj, "error_code", None)
+        if not code:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:responses_storedresponse_changelist") + f"?q={obj.response_id}",
+            code,
+        )

@@ -4,13 +4,16 @@ services are idempotent (conditional updates), so a redelivered message is harml
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
 from celery import shared_task
+from django.conf import settings
 
 from responses.services.background import background_run, background_sweep
 from responses.services.retention import responses_purge
 from responses.services.sessions import session_expire, sessions_repair
+from responses.services.usage import response_reservations_expire
 
 logger = logging.getLogger(__name__)
 
@@ -47,3 +50,12 @@ def sessions_expire_task() -> int:
 @shared_task(name="responses.purge")
 def responses_purge_task() -> int:
     return responses_purge().responses
+
+
+# The name is the quotas job's, as beat schedules and routes it (config/settings.py); it lives
+# here because settling a dead turn reads the usage its stored response recorded.
+@shared_task(name="quotas.expire_reservations")
+def usage_reservations_expire_task() -> int:
+    return response_reservations_expire(
+        older_than=timedelta(seconds=settings.QUOTA_RESERVATION_TTL_SECONDS)
+    )

@@ -9,6 +9,7 @@ import json
 
 from django.conf import settings
 
+from api.request import ApiRequest
 from api.views import AsyncApiView, json_body, json_response
 from core.db import db_async
 from core.errors import ApiError, InvalidRequest, NotFound, ServerError, engine_api_error
@@ -31,11 +32,12 @@ from responses.services.generation import (
 from responses.services.input_tokens import input_tokens_count
 from responses.services.stored import response_cancel, response_delete, response_replay
 from responses.services.tool_outputs import tool_outputs_continue, tool_outputs_replay
+from responses.services.usage import RATE_LIMIT_EVENTS_HEADER
 from responses.sse import sse_response
 from responses.streaming.encoder import DIALECTS
 
 
-def _query_bool(request, name: str) -> bool:
+def _query_bool(request: ApiRequest, name: str) -> bool:
     value = request.GET.get(name)
     if value is None:
         return False
@@ -46,7 +48,7 @@ def _query_bool(request, name: str) -> bool:
     raise InvalidRequest(f"Invalid value for '{name}': expected a boolean.", param=name)
 
 
-def _query_includes(request) -> list[str]:
+def _query_includes(request: ApiRequest) -> list[str]:
     values = request.GET.getlist("include[]") + request.GET.getlist("include")
     for index, value in enumerate(values):
         if value not in INCLUDABLE:
@@ -64,11 +66,15 @@ DIALECT_HEADER = "X-Responses-Dialect"
 DONE_HEADER = "X-Responses-Done"
 
 
-def _stream_wire(request) -> None:
+_TRUE_WORDS = ("true", "1", "yes")
+
+
+def _stream_wire(request: ApiRequest) -> None:
     """Pick the stream dialect once per request, into ``request.stream_dialect`` and
     ``request.stream_done``: the ``X-Responses-Dialect`` header wins, then the organization's
     default, then the server's ``RESPONSES_DIALECT``. An unknown header value is a 400 whatever
-    the endpoint, so a typo never silently falls back to another vocabulary."""
+    the endpoint, so a typo never silently falls back to another vocabulary. Also whether the
+    stream carries ``response.rate_limits.updated`` events (``request.rate_limit_events``)."""
     value = request.headers.get(DIALECT_HEADER)
     if value is not None:
         value = value.strip().lower()
@@ -83,19 +89,15 @@ def _stream_wire(request) -> None:
     else:
         dialect = request.principal.organization.stream_dialect or settings.RESPONSES_DIALECT
     request.stream_dialect = dialect
-    request.stream_done = request.headers.get(DONE_HEADER, "").strip().lower() in (
-        "true",
-        "1",
-        "yes",
+    request.stream_done = request.headers.get(DONE_HEADER, "").strip().lower() in _TRUE_WORDS
+    # Legacy clients always get response.rate_limits.updated, opt-in header or not.
+    request.rate_limit_events = (
+        dialect == "legacy"
+        or request.headers.get(RATE_LIMIT_EVENTS_HEADER, "").strip().lower() in _TRUE_WORDS
     )
-    if dialect == "legacy":
-        # Legacy clients always get response.rate_limits.updated, opt-in header or not.
-        slot = getattr(request, "rate_limit", None)
-        if slot is not None:
-            slot.events_opt_in = True
 
 
-def _sse(request, events, **kwargs):
+def _sse(request: ApiRequest, events, **kwargs):
     return sse_response(
         events,
         request_id=request.request_id,
@@ -109,7 +111,7 @@ class ResponseCreateApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["post"]
 
-    async def post(self, request):
+    async def post(self, request: ApiRequest):
         _stream_wire(request)
         body = json_body(request)
         if request.path.startswith("/openai/"):
@@ -122,11 +124,12 @@ class ResponseCreateApi(AsyncApiView):
             request_id=request.request_id,
             body=body,
             dialect=request.stream_dialect,
+            rate_limit_events=request.rate_limit_events,
         )
         return await answer_prepared(request, prepared)
 
 
-async def _azure_deployment_model(request, body: dict) -> dict:
+async def _azure_deployment_model(request: ApiRequest, body: dict) -> dict:
     """Azure clients name a deployment, not a model: in the URL (deployment form) or in
     ``model`` (the other forms). An organization's deployment stands for its model; a ``model``
     that is no deployment name is taken as a model name, like on /v1/."""
@@ -155,7 +158,7 @@ _FAILED_ANSWER_POLLS = 20
 _remembering: set[asyncio.Task] = set()  # strong references: the loop keeps only weak ones
 
 
-async def _idempotent_create(request, body, key: str):
+async def _idempotent_create(request: ApiRequest, body, key: str):
     """``POST /v1/responses`` with an ``Idempotency-Key`` (responses.services.idempotency)."""
     organization = request.principal.organization
     earlier = await db_async(idempotency.create_key_claim)(
@@ -169,6 +172,7 @@ async def _idempotent_create(request, body, key: str):
             request_id=request.request_id,
             body=body,
             dialect=request.stream_dialect,
+            rate_limit_events=request.rate_limit_events,
         )
     except BaseException:
         # Refused before anything ran (or the client left): a retry may run it.
@@ -234,7 +238,7 @@ async def _keeping_events(events, *, remember):
         task.add_done_callback(_remembering.discard)
 
 
-async def _idempotent_replay(request, row, *, body, key: str):
+async def _idempotent_replay(request: ApiRequest, row, *, body, key: str):
     """The answer of the first request made with this key, waiting for it while it runs."""
     while row.state == idempotency.State.PENDING:
         await asyncio.sleep(_IDEMPOTENT_POLL_SECONDS)
@@ -276,7 +280,7 @@ async def _idempotent_replay(request, row, *, body, key: str):
     return json_response(response.body)
 
 
-def _remembered_answer(request, row):
+def _remembered_answer(request: ApiRequest, row):
     answer = row.answer or {}
     if "events" in answer:
         return _sse(request, _replayed_events(answer["events"]), keepalive_marker=None)
@@ -287,11 +291,14 @@ async def _replayed_events(events: list[dict]):
     yield events
 
 
-async def answer_prepared(request, prepared, *, events_tap=None):
+async def answer_prepared(request: ApiRequest, prepared, *, events_tap=None):
     """Run (or hand to a worker) a prepared response and answer like ``POST /v1/responses``:
     JSON, or SSE when the request asked to stream. ``events_tap`` wraps the event iterator of a
     foreground stream (to keep a copy of what was sent)."""
     generation = prepared.generation
+    if generation.reservation is not None:
+        # The answer's x-ratelimit-* headers report the admission of this response.
+        request.rate_limit = generation.reservation.rate_limit
     if prepared.request.background:
         # A worker generates it; this process answers now: the queued Response, or the live
         # events as the worker writes them (keep-alives while it is still queued).
@@ -339,7 +346,7 @@ class ResponseDetailApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["get", "delete"]
 
-    async def get(self, request, response_id: str):
+    async def get(self, request: ApiRequest, response_id: str):
         _stream_wire(request)
         _query_includes(request)
         response = await db_async(response_get)(
@@ -358,7 +365,7 @@ class ResponseDetailApi(AsyncApiView):
                 ) from None
         return _replay_stream(request, response, starting_after=starting_after)
 
-    async def delete(self, request, response_id: str):
+    async def delete(self, request: ApiRequest, response_id: str):
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
@@ -370,7 +377,7 @@ class ResponseCancelApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["post"]
 
-    async def post(self, request, response_id: str):
+    async def post(self, request: ApiRequest, response_id: str):
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
         )
@@ -385,7 +392,7 @@ class ResponseToolOutputsApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["post"]
 
-    async def post(self, request, response_id: str):
+    async def post(self, request: ApiRequest, response_id: str):
         _stream_wire(request)
         response = await db_async(response_get)(
             organization=request.principal.organization, response_id=response_id
@@ -422,6 +429,7 @@ class ResponseToolOutputsApi(AsyncApiView):
             stream=bool(body.get("stream")),
             idempotency_key=key,
             dialect=request.stream_dialect,
+            rate_limit_events=request.rate_limit_events,
         )
         try:
             return await answer_prepared(request, prepared)
@@ -441,7 +449,7 @@ async def _remember_error(response, key: str | None, error: ApiError) -> None:
         )
 
 
-async def _replayed_answer(request, submission):
+async def _replayed_answer(request: ApiRequest, submission):
     """The first answer to this Idempotency-Key again: as stored (202, an error), or the
     continuation, as SSE from its stored events when the first answer was a stream."""
     continuation, streamed = await db_async(tool_outputs_replay)(submission=submission)
@@ -452,7 +460,7 @@ async def _replayed_answer(request, submission):
     return _replay_stream(request, continuation, starting_after=None)
 
 
-def _replay_stream(request, response, *, starting_after: int | None):
+def _replay_stream(request: ApiRequest, response, *, starting_after: int | None):
     """A stored response's events as SSE, with their original sequence numbers."""
     return _sse(
         request,
@@ -469,7 +477,7 @@ class ResponseInputItemsApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["get"]
 
-    async def get(self, request, response_id: str):
+    async def get(self, request: ApiRequest, response_id: str):
         query = parse_list_input_items_query(
             # Azure's forms carry api-version (checked by api.azure) on every call.
             {key: request.GET.getlist(key) for key in request.GET if key != "api-version"}
@@ -484,7 +492,7 @@ class InputTokensApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["post"]
 
-    async def post(self, request):
+    async def post(self, request: ApiRequest):
         tokens_request = parse_input_tokens_request(json_body(request))
         count = await input_tokens_count(principal=request.principal, request=tokens_request)
         return json_response({"object": "response.input_tokens", "input_tokens": count})
@@ -497,8 +505,9 @@ class ResponseCompactApi(AsyncApiView):
     endpoint_group = "responses"
     http_method_names = ["post"]
 
-    async def post(self, request):
+    async def post(self, request: ApiRequest):
         compacted = await response_compact(
             principal=request.principal, request_id=request.request_id, body=json_body(request)
         )
-        return json_response(compacted)
+        request.rate_limit = compacted.rate_limit
+        return json_response(compacted.body)

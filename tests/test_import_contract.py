@@ -142,11 +142,6 @@ def test_no_app_imports_a_higher_layer():
     assert not found, "imports against the layers:\n" + "\n".join(map(str, found))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quotas still imports responses (services/admission.py, services/ledger.py, "
-    "admin.py); the quotas branch removes those imports: delete this mark when it merges",
-)
 def test_quotas_imports_nothing_of_responses():
     found = [v for v in all_violations() if _quotas_to_responses(v)]
     assert not found, "quotas imports responses:\n" + "\n".join(map(str, found))

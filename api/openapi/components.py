@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quotas.services.headers import EVENTS_OPT_IN_HEADER
+from responses.services.usage import RATE_LIMIT_EVENTS_HEADER
 
 Schema = dict[str, Any]
 
@@ -224,7 +224,7 @@ REQUEST_HEADER_PARAMETERS: list[Schema] = [
         "schema": {"type": "string"},
     },
     {
-        "name": EVENTS_OPT_IN_HEADER,
+        "name": RATE_LIMIT_EVENTS_HEADER,
         "in": "header",
         "required": False,
         "description": "Extension: `true` (or `1`, `yes`) adds `response.rate_limits.updated` "

@@ -10,7 +10,7 @@ class IsAdminKey(BasePermission):
     mounted elsewhere by mistake from being reachable with one."""
 
     def has_permission(self, request, view) -> bool:
-        principal = request.user
+        principal = getattr(request, "principal", None)
         if principal is None or not principal.api_key.is_admin:
             raise AuthenticationFailed("This endpoint requires an admin API key.")
         return True

@@ -26,6 +26,7 @@ from api.organization.serializers import (
     scope_from_wire,
     user_pk_from_public_id,
 )
+from api.request import ApiDrfRequest
 from core.errors import InvalidRequest, NotFound
 from quotas.models import QuotaLimit
 from quotas.reports import BUCKET_WIDTHS, GROUP_FIELDS, align, usage_buckets
@@ -54,14 +55,13 @@ from tenants.services.organizations import project_archive, project_create, proj
 class AdminViewSet(viewsets.ViewSet):
     permission_classes = [IsAdminKey]
     pagination_class = CursorPagination
+    request: ApiDrfRequest
 
     @property
     def organization(self) -> Organization:
-        # DRF's request.user is what the authentication class returned (an ApiPrincipal here);
-        # the stubs type it as Django's user.
-        return self.request.user.organization  # type: ignore[union-attr]
+        return self.request.principal.organization
 
-    def initial(self, request, *args, **kwargs):
+    def initial(self, request: ApiDrfRequest, *args, **kwargs):  # type: ignore[override]
         super().initial(request, *args, **kwargs)
         # PostgreSQL text cannot hold NUL: an id or a query value with one names nothing, and
         # handing it to a lookup would fail the request with a database error (a 500).
@@ -95,12 +95,12 @@ class AdminViewSet(viewsets.ViewSet):
 
 
 class ProjectViewSet(AdminViewSet):
-    def list(self, request):
+    def list(self, request: ApiDrfRequest):
         include_archived = request.query_params.get("include_archived") in ("true", "1")
         projects = project_list(organization=self.organization, include_archived=include_archived)
         return self.paginated(projects, ProjectSerializer)
 
-    def create(self, request):
+    def create(self, request: ApiDrfRequest):
         data = self.valid(ProjectWriteSerializer)
         if (
             project_list(organization=self.organization, include_archived=True)
@@ -111,10 +111,10 @@ class ProjectViewSet(AdminViewSet):
         project = project_create(organization=self.organization, name=data["name"])
         return Response(ProjectSerializer(project).data)
 
-    def retrieve(self, request, project_id: str):
+    def retrieve(self, request: ApiDrfRequest, project_id: str):
         return Response(ProjectSerializer(self.project_or_404(project_id)).data)
 
-    def update(self, request, project_id: str):
+    def update(self, request: ApiDrfRequest, project_id: str):
         project = self.project_or_404(project_id)
         data = self.valid(ProjectWriteSerializer)
         clash = (
@@ -126,7 +126,7 @@ class ProjectViewSet(AdminViewSet):
             raise InvalidRequest(f"A project named {data['name']!r} already exists.", param="name")
         return Response(ProjectSerializer(project_update(project=project, name=data["name"])).data)
 
-    def archive(self, request, project_id: str):
+    def archive(self, request: ApiDrfRequest, project_id: str):
         project = project_archive(project=self.project_or_404(project_id))
         return Response(ProjectSerializer(project).data)
 
@@ -148,11 +148,11 @@ class ProjectApiKeyViewSet(AdminViewSet):
             raise NotFound(f"No API key found with id '{api_key_id}'.", param="api_key_id")
         return key
 
-    def list(self, request, project_id: str):
+    def list(self, request: ApiDrfRequest, project_id: str):
         project = self.project_or_404(project_id)
         return self.paginated(self.keys(project), ProjectApiKeySerializer)
 
-    def create(self, request, project_id: str):
+    def create(self, request: ApiDrfRequest, project_id: str):
         """Not in OpenAI's API (keys are made in its dashboard): the secret is in ``value``,
         in this answer only."""
         project = self.project_or_404(project_id)
@@ -171,11 +171,11 @@ class ProjectApiKeyViewSet(AdminViewSet):
         )
         return Response({**ProjectApiKeySerializer(issued.api_key).data, "value": issued.secret})
 
-    def retrieve(self, request, project_id: str, api_key_id: str):
+    def retrieve(self, request: ApiDrfRequest, project_id: str, api_key_id: str):
         key = self.key_or_404(self.project_or_404(project_id), api_key_id)
         return Response(ProjectApiKeySerializer(key).data)
 
-    def update(self, request, project_id: str, api_key_id: str):
+    def update(self, request: ApiDrfRequest, project_id: str, api_key_id: str):
         key = self.key_or_404(self.project_or_404(project_id), api_key_id)
         if key.status != "active":
             raise InvalidRequest(f"The API key is {key.status} and cannot be updated.")
@@ -190,7 +190,7 @@ class ProjectApiKeyViewSet(AdminViewSet):
         key.save(update_fields=fields)
         return Response(ProjectApiKeySerializer(key).data)
 
-    def destroy(self, request, project_id: str, api_key_id: str):
+    def destroy(self, request: ApiDrfRequest, project_id: str, api_key_id: str):
         key = self.key_or_404(self.project_or_404(project_id), api_key_id)
         api_key_revoke(api_key=key)
         return Response(
@@ -224,7 +224,7 @@ class RateLimitViewSet(AdminViewSet):
             organization=self.organization, project=project, api_key__isnull=True
         ).first()
 
-    def list(self, request, project_id: str):
+    def list(self, request: ApiDrfRequest, project_id: str):
         project = self.project_or_404(project_id)
         item = _rate_limit(project, self.row(project))
         return Response(
@@ -237,7 +237,7 @@ class RateLimitViewSet(AdminViewSet):
             }
         )
 
-    def update(self, request, project_id: str, rate_limit_id: str):
+    def update(self, request: ApiDrfRequest, project_id: str, rate_limit_id: str):
         project = self.project_or_404(project_id)
         if rate_limit_id != RATE_LIMIT_ID:
             raise NotFound(f"No rate limit found with id '{rate_limit_id}'.", param="rate_limit_id")
@@ -272,17 +272,17 @@ class UserViewSet(AdminViewSet):
             raise NotFound(f"No user found with id '{user_id}'.", param="user_id")
         return membership
 
-    def list(self, request):
+    def list(self, request: ApiDrfRequest):
         members = membership_list(organization=self.organization)
         emails = request.query_params.getlist("emails") or request.query_params.getlist("emails[]")
         if emails:
             members = members.filter(user__email__in=emails)
         return self.paginated(members, UserSerializer, pagination=UserPagination)
 
-    def retrieve(self, request, user_id: str):
+    def retrieve(self, request: ApiDrfRequest, user_id: str):
         return Response(UserSerializer(self.member_or_404(user_id)).data)
 
-    def update(self, request, user_id: str):
+    def update(self, request: ApiDrfRequest, user_id: str):
         membership = self.member_or_404(user_id)
         data = self.valid(RoleSerializer)
         try:
@@ -292,7 +292,7 @@ class UserViewSet(AdminViewSet):
             raise InvalidRequest(str(error), param="role") from error
         return Response(UserSerializer(membership).data)
 
-    def destroy(self, request, user_id: str):
+    def destroy(self, request: ApiDrfRequest, user_id: str):
         membership = self.member_or_404(user_id)
         try:
             membership_remove(membership=membership, acting_role=None)
@@ -308,10 +308,10 @@ class InviteViewSet(AdminViewSet):
             raise NotFound(f"No invite found with id '{invite_id}'.", param="invite_id")
         return invite
 
-    def list(self, request):
+    def list(self, request: ApiDrfRequest):
         return self.paginated(invite_list(organization=self.organization), InviteSerializer)
 
-    def create(self, request):
+    def create(self, request: ApiDrfRequest):
         data = self.valid(InviteCreateSerializer)
         try:
             invite = invite_create(
@@ -321,10 +321,10 @@ class InviteViewSet(AdminViewSet):
             raise InvalidRequest(str(error)) from error
         return Response(InviteSerializer(invite).data)
 
-    def retrieve(self, request, invite_id: str):
+    def retrieve(self, request: ApiDrfRequest, invite_id: str):
         return Response(InviteSerializer(self.invite_or_404(invite_id)).data)
 
-    def destroy(self, request, invite_id: str):
+    def destroy(self, request: ApiDrfRequest, invite_id: str):
         invite = self.invite_or_404(invite_id)
         if invite.accepted_at is not None:
             raise InvalidRequest("An accepted invite cannot be deleted.")
@@ -349,10 +349,10 @@ class AdminApiKeyViewSet(AdminViewSet):
             raise NotFound(f"No admin API key found with id '{key_id}'.", param="key_id")
         return key
 
-    def list(self, request):
+    def list(self, request: ApiDrfRequest):
         return self.paginated(self.keys(), AdminApiKeySerializer)
 
-    def create(self, request):
+    def create(self, request: ApiDrfRequest):
         data = self.valid(ApiKeyCreateSerializer)
         expires = data.get("expires_in_seconds")
         issued = api_key_issue(
@@ -363,10 +363,10 @@ class AdminApiKeyViewSet(AdminViewSet):
         )
         return Response({**AdminApiKeySerializer(issued.api_key).data, "value": issued.secret})
 
-    def retrieve(self, request, key_id: str):
+    def retrieve(self, request: ApiDrfRequest, key_id: str):
         return Response(AdminApiKeySerializer(self.key_or_404(key_id)).data)
 
-    def destroy(self, request, key_id: str):
+    def destroy(self, request: ApiDrfRequest, key_id: str):
         key = self.key_or_404(key_id)
         api_key_revoke(api_key=key)
         return Response(
@@ -379,7 +379,7 @@ class AdminApiKeyViewSet(AdminViewSet):
 _DEFAULT_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
 
 
-def _list_param(request, name: str) -> list[str]:
+def _list_param(request: ApiDrfRequest, name: str) -> list[str]:
     values = request.query_params.getlist(name) + request.query_params.getlist(f"{name}[]")
     out: list[str] = []
     for value in values:
@@ -387,7 +387,7 @@ def _list_param(request, name: str) -> list[str]:
     return out
 
 
-def _time_param(request, name: str, *, required: bool) -> datetime | None:
+def _time_param(request: ApiDrfRequest, name: str, *, required: bool) -> datetime | None:
     raw = request.query_params.get(name)
     if raw in (None, ""):
         if required:
@@ -457,7 +457,7 @@ class UsageViewSet(AdminViewSet):
             }
         )
 
-    def completions(self, request):
+    def completions(self, request: ApiDrfRequest):
         width, start, end, has_more = self.window(widths=("1m", "1h", "1d"))
         group_by = self.group_by(tuple(GROUP_FIELDS))
         buckets = usage_buckets(
@@ -490,7 +490,7 @@ class UsageViewSet(AdminViewSet):
 
         return self.page(buckets, has_more=has_more, result=result)
 
-    def costs(self, request):
+    def costs(self, request: ApiDrfRequest):
         width, start, end, has_more = self.window(widths=("1d",), max_limit=180)
         group_by = self.group_by(("project_id", "api_key_id", "line_item"))
         # A line item is a model: the platform prices a turn as a whole per model.

@@ -12,9 +12,11 @@ ledger row (the database). A refusal is a 429 shaped like OpenAI's:
 * ``insufficient_quota`` (a hard budget) with ``x-should-retry: false`` and the time until the
   budget's month ends (past the SDK's 120 s ceiling, so it never retries either way).
 
-``generate_events`` settles the reservation in its ``finally`` through
-:func:`quota_settle_start`, exactly once, whatever the ending: the limiter gets back what was not
-used (or is charged an overrun) and frees the slot, and the ledger row gets the real usage.
+Admission returns a :class:`Reservation` that also carries the limiter's state after it (what
+the answer's ``x-ratelimit-*`` headers report; a refusal carries it on the error). The caller
+settles the reservation exactly once, whatever the ending, with plain values (the final status
+and the token usage): the limiter gets back what was not used (or is charged an overrun) and
+frees the slot, and the ledger row gets the real usage.
 
 **Limiter outage policy: fail open.** If the limiter's Redis cannot be reached (or answers
 slowly: ``QUOTA_REDIS_TIMEOUT_SECONDS``), requests are admitted without rate limits and without
@@ -29,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -39,25 +40,23 @@ from django.utils import timezone
 from core.db import db_async
 from core.errors import ApiError
 from core.metrics import record_limiter_decision
+from quotas.models import UsageRecord
 from quotas.services import headers as rl_headers
-from quotas.services.headers import HeaderState, current_slot, header_state
+from quotas.services.headers import HeaderState, header_state
 from quotas.services.ledger import (
     BudgetExhausted,
     BudgetHold,
     TokenUsage,
     cost_budget_exceeded,
     next_month_start,
-    usage_from_body,
     usage_record_open,
-    usage_record_settle,
+    usage_record_settle_row,
     usage_refusal_count,
 )
 from quotas.services.limiter import NEVER, Check, Decision, LimiterUnavailable, get_limiter
 from quotas.services.limits import EffectiveLimits, limits_cached, limits_for
-from responses.streaming import events as ev
 
 if TYPE_CHECKING:
-    from responses.streaming.builder import StreamBuilder
     from tenants.principal import ApiPrincipal
 
 logger = logging.getLogger(__name__)
@@ -65,27 +64,36 @@ logger = logging.getLogger(__name__)
 # Chat templates add a handful of tokens per message; a byte-level BPE token covers at least one
 # byte. So bytes + this much per message bounds the prompt's token count from above.
 _TEMPLATE_TOKENS_PER_MESSAGE = 16
-_CHARS_PER_STREAMED_TOKEN = 4
 
 _settling: set[asyncio.Task] = set()
 """Settlement tasks in flight (asyncio keeps only weak references to tasks)."""
 
 
-class RateLimitExceeded(ApiError):
+class QuotaRefused(ApiError):
+    """A 429 of admission. ``rate_limit``: the limiter's state as the refusal found it, for the
+    answer's ``x-ratelimit-*`` headers."""
+
     status = 429
+    rate_limit: HeaderState = HeaderState()
+
+    def with_rate_limit(self, state: HeaderState) -> QuotaRefused:
+        self.rate_limit = state
+        return self
+
+
+class RateLimitExceeded(QuotaRefused):
     type = "requests"
     code = "rate_limit_exceeded"
 
 
-class InsufficientQuota(ApiError):
-    status = 429
+class InsufficientQuota(QuotaRefused):
     type = "insufficient_quota"
     code = "insufficient_quota"
 
 
 @dataclass
 class Reservation:
-    """What admission took, for settlement to give back."""
+    """What admission took, for settlement to give back, and the limiter's state it left."""
 
     response_id: str
     organization_id: int
@@ -94,12 +102,33 @@ class Reservation:
     checks: tuple[Check, ...]
     limiter_reserved: bool
     """False when the limiter was unavailable at admission: there is nothing to give back."""
-    emit_events: bool
-    """Opted in: stream ``response.rate_limits.updated`` events."""
-    admitted: HeaderState | None
+    rate_limit: HeaderState
+    """The limiter's state after admission: what the answer's ``x-ratelimit-*`` headers report
+    (empty: nothing limits the caller, or the limiter was away and admission failed open)."""
     started: float
     settled: bool = False
-    after_settlement: HeaderState | None = None
+    settled_rate_limit: HeaderState | None = None
+    """The limiter's state after settlement (None until then, or when the limiter was away)."""
+    opening: LedgerOpening | None = None
+    """What the ledger row is written with (:func:`quota_ledger_open`)."""
+    ledger_row: UsageRecord | None = None
+    """The ledger row as it was written, kept for settlement (which then need not read it)."""
+
+    @property
+    def may_refuse(self) -> bool:
+        """Writing the ledger row may still refuse this admission (a hard budget to hold)."""
+        return self.opening is not None and bool(self.opening.holds)
+
+
+@dataclass(frozen=True)
+class LedgerOpening:
+    request_id: str
+    organization_public_id: str
+    project_id: int | None
+    api_key_id: int | None
+    service_tier: str
+    stored: bool
+    holds: tuple[BudgetHold, ...]
 
 
 def input_tokens_estimate(
@@ -135,8 +164,12 @@ async def quota_admit(
     store: bool,
     input_tokens_estimate: int,
     max_output_tokens: int,
+    open_ledger: bool = True,
 ) -> Reservation:
-    """Admit one response or raise the 429 that says why not (see the module docstring)."""
+    """Admit one response or raise the 429 that says why not (see the module docstring).
+    ``open_ledger=False``: the ledger row is not written here; the caller writes it with
+    :func:`quota_ledger_open` in its own transaction (with the response's row), and calls
+    :func:`quota_admission_undo` if that fails."""
     limits = await _limits(principal)
     reserved = input_tokens_estimate + max_output_tokens
     checks = tuple(limits.checks(tokens=reserved, admission=True))
@@ -146,11 +179,7 @@ async def quota_admit(
             decision = await get_limiter().admit(checks, member=response_id)
         except LimiterUnavailable:
             decision = None  # fail open (logged by the limiter)
-    state = header_state(decision.outcomes) if decision is not None else None
-    slot = current_slot()
-    if slot is not None:
-        slot.decided = True
-        slot.state = state
+    state = (header_state(decision.outcomes) if decision is not None else None) or HeaderState()
     if checks:
         record_limiter_decision(
             organization=principal.organization.public_id,
@@ -162,7 +191,7 @@ async def quota_admit(
         await db_async(usage_refusal_count)(
             organization_id=principal.organization.pk, model=model, insufficient_quota=False
         )
-        raise _rate_limit_error(decision, model=model, requested=reserved)
+        raise _rate_limit_error(decision, model=model, requested=reserved).with_rate_limit(state)
 
     limiter_reserved = decision is not None and bool(checks)
     if limits.cost_budgets:
@@ -187,7 +216,7 @@ async def quota_admit(
             await db_async(usage_refusal_count)(
                 organization_id=principal.organization.pk, model=model, insufficient_quota=True
             )
-            raise _cost_budget_error(*over)
+            raise _cost_budget_error(*over).with_rate_limit(state)
     holds = tuple(
         BudgetHold(
             project_id=scope.pk if scope.scope == "project" else None,
@@ -197,45 +226,87 @@ async def quota_admit(
         for scope in limits.hard_budgets
         if scope.monthly_token_budget is not None
     )
-    try:
-        await db_async(usage_record_open)(
-            response_id=response_id,
-            request_id=request_id,
-            organization_id=principal.organization.pk,
-            project_id=principal.project.pk if principal.project else None,
-            api_key_id=principal.api_key.pk,
-            model=model,
-            service_tier=service_tier,
-            stored=store,
-            reserved_tokens=reserved,
-            limiter_checks=[_check_dump(c) for c in checks] if limiter_reserved else [],
-            holds=holds,
-        )
-    except BudgetExhausted as exhausted:
-        record_limiter_decision(
-            organization=principal.organization.public_id, decision="quota_exceeded"
-        )
-        if limiter_reserved:
-            await _give_back(checks, member=response_id, tokens=reserved)
-        await db_async(usage_refusal_count)(
-            organization_id=principal.organization.pk, model=model, insufficient_quota=True
-        )
-        raise _insufficient_quota_error(exhausted) from None
-    except BaseException:
-        if limiter_reserved:
-            await _give_back(checks, member=response_id, tokens=reserved)
-        raise
-    return Reservation(
+    reservation = Reservation(
         response_id=response_id,
         organization_id=principal.organization.pk,
         model=model,
         reserved_tokens=reserved,
         checks=checks,
         limiter_reserved=limiter_reserved,
-        emit_events=bool(slot and slot.events_opt_in),
-        admitted=state,
+        rate_limit=state,
         started=time.monotonic(),
+        opening=LedgerOpening(
+            request_id=request_id,
+            organization_public_id=principal.organization.public_id,
+            project_id=principal.project.pk if principal.project else None,
+            api_key_id=principal.api_key.pk,
+            service_tier=service_tier,
+            stored=store,
+            holds=holds,
+        ),
     )
+    if open_ledger:
+        try:
+            await db_async(quota_ledger_open)(reservation)
+        except BaseException as exc:
+            await quota_admission_undo(reservation, error=exc)
+            raise
+    return reservation
+
+
+def quota_ledger_open(reservation: Reservation) -> None:
+    """Write the ledger row of an admission (sync: run it through ``db_async``), holding the
+    hard budgets. Inside a caller's transaction it joins it: the responses layer writes it with
+    the response's own row, in one round trip to the database. Raises
+    :class:`InsufficientQuota` when a budget cannot cover the reservation (nothing is written,
+    and the caller's transaction must roll back: raising out of its atomic block does); the
+    caller then calls :func:`quota_admission_undo`."""
+    opening = reservation.opening
+    if opening is None:
+        raise RuntimeError(f"{reservation.response_id} was loaded from its ledger row")
+    try:
+        reservation.ledger_row = usage_record_open(
+            response_id=reservation.response_id,
+            request_id=opening.request_id,
+            organization_id=reservation.organization_id,
+            project_id=opening.project_id,
+            api_key_id=opening.api_key_id,
+            model=reservation.model,
+            service_tier=opening.service_tier,
+            stored=opening.stored,
+            reserved_tokens=reservation.reserved_tokens,
+            limiter_checks=(
+                [_check_dump(c) for c in reservation.checks] if reservation.limiter_reserved else []
+            ),
+            holds=opening.holds,
+        )
+    except BudgetExhausted as exhausted:
+        error = _insufficient_quota_error(exhausted).with_rate_limit(reservation.rate_limit)
+        raise error from None
+
+
+async def quota_admission_undo(reservation: Reservation, *, error: BaseException) -> None:
+    """Undo an admission whose ledger row could not be written (``error`` says why): the
+    limiter gets back what it took (the request itself stays counted), and a budget refusal is
+    counted like any other 429. Settles the reservation: nothing more is owed."""
+    if reservation.settled:
+        return
+    reservation.settled = True
+    refused = isinstance(error, InsufficientQuota)
+    if refused and reservation.opening is not None:
+        record_limiter_decision(
+            organization=reservation.opening.organization_public_id, decision="quota_exceeded"
+        )
+    if reservation.limiter_reserved:
+        await _give_back(
+            reservation.checks, member=reservation.response_id, tokens=reservation.reserved_tokens
+        )
+    if refused:
+        await db_async(usage_refusal_count)(
+            organization_id=reservation.organization_id,
+            model=reservation.model,
+            insufficient_quota=True,
+        )
 
 
 def _check_dump(check: Check) -> list:
@@ -330,41 +401,83 @@ def _insufficient_quota_error(exhausted: BudgetExhausted) -> InsufficientQuota:
 
 
 # --- settlement --------------------------------------------------------------------------------
+#
+# Two halves: the limiter's (Redis: give back what was not used, free the slot) and the
+# ledger's (PostgreSQL: the row gets the real usage, the counters and the rollup follow). The
+# responses layer runs the ledger's half in the transaction that stores the response's outcome
+# (:func:`quota_settlement` + :func:`quota_ledger_settle`) and the limiter's beside it
+# (:func:`quota_limiter_settle`); :func:`quota_settle` does both for a caller with nothing to
+# store.
+
+_FINAL = {"completed", "incomplete", "failed", "cancelled"}
 
 
-def quota_settle_start(
-    *, reservation: Reservation | None, builder: StreamBuilder, by_response_id: bool = False
-) -> asyncio.Task | None:
-    """Start settling the response's reservation with the response as it ended, at most once.
+@dataclass(frozen=True)
+class Settlement:
+    """The ledger's half of settling one response, as plain data."""
 
-    Runs as its own task: it completes even if the caller is cancelled again while waiting
-    (await it under ``asyncio.shield``). ``by_response_id``: the reservation was made in another
-    process (a background response admitted by the web process, run by a worker); it is then
-    rebuilt from the ledger row."""
-    if reservation is not None:
-        if reservation.settled:
-            return None
-        reservation.settled = True
-        coro = quota_settle(reservation=reservation, response=builder.snapshot())
-    elif by_response_id:
-        coro = _settle_by_response_id(builder.response_id, builder.snapshot())
-    else:
+    response_id: str
+    status: str
+    usage: TokenUsage
+    estimated: bool
+    latency_ms: int | None
+    """None: a reservation made in another process (a background response admitted by the web
+    process, run by a worker), found and timed through its ledger row."""
+    row: UsageRecord | None = None
+    """The ledger row as admission wrote it, when this process did."""
+
+
+def quota_settlement(
+    *, reservation: Reservation, status: str, usage: TokenUsage, estimated: bool
+) -> Settlement | None:
+    """Settle ``reservation`` with how the response ended (``status`` its final status, a status
+    that is not final counting as ``failed``; ``usage`` the tokens to bill, ``estimated`` when
+    the engine reported none), at most once: None when it was settled already. Returns the
+    ledger's half, for :func:`quota_ledger_settle`; the caller also runs
+    :func:`quota_limiter_settle`."""
+    if reservation.settled:
         return None
-    task = asyncio.ensure_future(coro)
-    _settling.add(task)
-    task.add_done_callback(_settling.discard)
-    return task
+    reservation.settled = True
+    return Settlement(
+        response_id=reservation.response_id,
+        status=status if status in _FINAL else "failed",
+        usage=usage,
+        estimated=estimated,
+        latency_ms=int((time.monotonic() - reservation.started) * 1000),
+        row=reservation.ledger_row,
+    )
 
 
-def _reservation_load(response_id: str) -> Reservation | None:
-    from quotas.models import UsageRecord
+def quota_settlement_by_id(
+    *, response_id: str, status: str, usage: TokenUsage, estimated: bool
+) -> Settlement:
+    """:func:`quota_settlement` for a reservation made in another process: the limiter's half
+    is then known only once :func:`quota_ledger_settle` has read the ledger row."""
+    return Settlement(
+        response_id=response_id,
+        status=status if status in _FINAL else "failed",
+        usage=usage,
+        estimated=estimated,
+        latency_ms=None,
+    )
 
-    row = UsageRecord.objects.filter(
-        response_id=response_id, status=UsageRecord.Status.RESERVED
-    ).first()
-    if row is None:
+
+def quota_ledger_settle(settlement: Settlement) -> Reservation | None:
+    """Write the ledger's half (sync: run it through ``db_async``); inside a caller's
+    transaction it joins it. Exactly once: a row already settled is left alone. Returns, for a
+    settlement by id, the reservation as its ledger row recorded it, whose limiter's half the
+    caller then settles with :func:`quota_limiter_settle`; None otherwise."""
+    row = usage_record_settle_row(
+        response_id=settlement.response_id,
+        status=settlement.status,
+        usage=settlement.usage,
+        estimated=settlement.estimated,
+        latency_ms=settlement.latency_ms,
+        latency_since_opened=settlement.latency_ms is None,
+        opened=settlement.row,
+    )
+    if row is None or settlement.latency_ms is not None:
         return None
-    age = (timezone.now() - row.created_at).total_seconds()
     return Reservation(
         response_id=row.response_id,
         organization_id=row.organization_id,
@@ -372,96 +485,65 @@ def _reservation_load(response_id: str) -> Reservation | None:
         reserved_tokens=row.reserved_tokens,
         checks=tuple(_check_load(c) for c in row.limiter_checks),
         limiter_reserved=bool(row.limiter_checks),
-        emit_events=False,
-        admitted=None,
-        started=time.monotonic() - age,
+        rate_limit=HeaderState(),
+        started=time.monotonic(),
         settled=True,
     )
 
 
-async def _settle_by_response_id(response_id: str, response: dict[str, Any]) -> None:
-    try:
-        reservation = await db_async(_reservation_load)(response_id)
-    except Exception:
-        logger.exception("could not load the reservation of %s", response_id)
+async def quota_limiter_settle(*, reservation: Reservation, usage: TokenUsage) -> None:
+    """The limiter's half: give back the reserved tokens that were not used (or charge an
+    overrun) and free the in-flight slot; leaves the state after it on the reservation. Never
+    raises: the limiter's own windows forget what is not given back."""
+    if not reservation.checks:
         return
-    if reservation is not None:
-        await quota_settle(reservation=reservation, response=response)
+    already = reservation.reserved_tokens if reservation.limiter_reserved else 0
+    correction = usage.total_tokens - already
+    settle = [replace(c, cost=correction if c.kind == "tokens" else 0) for c in reservation.checks]
+    try:
+        outcomes = await get_limiter().settle(settle, member=reservation.response_id)
+        reservation.settled_rate_limit = header_state(outcomes)
+    except LimiterUnavailable:
+        pass
+    except Exception:
+        logger.exception("could not settle the rate limits of %s", reservation.response_id)
 
 
-_FINAL = {"completed", "incomplete", "failed", "cancelled"}
+def quota_settle_start(
+    *, reservation: Reservation | None, status: str, usage: TokenUsage, estimated: bool
+) -> asyncio.Task | None:
+    """:func:`quota_settle` as its own task, at most once (None when there is nothing to settle):
+    it completes even if the caller is cancelled again while waiting (await it under
+    ``asyncio.shield``)."""
+    if reservation is None:
+        return None
+    settlement = quota_settlement(
+        reservation=reservation, status=status, usage=usage, estimated=estimated
+    )
+    if settlement is None:
+        return None
+    task = asyncio.ensure_future(_settle(reservation, settlement))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+    return task
 
 
-async def quota_settle(*, reservation: Reservation, response: dict[str, Any]) -> None:
-    usage = usage_from_body(response)
-    estimated = usage is None
-    if usage is None:
-        # No usage from the engine (a disconnect or failure before its last chunk): bill what
-        # was streamed, estimated from its length; the prompt's size is unknown, so 0.
-        usage = TokenUsage(output_tokens=_streamed_tokens(response.get("output") or []))
-    status = response.get("status")
-    status = status if status in _FINAL else "failed"
-    latency_ms = int((time.monotonic() - reservation.started) * 1000)
+async def quota_settle(
+    *, reservation: Reservation, status: str, usage: TokenUsage, estimated: bool = False
+) -> None:
+    """Both halves now, for a caller with nothing else to write (see :func:`quota_settlement`)."""
+    settlement = quota_settlement(
+        reservation=reservation, status=status, usage=usage, estimated=estimated
+    )
+    if settlement is not None:
+        await _settle(reservation, settlement)
 
-    if reservation.checks:
-        already = reservation.reserved_tokens if reservation.limiter_reserved else 0
-        correction = usage.total_tokens - already
-        settle = [
-            replace(c, cost=correction if c.kind == "tokens" else 0) for c in reservation.checks
-        ]
-        try:
-            outcomes = await get_limiter().settle(settle, member=reservation.response_id)
-            reservation.after_settlement = header_state(outcomes)
-        except LimiterUnavailable:
-            pass
-        except Exception:
-            logger.exception("could not settle the rate limits of %s", reservation.response_id)
+
+async def _settle(reservation: Reservation, settlement: Settlement) -> None:
+    await quota_limiter_settle(reservation=reservation, usage=settlement.usage)
     try:
         # Settlement outlives the request: see core.db.db_async.
-        await db_async(usage_record_settle)(
-            response_id=reservation.response_id,
-            status=status,
-            usage=usage,
-            estimated=estimated,
-            latency_ms=latency_ms,
-        )
+        await db_async(quota_ledger_settle)(settlement)
     except Exception:
         # The row stays ``reserved``; the sweeper settles it from the stored response.
         logger.exception("could not write the usage of %s", reservation.response_id)
-
-
-def _streamed_tokens(output: list[Any]) -> int:
-    chars = 0
-
-    def walk(value: Any) -> None:
-        nonlocal chars
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key in ("text", "arguments", "refusal") and isinstance(item, str):
-                    chars += len(item)
-                else:
-                    walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(output)
-    return math.ceil(chars / _CHARS_PER_STREAMED_TOKEN)
-
-
-# --- rate-limit stream events ------------------------------------------------------------------
-
-
-def quota_events(
-    reservation: Reservation | None, builder: StreamBuilder, *, settled: bool = False
-) -> list[dict[str, Any]]:
-    """``response.rate_limits.updated`` (numbered by the builder) for a client that opted in:
-    the state after admission, or after settlement. Empty otherwise."""
-    if reservation is None or not reservation.emit_events:
-        return []
-    # No state: nothing limits this caller (or the limiter was down and admission failed
-    # open); the event still comes, reporting unlimited dimensions like the headers do.
-    state = (
-        (reservation.after_settlement if settled else None) or reservation.admitted or HeaderState()
-    )
-    return [builder.stamp_extra(ev.response_rate_limits_updated(rate_limits=state.rate_limits()))]

@@ -1,5 +1,4 @@
-"""OpenAI's rate-limit headers and the per-request slot that carries the limiter's state
-from wherever it was learned to the gateway that writes the headers.
+"""OpenAI's rate-limit headers: the state they report, computed from the limiter's outcomes.
 
 Header policy:
 
@@ -8,38 +7,34 @@ Header policy:
   project or key: the one with the fewest remaining, then the latest reset). A dimension with no
   configured limit reports :data:`UNLIMITED` as its limit and remaining and ``0s`` as its reset:
   a number every client parses, that never looks like "almost out" to one that throttles itself
-  on ``remaining`` (Azure's ``-1`` does). The ``response.rate_limits.updated`` stream event
-  reports the same values.
+  on ``remaining`` (Azure's ``-1`` does). The ``response.rate_limits.updated`` event reports the
+  same values.
 * ``POST /v1/responses`` reports the admission decision (after its own reservation, like
-  OpenAI); every other endpoint a peek at the limiter (one Redis round trip, nothing written).
+  OpenAI): admission returns it on the reservation, a refusal on the error, and the gateway
+  writes it; every other endpoint a peek at the limiter (one Redis round trip, nothing written).
 * Resets use Go's duration format (``12ms``, ``1s``, ``1.5s``, ``6m0s``, ``1h0m0s``), which is
   what OpenAI sends and what clients parse with ``time.ParseDuration``.
 * When the limiter is unavailable requests are admitted without rate limits (fail open), and
   the headers say so: both dimensions report :data:`UNLIMITED`.
-
-Rate-limit events, opt-in: a request with the header ``X-Rate-Limit-Events: true`` also gets
-``response.rate_limits.updated`` events in its stream (after admission and after settlement);
-without it the stream is exactly OpenAI's.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from django.http import HttpRequest, HttpResponseBase
+from typing import TYPE_CHECKING
 
 from core.db import db_async
 from core.errors import retry_after_headers  # noqa: F401 - Retry-After's format, used by admission
 from quotas.services.limiter import LimiterUnavailable, Outcome, get_limiter
-from quotas.services.limits import limits_cached, limits_for
-from tenants.principal import ApiPrincipal
+from quotas.services.limits import EffectiveLimits, limits_cached, limits_for
+
+if TYPE_CHECKING:
+    from tenants.principal import ApiPrincipal
 
 logger = logging.getLogger(__name__)
 
-EVENTS_OPT_IN_HEADER = "X-Rate-Limit-Events"
 UNLIMITED = 2_147_483_647
 """What a dimension without a configured limit reports as its limit and remaining (2³¹−1)."""
 
@@ -75,45 +70,6 @@ class HeaderState:
 
 
 _UNLIMITED_STATE = LimitState(UNLIMITED, UNLIMITED, 0)
-
-
-@dataclass
-class RateLimitSlot:
-    """Filled during the request by whoever learns the limiter's state (admission), read by the
-    gateway's ``_finish``. A mutable object in a context variable: the view may run in a copied
-    context (sync views run in a thread), and mutations of a shared object survive that."""
-
-    events_opt_in: bool = False
-    decided: bool = False
-    """Admission ran (its state, or its absence when nothing applies, stands; no peek)."""
-    state: HeaderState | None = None
-
-
-class LimitedRequest(HttpRequest):
-    """An API request as the gateway middleware prepares it, for type checking only (no such
-    object is ever made): the caller, once authenticated, and the slot for its rate limits."""
-
-    principal: ApiPrincipal | None
-    rate_limit: RateLimitSlot
-
-
-_slot: contextvars.ContextVar[RateLimitSlot | None] = contextvars.ContextVar(
-    "rate_limit_slot", default=None
-)
-
-
-def rate_limit_slot_open(request: LimitedRequest) -> RateLimitSlot:
-    slot = RateLimitSlot(
-        events_opt_in=request.headers.get(EVENTS_OPT_IN_HEADER, "").strip().lower()
-        in ("true", "1", "yes")
-    )
-    _slot.set(slot)
-    request.rate_limit = slot
-    return slot
-
-
-def current_slot() -> RateLimitSlot | None:
-    return _slot.get()
 
 
 def header_state(outcomes: Iterable[Outcome]) -> HeaderState | None:
@@ -169,12 +125,7 @@ def rate_limit_headers(state: HeaderState | None) -> dict[str, str]:
     return headers
 
 
-def _needs_peek(request: HttpRequest) -> bool:
-    slot = getattr(request, "rate_limit", None)
-    return slot is not None and not slot.decided and getattr(request, "principal", None) is not None
-
-
-def _cached_limits(principal):
+def _cached_limits(principal: ApiPrincipal) -> EffectiveLimits | None:
     return limits_cached(
         organization_id=principal.organization.pk,
         project_id=principal.project.pk if principal.project else None,
@@ -182,13 +133,10 @@ def _cached_limits(principal):
     )
 
 
-async def rate_limit_peek(request: LimitedRequest) -> None:
-    """For answers no admission decided: the caller's current state, into the slot. Never
-    raises: headers are a courtesy, the answer itself must not fail over them."""
-    if not _needs_peek(request):
-        return
-    principal = request.principal
-    assert principal is not None  # _needs_peek saw it
+async def rate_limit_peek(*, principal: ApiPrincipal) -> HeaderState | None:
+    """The caller's current state, for an answer no admission decided (None: nothing limits
+    the caller, or the limiter is away). Never raises: headers are a courtesy, the answer itself
+    must not fail over them."""
     try:
         limits = _cached_limits(principal) or await db_async(limits_for)(
             organization=principal.organization,
@@ -197,18 +145,16 @@ async def rate_limit_peek(request: LimitedRequest) -> None:
         )
         checks = limits.checks(tokens=0, admission=False)
         if checks:
-            request.rate_limit.state = header_state(await get_limiter().peek(checks))
+            return header_state(await get_limiter().peek(checks))
     except LimiterUnavailable:
-        return  # admitted without limits (fail open): the headers report unlimited
+        pass  # admitted without limits (fail open): the headers report unlimited
     except Exception:
         logger.exception("rate-limit peek failed")
+    return None
 
 
-def rate_limit_peek_sync(request: LimitedRequest) -> None:
-    if not _needs_peek(request):
-        return
-    principal = request.principal
-    assert principal is not None  # _needs_peek saw it
+def rate_limit_peek_sync(*, principal: ApiPrincipal) -> HeaderState | None:
+    """:func:`rate_limit_peek` for a sync request (WSGI)."""
     try:
         limits = _cached_limits(principal) or limits_for(
             organization=principal.organization,
@@ -217,16 +163,9 @@ def rate_limit_peek_sync(request: LimitedRequest) -> None:
         )
         checks = limits.checks(tokens=0, admission=False)
         if checks:
-            request.rate_limit.state = header_state(get_limiter().peek_sync(checks))
+            return header_state(get_limiter().peek_sync(checks))
     except LimiterUnavailable:
-        return
+        pass
     except Exception:
         logger.exception("rate-limit peek failed")
-
-
-def rate_limit_headers_apply(request: HttpRequest, response: HttpResponseBase) -> None:
-    slot = getattr(request, "rate_limit", None)
-    if slot is None:
-        return
-    for name, value in rate_limit_headers(slot.state).items():
-        response[name] = value
+    return None

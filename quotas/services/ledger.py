@@ -1,6 +1,10 @@
 """The usage ledger and the counters derived from it (reliability.md §3).
 
-Three writes, each one transaction, each safe under any concurrency:
+Three writes, each one transaction, each safe under any concurrency. Called inside a caller's
+transaction, a write joins it without a savepoint of its own (a savepoint is two more round
+trips): the responses layer writes the ledger row with the response's own row, and the
+settlement with the stored outcome, one transaction each. An error then rolls the caller's
+transaction back as a whole, as raising out of its atomic block does.
 
 1. :func:`usage_record_open` (admission): hard budgets are reserved with a *conditional* F()
    update (``… SET reserved = reserved + n WHERE used + reserved + n <= budget``; a row count of
@@ -12,14 +16,16 @@ Three writes, each one transaction, each safe under any concurrency:
    daily rollup are incremented with F() expressions, never read-modify-write.
 3. :func:`usage_refusal_count`: a 429 counted in the daily rollup.
 
-:func:`usage_reservations_expire` settles rows whose process died before settling them (their
-response then says ``expired``), and :func:`usage_reconcile` recomputes the counters from the
+:func:`usage_reservations_expire` settles rows whose process died before settling them (as
+``expired``, with the usage the caller finds recorded for them), and :func:`usage_reconcile` recomputes the counters from the
 ledger to prove nothing was lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -111,10 +117,16 @@ def usage_record_open(
     holds: tuple[BudgetHold, ...] = (),
 ) -> UsageRecord:
     """Reserve the hard budgets and open the ledger row; raises :class:`BudgetExhausted` and
-    changes nothing when a budget cannot cover ``reserved_tokens``."""
+    changes nothing when a budget cannot cover ``reserved_tokens``. Its own transaction commits
+    without waiting for the flush (``commit_without_flush_wait``); inside a caller's, the caller
+    decides."""
     now = timezone.now()
     month = month_start(now)
-    with transaction.atomic(), commit_without_flush_wait():
+    outermost = not transaction.get_connection().in_atomic_block
+    with (
+        transaction.atomic(savepoint=False),
+        commit_without_flush_wait() if outermost else contextlib.nullcontext(),
+    ):
         held: list[int] = []
         for hold in holds:
             counter = _counter(
@@ -155,18 +167,50 @@ def usage_record_settle(
     latency_ms: int | None = None,
 ) -> bool:
     """Settle one turn exactly once. False when it was already settled (or never opened)."""
-    with transaction.atomic():
-        record = UsageRecord.objects.filter(
-            response_id=response_id, status=UsageRecord.Status.RESERVED
-        ).first()
+    return (
+        usage_record_settle_row(
+            response_id=response_id,
+            status=status,
+            usage=usage,
+            estimated=estimated,
+            latency_ms=latency_ms,
+        )
+        is not None
+    )
+
+
+def usage_record_settle_row(
+    *,
+    response_id: str,
+    status: str,
+    usage: TokenUsage,
+    estimated: bool = False,
+    latency_ms: int | None = None,
+    latency_since_opened: bool = False,
+    opened: UsageRecord | None = None,
+) -> UsageRecord | None:
+    """:func:`usage_record_settle`, returning the row as it was before settlement (its limiter
+    checks and reservation), or None when there was nothing to settle.
+    ``latency_since_opened``: the latency is the time since the row was opened (a settlement in
+    another process than the admission's). ``opened``: the row as :func:`usage_record_open`
+    returned it, when the caller kept it (the process that admitted the turn): it is not read
+    again (what settlement reads of it never changes; the conditional update still decides)."""
+    with transaction.atomic(savepoint=False):
+        record = opened
         if record is None:
-            return False
+            record = UsageRecord.objects.filter(
+                response_id=response_id, status=UsageRecord.Status.RESERVED
+            ).first()
+        if record is None:
+            return None
         cost = usage_cost(
             model=record.model,
             input_tokens=usage.input_tokens,
             cached_tokens=usage.cached_tokens,
             output_tokens=usage.output_tokens,
         )
+        if latency_since_opened:
+            latency_ms = int((timezone.now() - record.created_at).total_seconds() * 1000)
         updated = UsageRecord.objects.filter(
             pk=record.pk, status=UsageRecord.Status.RESERVED
         ).update(
@@ -182,7 +226,7 @@ def usage_record_settle(
             settled_at=timezone.now(),
         )
         if updated != 1:
-            return False  # another process settled it between our read and our update
+            return None  # another process settled it between our read and our update
         month = month_start(record.created_at)
         for project_id in [None] + ([record.project_id] if record.project_id else []):
             lookup = {
@@ -222,7 +266,7 @@ def usage_record_settle(
                 "cost": F("cost") + cost,
             },
         )
-    return True
+    return record
 
 
 def cost_budget_exceeded(
@@ -255,24 +299,27 @@ def usage_refusal_count(*, organization_id: int, model: str, insufficient_quota:
     )
 
 
-def usage_reservations_expire(*, older_than: timedelta, now: datetime | None = None) -> int:
-    """Settle turns still ``reserved`` after ``older_than``: their process died (a killed
-    worker, a lost stream that was never closed). The usage is what the stored response
-    recorded, if anything; such rows are marked ``expired`` and counted like any other."""
-    from responses.models import StoredResponse
+UsageLookup = Callable[[list[str]], Mapping[str, TokenUsage]]
+"""Given response ids, the usage each recorded (ids with nothing recorded left out)."""
 
+
+def usage_reservations_expire(
+    *, older_than: timedelta, now: datetime | None = None, usage_of: UsageLookup | None = None
+) -> int:
+    """Settle turns still ``reserved`` after ``older_than``: their process died (a killed
+    worker, a lost stream that was never closed). The usage is what ``usage_of`` says the turn
+    recorded (the responses layer passes what the stored responses hold), else zero, marked
+    estimated; such rows are marked ``expired`` and counted like any other."""
     cutoff = (now or timezone.now()) - older_than
     expired = 0
-    stale = UsageRecord.objects.filter(
-        status=UsageRecord.Status.RESERVED, created_at__lt=cutoff
-    ).values_list("response_id", flat=True)
-    for response_id in list(stale[:1000]):
-        body = (
-            StoredResponse.objects.filter(public_id=response_id)
-            .values_list("body", flat=True)
-            .first()
-        )
-        usage = usage_from_body(body) if body else None
+    stale = list(
+        UsageRecord.objects.filter(
+            status=UsageRecord.Status.RESERVED, created_at__lt=cutoff
+        ).values_list("response_id", flat=True)[:1000]
+    )
+    recorded = usage_of(stale) if usage_of is not None and stale else {}
+    for response_id in stale:
+        usage = recorded.get(response_id)
         if usage_record_settle(
             response_id=response_id,
             status=UsageRecord.Status.EXPIRED,
@@ -283,21 +330,6 @@ def usage_reservations_expire(*, older_than: timedelta, now: datetime | None = N
     if expired:
         logger.warning("settled %d usage reservations their process never settled", expired)
     return expired
-
-
-def usage_from_body(body: dict) -> TokenUsage | None:
-    """The usage of a Response object, or None when it has none (yet)."""
-    usage = body.get("usage") if isinstance(body, dict) else None
-    if not usage:
-        return None
-    return TokenUsage(
-        input_tokens=int(usage.get("input_tokens") or 0),
-        cached_tokens=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
-        output_tokens=int(usage.get("output_tokens") or 0),
-        reasoning_tokens=int(
-            (usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0
-        ),
-    )
 
 
 @dataclass(frozen=True)

@@ -401,7 +401,7 @@ async def test_expired_reservations_are_settled_by_the_sweeper(client, transacti
     """A process killed between admission and settlement (the generation never runs)."""
     from datetime import timedelta
 
-    from quotas.services.ledger import usage_reservations_expire
+    from responses.services.usage import response_reservations_expire
 
     alice = transactional_cast.alice
     await set_limits(alice, monthly_token_budget=100_000)
@@ -412,8 +412,8 @@ async def test_expired_reservations_are_settled_by_the_sweeper(client, transacti
     )
     row = await UsageRecord.objects.aget(response_id=prepared.generation.response_id)
     assert row.status == "reserved" and row.budget_holds
-    assert await sync_to_async(usage_reservations_expire)(older_than=timedelta(hours=1)) == 0
-    assert await sync_to_async(usage_reservations_expire)(older_than=timedelta(0)) == 1
+    assert await sync_to_async(response_reservations_expire)(older_than=timedelta(hours=1)) == 0
+    assert await sync_to_async(response_reservations_expire)(older_than=timedelta(0)) == 1
     await row.arefresh_from_db()
     assert row.status == "expired" and row.usage_estimated
     counter = await MonthlyUsage.objects.aget(organization=alice.organization, project=None)

@@ -29,8 +29,9 @@ from django.db.models import Sum
 from engines.models import EngineReplica, ServedModel
 from quotas.models import MonthlyUsage, UsageRecord
 from quotas.services.headers import UNLIMITED
-from quotas.services.ledger import usage_reconcile, usage_reservations_expire
+from quotas.services.ledger import usage_reconcile
 from quotas.services.limits import limits_set
+from responses.services.usage import response_reservations_expire
 from testsupport.fake_vllm import FakeBehavior
 from testsupport.fixtures import fake_vllm_fixture
 from testsupport.live_server import DaphneProcess
@@ -242,7 +243,7 @@ def test_ledger_totals_survive_a_killed_worker_and_a_redis_restart(
     client.close()
 
     # The sweeper settles what the dead worker never could (in production: Celery beat).
-    assert usage_reservations_expire(older_than=timedelta(0)) == 3
+    assert response_reservations_expire(older_than=timedelta(0)) == 3
     rows = UsageRecord.objects.filter(organization=alice.organization)
     assert rows.count() == len(served) + len(killed)  # one row per turn
     assert not rows.filter(status="reserved").exists()

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.db import db_async
+from core.db import commit_without_flush_wait, db_async
 from core.errors import ServiceUnavailable, queue_outage, retry_after_headers
 from engines.runtime.registry import aclose_engines, get_engine
 from engines.runtime.types import GenerationRequest
@@ -73,11 +73,13 @@ def background_job(
 
 
 def background_record_create(*, job: dict[str, Any], **fields: Any) -> StoredResponse:
+    """The ``queued`` row (``fields``: those of ``lifecycle.response_record_create``, ``also``
+    included), then the run handed to a worker once it is committed."""
     from responses.tasks import response_run_task
 
-    with transaction.atomic():
-        record = lifecycle.response_record_create(**fields)
-        StoredResponse.objects.filter(pk=record.pk).update(
+    with transaction.atomic(), commit_without_flush_wait():
+        record = lifecycle.response_record_create(
+            **fields,
             background_job=job,
             # A queued row whose task message was lost (broker restarted) is failed by the
             # sweeper after this long instead of waiting forever.
@@ -176,6 +178,7 @@ def _generation_from_job(record: StoredResponse, engine) -> Generation:
         engine_request=GenerationRequest(**job["engine_request"]),
         builder=builder,
         record_pk=record.pk,
+        record_links=(record.organization_id, record.previous_response_id),
         reasoning_summary=job["reasoning_summary"],
         keepalive_seconds=_WORKER_TICK_SECONDS,
         queued=True,

@@ -30,6 +30,8 @@ from core.db import db_async
 from core.errors import ApiError, InvalidRequest
 from engines.runtime.types import Engine, EngineError, GenerationRequest, TextDelta, Usage
 from quotas.services.admission import quota_admit, quota_settle
+from quotas.services.headers import HeaderState
+from quotas.services.ledger import TokenUsage
 from responses.requests import checks as c
 from responses.requests.items import compaction_id
 from responses.streaming import ids
@@ -122,6 +124,17 @@ def compaction_item(*, organization: Organization, summary: str) -> dict[str, An
 class Summary:
     text: str
     usage: dict[str, Any]
+    rate_limit: HeaderState
+    """The limiter's state after the summary call was admitted (the answer's headers)."""
+
+
+@dataclass
+class Compacted:
+    """What ``POST /v1/responses/compact`` answers: the body, and the limiter's state for the
+    answer's ``x-ratelimit-*`` headers."""
+
+    body: dict[str, Any]
+    rate_limit: HeaderState
 
 
 def transcript(items: Sequence[dict[str, Any]]) -> str:
@@ -223,7 +236,12 @@ async def summarize(
         with contextlib.suppress(Exception):
             await quota_settle(
                 reservation=reservation,
-                response={"status": status, "usage": billed, "output": []},
+                status=status,
+                usage=TokenUsage(
+                    input_tokens=usage.input_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    output_tokens=usage.output_tokens,
+                ),
             )
     summary = "".join(pieces).strip()
     if not summary:
@@ -231,13 +249,13 @@ async def summarize(
             "The model produced an empty summary; try again.", status=500, type="server_error",
             code="server_error",
         )  # fmt: skip
-    return Summary(text=summary, usage=billed)
+    return Summary(text=summary, usage=billed, rate_limit=reservation.rate_limit)
 
 
 # --- POST /v1/responses/compact --------------------------------------------------------------
 
 
-async def response_compact(*, principal: ApiPrincipal, request_id: str, body: Any) -> dict:
+async def response_compact(*, principal: ApiPrincipal, request_id: str, body: Any) -> Compacted:
     from engines.runtime.registry import get_engine
     from engines.selectors import model_not_found
     from responses.requests import parse_create_request, resolve_item_references, stored_input_items
@@ -270,7 +288,7 @@ async def response_compact(*, principal: ApiPrincipal, request_id: str, body: An
         items=items,
     )
     users = [item for item in [*context.history, *input_items] if _is_user_message(item)]
-    return {
+    body = {
         "id": ids.response_id(),
         "object": "response.compaction",
         "created_at": int(time.time()),
@@ -280,6 +298,7 @@ async def response_compact(*, principal: ApiPrincipal, request_id: str, body: An
         ],
         "usage": summary.usage,
     }
+    return Compacted(body=body, rate_limit=summary.rate_limit)
 
 
 # --- context_management on create ------------------------------------------------------------

@@ -32,7 +32,14 @@ from engines.runtime.types import Engine, GenerationRequest
 from engines.selectors import model_get, model_not_found
 from prompts.services import prompt_resolve
 from prompts.templates import RenderedPrompt
-from quotas.services.admission import input_tokens_estimate, quota_admit
+from quotas.services.admission import (
+    InsufficientQuota,
+    Reservation,
+    input_tokens_estimate,
+    quota_admission_undo,
+    quota_admit,
+    quota_ledger_open,
+)
 from responses.models import StoredResponse
 from responses.requests import (
     build_response_format,
@@ -359,11 +366,13 @@ async def response_prepare(
     dialect: str = "openai",
     local_previous: LocalPrevious | None = None,
     prestart: bool = True,
+    rate_limit_events: bool = False,
 ) -> PreparedResponse:
     """``dialect`` is the stream dialect of the creating request; it only decides whether the
     legacy-only announcement ``response.additional_context`` is generated. ``local_previous``: a
     WebSocket connection's last response (see :class:`LocalPrevious`). ``prestart=False`` keeps
-    the engine request from going out here (a caller that swaps the engine first)."""
+    the engine request from going out here (a caller that swaps the engine first).
+    ``rate_limit_events``: the stream also carries ``response.rate_limits.updated`` events."""
     request = parse_create_request(body)
     if request.include_encrypted_reasoning:
         reasoning_include_check()
@@ -459,7 +468,9 @@ async def response_prepare(
         extra_body=dict(request.extra_body),
     )
     # Quotas: rate limits, concurrency and hard budgets, before anything is stored —
-    # a 429 leaves no row behind. The reservation is settled in generate_events' finally.
+    # a 429 leaves no row behind. The reservation is settled in generate_events' finally. A
+    # stored response's ledger row is written with its own row, in one transaction
+    # (_store_record): one round trip to the database before the first event instead of two.
     max_output = request.max_output_tokens or context.default_max_output_tokens
     reservation = await quota_admit(
         principal=principal,
@@ -472,6 +483,7 @@ async def response_prepare(
             messages=messages, tools=tools, ceiling=context.context_length - max_output
         ),
         max_output_tokens=max_output,
+        open_ledger=not request.store,
     )
     generation = Generation(
         engine=engine,
@@ -481,13 +493,16 @@ async def response_prepare(
         reasoning_summary=request.reasoning_summary is not None,
         keepalive_seconds=settings.SSE_KEEPALIVE_SECONDS,
         reservation=reservation,
+        rate_limit_events=rate_limit_events,
     )
-    if prestart and not request.background:
-        # Admitted: the engine request goes out now, alongside the row's INSERT.
+    prestarting = prestart and not request.background
+    if prestarting and not reservation.may_refuse:
+        # Admitted: the engine request goes out now, alongside the rows' INSERT. (Not when
+        # that INSERT may still refuse for a hard budget: a refused request reaches no engine.)
         generation_prestart(generation)
     try:
         if request.store:
-            generation.record_pk = await _store_record(
+            record = await _store_record(
                 request=request,
                 principal=principal,
                 context=context,
@@ -496,12 +511,20 @@ async def response_prepare(
                 engine_request=engine_request,
                 request_id=request_id,
                 input_items=input_items,
+                reservation=reservation,
             )
-    except BaseException:
-        # Admitted but it will never run (the client left while the row was being written, or
-        # the write failed): release the reservation and close whatever row was written.
+            generation.record_pk = record.pk
+            generation.record_links = (record.organization_id, record.previous_response_id)
+    except BaseException as exc:
+        # Admitted but it will never run (refused by a hard budget, the client left while the
+        # rows were being written, or the write failed): release the reservation and close
+        # whatever row was written.
+        if isinstance(exc, InsufficientQuota):
+            await asyncio.shield(quota_admission_undo(reservation, error=exc))
         await generation_abandon(generation)
         raise
+    if prestarting:
+        generation_prestart(generation)  # a no-op when it went out above
     return PreparedResponse(
         request=request, generation=generation, context_items=[*context.history, *input_items]
     )
@@ -517,7 +540,8 @@ async def _store_record(
     engine_request: GenerationRequest,
     request_id: str,
     input_items: list[dict[str, Any]],
-) -> int:
+    reservation: Reservation,
+) -> StoredResponse:
     # Background (validation made sure store is true): stored queued, and a Celery worker runs
     # the generation once the row is committed; this process only answers.
     status = (
@@ -535,6 +559,8 @@ async def _store_record(
         request_id=request_id,
         body=builder.snapshot() | {"status": status},
         input_items=input_items,
+        # The quota reservation's ledger row, in the row's own transaction.
+        also=functools.partial(quota_ledger_open, reservation),
     )
     if request.background:
         job = background_job(
@@ -562,7 +588,7 @@ async def _store_record(
     # ends, and work still queued there would never run.
     writing = asyncio.ensure_future(db_async(create)())
     try:
-        return (await asyncio.shield(writing)).pk
+        return await asyncio.shield(writing)
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             record = await writing

@@ -41,8 +41,17 @@ from engines.runtime.types import (
     TextDelta,
     Usage,
 )
-from quotas.services.admission import Reservation, quota_events, quota_settle_start
+from quotas.services.admission import (
+    Reservation,
+    Settlement,
+    quota_ledger_settle,
+    quota_limiter_settle,
+    quota_settle_start,
+    quota_settlement,
+    quota_settlement_by_id,
+)
 from responses.services import cancellation, lifecycle
+from responses.services.usage import rate_limit_events, response_usage
 from responses.streaming.builder import StreamBuilder
 
 logger = logging.getLogger(__name__)
@@ -123,6 +132,8 @@ class Generation:
     builder: StreamBuilder
     record_pk: int | None
     """The StoredResponse row to finalize, or None when ``store`` is false."""
+    record_links: tuple[int, int | None] | None = None
+    """That row's organization and previous response (pks), for its finalize."""
     reasoning_summary: bool = False
     keepalive_seconds: float = 15.0
     queued: bool = False
@@ -137,6 +148,9 @@ class Generation:
     """Why the generation failed, for the non-streaming answer's HTTP status."""
     reservation: Reservation | None = None
     """What quota admission reserved; settled once in generate_events' finally."""
+    rate_limit_events: bool = False
+    """Stream ``response.rate_limits.updated`` after admission and after settlement (the client
+    opted in, or speaks the legacy dialect)."""
     cancelled: bool = False
     """Set by the cancel watcher (responses.services.cancellation); the loop stops at once."""
     wake: Callable[[], None] | None = None
@@ -295,10 +309,10 @@ async def generate_events(
             # response.rate_limits.updated: remaining requests/tokens after admission, only for
             # clients that opted in (or speak the legacy dialect); numbered and stored like every
             # other event, so a replay of this stream has no gaps in its sequence numbers.
-            yield record(
-                builder.start(queued=generation.queued)
-                + quota_events(generation.reservation, builder)
-            )
+            opening = builder.start(queued=generation.queued)
+            if generation.rate_limit_events:
+                opening += rate_limit_events(generation.reservation, builder)
+            yield record(opening)
             try:
                 # aclosing: when this generator is closed at a yield (client gone), the inner
                 # one must be closed now, not whenever the garbage collector finds it — its
@@ -353,41 +367,135 @@ async def generate_events(
     finally:
         if outcome is not None and not builder.closed:
             builder.interrupt(outcome, usage=_reported_usage(generation.engine_request))
-        # Quotas: settle the reservation and write the ledger row (store=false too),
-        # exactly once. Started as a task before anything else is awaited, so a second
-        # cancellation during _store_outcome cannot skip it.
-        settling = quota_settle_start(
-            reservation=generation.reservation,
-            builder=builder,
-            by_response_id=generation.background,
-        )
+        # Quotas: settled exactly once, whatever the ending (store=false too). The
+        # limiter's half (Redis) starts now; the ledger's half is written in the transaction
+        # that stores the outcome, one round trip to the database after the last event. Both
+        # are tasks started before anything else is awaited, so a second cancellation cannot
+        # skip them.
+        body = builder.snapshot()
+        settlement, limiting = _settlement_begin(generation, body)
         late: list[dict[str, Any]] = []
         cancelled_again: asyncio.CancelledError | None = None
-        reservation = generation.reservation
         if (
-            settling is not None
+            limiting is not None
             and outcome is None
             and builder.closed
-            and reservation is not None
-            and reservation.emit_events
+            and generation.rate_limit_events
         ):
             # response.rate_limits.updated after settlement (opted-in clients only): waited for
             # before the outcome is stored, so that the stored stream holds this event too.
             try:
-                await asyncio.shield(settling)
-                late = record(quota_events(reservation, builder, settled=True))
+                await asyncio.shield(limiting)
+                late = record(rate_limit_events(generation.reservation, builder, settled=True))
             except asyncio.CancelledError as exc:
                 cancelled_again = exc  # store the outcome first, then give up
             except Exception:
                 logger.exception("settling the quota of %s failed", generation.response_id)
-        if generation.record_pk is not None:
-            await asyncio.shield(_store_outcome(generation, disconnected=outcome == "disconnect"))
+        if generation.record_pk is not None or settlement is not None:
+            closing = _keep(
+                _close(
+                    generation,
+                    body=body,
+                    settlement=settlement,
+                    disconnected=outcome == "disconnect",
+                )
+            )
+            await asyncio.shield(closing)
         if cancelled_again is not None:
             raise cancelled_again
-        if settling is not None:
-            await asyncio.shield(settling)
+        if limiting is not None:
+            await asyncio.shield(limiting)
         if late:
             yield late
+
+
+_closing: set[asyncio.Task] = set()
+"""Tasks that end generations (asyncio keeps only weak references to tasks)."""
+
+
+def _keep(coro) -> asyncio.Task:
+    task = asyncio.ensure_future(coro)
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+    return task
+
+
+def _settlement_begin(
+    generation: Generation, body: dict[str, Any]
+) -> tuple[Settlement | None, asyncio.Task | None]:
+    """Settle the generation's quota with the response as it ended, at most once: the ledger's
+    half to write (None: nothing to settle) and the limiter's half, started. A background run's
+    reservation was made by the web process that admitted it: both halves are then found
+    through the ledger row (the limiter's runs after it, in :func:`_close`)."""
+    usage, estimated = response_usage(body)
+    status = body.get("status") or "failed"
+    reservation = generation.reservation
+    if reservation is not None:
+        settlement = quota_settlement(
+            reservation=reservation, status=status, usage=usage, estimated=estimated
+        )
+        if settlement is None:
+            return None, None
+        return settlement, _keep(quota_limiter_settle(reservation=reservation, usage=usage))
+    if generation.background:
+        settlement = quota_settlement_by_id(
+            response_id=generation.response_id, status=status, usage=usage, estimated=estimated
+        )
+        return settlement, None
+    return None, None
+
+
+async def _close(
+    generation: Generation,
+    *,
+    body: dict[str, Any],
+    settlement: Settlement | None,
+    disconnected: bool,
+) -> None:
+    """Store the outcome (when the response is stored) and write the ledger's half of the
+    settlement, in one transaction; then, for a settlement by id, the limiter's half."""
+    settle = functools.partial(quota_ledger_settle, settlement) if settlement else None
+    loaded = None
+    try:
+        finalized, loaded = await db_async(lifecycle.response_close)(
+            response_pk=generation.record_pk,
+            body=body,
+            events=generation.events,
+            end_reason="client_disconnected" if disconnected else None,
+            links=generation.record_links,
+            also=settle,  # type: ignore[arg-type]  # mypy binds T from the target, not from ``also``
+        )
+        if generation.record_pk is not None and not finalized:
+            # Someone else (a cancel that found this process unresponsive, a sweeper) already
+            # gave the response its final state; theirs stands.
+            logger.info("response %s was finalized elsewhere", generation.response_id)
+    except Exception:
+        logger.exception("could not store the outcome of %s", generation.response_id)
+        if settle is not None:
+            # Rolled back with the outcome: the usage is written on its own (a stored outcome
+            # that could not be written is left to the lease sweeper).
+            try:
+                loaded = await db_async(settle)()
+            except Exception:
+                logger.exception("could not write the usage of %s", generation.response_id)
+    if loaded is not None and settlement is not None:
+        await quota_limiter_settle(reservation=loaded, usage=settlement.usage)
+
+
+def _settle_start(generation: Generation) -> asyncio.Task | None:
+    """Start settling both halves of the generation's quota now, at most once (a generation
+    that never ran)."""
+    reservation = generation.reservation
+    if reservation is None or reservation.settled:
+        return None
+    body = generation.builder.snapshot()
+    usage, estimated = response_usage(body)
+    return quota_settle_start(
+        reservation=reservation,
+        status=body.get("status") or "failed",
+        usage=usage,
+        estimated=estimated,
+    )
 
 
 def _reported_usage(request: GenerationRequest) -> Usage | None:
@@ -437,27 +545,6 @@ async def _summarize(
     yield record(builder.close_summary_part() + builder.close_reasoning())
 
 
-async def _store_outcome(generation: Generation, *, disconnected: bool = False) -> None:
-    assert generation.record_pk is not None  # called for stored responses only
-    try:
-        await db_async(lifecycle.response_finalize)(
-            response_pk=generation.record_pk,
-            from_status=lifecycle.Status.IN_PROGRESS,
-            body=generation.builder.snapshot(),
-            events=generation.events,
-        )
-        if disconnected:
-            await db_async(lifecycle.response_end_reason_record)(
-                response_pk=generation.record_pk, reason="client_disconnected"
-            )
-    except lifecycle.TransitionRefused:
-        # Someone else (a cancel that found this process unresponsive, a sweeper) already gave
-        # the response its final state; theirs stands.
-        logger.info("response %s was finalized elsewhere", generation.response_id)
-    except Exception:
-        logger.exception("could not store the outcome of %s", generation.response_id)
-
-
 async def generation_abandon(generation: Generation) -> None:
     """Close a prepared generation that will never run: its client left after admission but
     before the first event. The stored row ends ``incomplete`` (never stuck ``in_progress``) and
@@ -466,7 +553,7 @@ async def generation_abandon(generation: Generation) -> None:
         return
     generation.started = True
     _upstream_stop(generation)
-    settling = quota_settle_start(reservation=generation.reservation, builder=generation.builder)
+    settling = _settle_start(generation)
     if settling is not None:
         with contextlib.suppress(Exception):
             await asyncio.shield(settling)

@@ -65,27 +65,32 @@ def _tokens(body: dict[str, Any]) -> int:
     return int(usage.get("total_tokens") or 0)
 
 
-def session_after_finalize(*, response_pk: int, body: dict[str, Any]) -> None:
-    """Called inside ``response_finalize``'s transaction: the turn ended with ``body``."""
-    row = (
-        StoredResponse.objects.filter(pk=response_pk)
-        .values("organization_id", "previous_response_id")
-        .first()
-    )
-    if row is None:
-        return
+def session_after_finalize(
+    *, response_pk: int, body: dict[str, Any], links: tuple[int, int | None] | None = None
+) -> None:
+    """Called inside ``response_finalize``'s transaction: the turn ended with ``body``.
+    ``links``: the response's organization and previous response (pks), when the caller has
+    them (then they are not read again)."""
+    if links is None:
+        row = (
+            StoredResponse.objects.filter(pk=response_pk)
+            .values_list("organization_id", "previous_response_id")
+            .first()
+        )
+        if row is None:
+            return
+        links = row
+    organization_id, previous_pk = links
     session = None
-    if row["previous_response_id"]:
-        session = ResponseSession.objects.filter(
-            head_response_id=row["previous_response_id"]
-        ).first()
+    if previous_pk:
+        session = ResponseSession.objects.filter(head_response_id=previous_pk).first()
     if session is not None and _continuation_failed(session, response_pk=response_pk, body=body):
         session_reopen(session=session)
         return
     _turn_ended(
         session,
         response_pk=response_pk,
-        organization_id=row["organization_id"],
+        organization_id=organization_id,
         body=body,
     )
 

@@ -73,6 +73,7 @@ async def tool_outputs_continue(
     stream: bool,
     idempotency_key: str | None = None,
     dialect: str = "openai",
+    rate_limit_events: bool = False,
 ) -> PreparedResponse:
     try:
         prepared = await response_prepare(
@@ -80,6 +81,7 @@ async def tool_outputs_continue(
             request_id=request_id,
             body=continuation_body(response=response, outputs=submission.outputs, stream=stream),
             dialect=dialect,
+            rate_limit_events=rate_limit_events,
         )
     except BaseException as exc:
         # Refused (quota, caps, model gone) or the client left: nothing runs, so the outputs can
