@@ -4,7 +4,8 @@
 stored. It reserves, atomically and all-or-nothing, one request, the token estimate (input upper
 bound + ``max_output_tokens`` or the model's default) and one in-flight slot against every
 limit of the organization, project and key (the limiter), then the hard monthly budgets and the
-ledger row (the database). A refusal is a 429 shaped like OpenAI's:
+ledger row (the database; for a stored response, in the transaction that writes its row:
+:func:`quota_ledger_open`). A refusal is a 429 shaped like OpenAI's:
 
 * ``rate_limit_exceeded`` with ``type`` ``requests`` or ``tokens``, ``retry-after`` (whole
   seconds ≥ 1) and ``retry-after-ms`` from the limiter's state; a request larger than a token
@@ -116,8 +117,9 @@ class Reservation:
 
     @property
     def may_refuse(self) -> bool:
-        """Writing the ledger row may still refuse this admission (a hard budget to hold)."""
-        return self.opening is not None and bool(self.opening.holds)
+        """The ledger row is still to be written, and writing it may refuse this admission (a
+        hard budget to hold)."""
+        return self.ledger_row is None and self.opening is not None and bool(self.opening.holds)
 
 
 @dataclass(frozen=True)

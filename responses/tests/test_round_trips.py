@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import AsyncClient
 
@@ -210,3 +211,34 @@ async def test_usage_settles_when_the_outcome_cannot_be_stored(
     assert usage.status == "completed" and usage.output_tokens > 0
     row = await StoredResponse.objects.aget(public_id=usage.response_id)
     assert row.status == "in_progress" and not await ResponseEvent.objects.aexists()
+
+
+async def test_a_hard_budget_refusing_in_that_transaction_leaves_nothing_and_reaches_no_engine(
+    transactional_cast, engine
+):
+    """The ledger row holds the hard budget inside the transaction that writes the response's
+    row: when the budget cannot cover the request, neither row stays, the limiter gets its
+    reservation back, the refusal is counted, and the engine request never went out."""
+    from quotas.models import UsageDaily
+    from quotas.services.limits import limits_set
+
+    alice = transactional_cast.alice
+    await sync_to_async(limits_set)(
+        organization=alice.organization, monthly_token_budget=100, max_concurrent=1
+    )
+    body = {"model": "scripted", "input": "hi", "max_output_tokens": 500}
+    client = AsyncClient()
+    for _ in range(2):  # the concurrency slot came back: the second is refused the same way
+        refused = await client.post(
+            "/v1/responses",
+            json.dumps(body),
+            content_type="application/json",
+            headers=alice.headers,
+        )
+        assert refused.status_code == 429, refused.content
+        assert refused.json()["error"]["code"] == "insufficient_quota"
+    assert engine.requests == []
+    assert not await StoredResponse.objects.aexists()
+    assert not await UsageRecord.objects.aexists()
+    rollup = await UsageDaily.objects.aget(organization=alice.organization)
+    assert rollup.quota_exceeded == 2
