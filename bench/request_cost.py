@@ -78,7 +78,7 @@ def _recreate_database(url: str) -> None:
 def _set_up(tokens: int) -> str:
     """Migrate; an organization, a key and a scripted model. Returns the key's secret."""
     from django.core.management import call_command
-    from engines.runtime.scripted import ScriptedEngine, build_script
+    from testsupport.scripted_engine import ScriptedEngine, build_script
 
     from engines.models import ServedModel
     from engines.runtime.registry import register_engine_override
