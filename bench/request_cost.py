@@ -78,12 +78,12 @@ def _recreate_database(url: str) -> None:
 def _set_up(tokens: int) -> str:
     """Migrate; an organization, a key and a scripted model. Returns the key's secret."""
     from django.core.management import call_command
-    from testsupport.scripted_engine import ScriptedEngine, build_script
 
     from engines.models import ServedModel
     from engines.runtime.registry import register_engine_override
     from tenants.services.api_keys import api_key_issue
     from tenants.services.organizations import organization_create
+    from testsupport.scripted_engine import ScriptedEngine, build_script
 
     call_command("migrate", verbosity=0)
     organization = organization_create(name="Cost", slug="cost")
