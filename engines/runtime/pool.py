@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import time
@@ -34,6 +35,10 @@ from engines.runtime.network import engine_transport
 from engines.runtime.types import EngineUnavailable
 
 logger = logging.getLogger(__name__)
+
+ENGINE_KEEPALIVE_SECONDS = 4.0
+# What reusing a connection the other side closed while it sat in the pool raises.
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 __all__ = ["Replica", "ReplicaPool", "ReplicaSpec", "hrw_score", "root_url"]
 
@@ -156,7 +161,10 @@ class ReplicaPool:
                     limits=httpx.Limits(
                         max_connections=self.max_connections,
                         max_keepalive_connections=min(self.max_connections, 128),
-                        keepalive_expiry=30.0,
+                        # Below vLLM's own idle timeout (its uvicorn closes a keep-alive
+                        # connection after 5 s): a connection the engine may already have closed
+                        # is not reused.
+                        keepalive_expiry=ENGINE_KEEPALIVE_SECONDS,
                     )
                 ),
                 headers=headers,
@@ -265,10 +273,14 @@ class ReplicaPool:
     async def check_replica(self, replica: Replica) -> bool:
         """Probe one replica now and update its state."""
         replica.last_checked_at = time.monotonic()
+        url = f"{replica.root_url}/health"
         try:
-            response = await self.http_client(replica).get(
-                f"{replica.root_url}/health", timeout=self.health_timeout
-            )
+            try:
+                response = await self.http_client(replica).get(url, timeout=self.health_timeout)
+            except _STALE_CONNECTION:
+                # A pooled connection the engine closed between two probes fails at once; that
+                # says nothing of the engine. Once more, on a fresh connection.
+                response = await self.http_client(replica).get(url, timeout=self.health_timeout)
         except (httpx.HTTPError, OSError) as exc:
             self.mark_failed(replica, reason=f"health probe failed: {type(exc).__name__}: {exc}")
             return False
@@ -290,7 +302,10 @@ class ReplicaPool:
             return
         loop = asyncio.get_running_loop()
         self._health_task = loop.create_task(
-            self._health_loop(), name=f"engine-health:{self.name or id(self)}"
+            self._health_loop(),
+            name=f"engine-health:{self.name or id(self)}",
+            # Its own context: started during a request, it must not log under that request's id.
+            context=contextvars.Context(),
         )
 
     async def _health_loop(self) -> None:

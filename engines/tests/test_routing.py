@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -283,3 +284,35 @@ def test_hrw_is_stable_and_minimal_on_removal() -> None:
     # Only the keys that lived on the removed replica move.
     assert all(before[k] == urls[0] for k in moved)
     assert 50 < len(moved) < 150
+
+
+async def test_a_probe_on_a_connection_the_engine_closed_while_idle_does_not_eject() -> None:
+    """vLLM closes an idle keep-alive connection after a few seconds. A probe that sends on a
+    pooled connection as the engine closes it gets no answer; that says nothing of the engine, so
+    the probe tries a fresh connection instead of ejecting a healthy replica."""
+    connections = 0
+
+    async def answer_once_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")  # keep-alive
+        await writer.drain()
+        # The next request on this connection meets the idle timeout: closed, unanswered.
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(answer_once_then_hang_up, "127.0.0.1", 0)
+    base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    pool = ReplicaPool([base_url], connect_timeout=1.0, read_timeout=5.0, name="idle")
+    replica = pool.get(base_url)
+    try:
+        assert await pool.check_replica(replica)
+        assert await pool.check_replica(replica)
+        assert replica.healthy
+        assert connections == 2
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
