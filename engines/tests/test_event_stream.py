@@ -316,7 +316,17 @@ async def test_a_full_consumer_pauses_the_engine_socket_and_loses_nothing():
         await asyncio.wait_for(held.wait(), 5)
         # Held longer than the read timeout: not a timeout (the engine is not late, we are).
         await await_until(lambda: connection.paused or connection.held, within=5)
-        await asyncio.sleep(1.0)
+        # The read timeout's watchdog fires while we hold the socket, and finds it held.
+        fired_while_held = []
+        watch = connection._watch
+
+        def watching(timeout: float) -> None:
+            if connection.held:
+                fired_while_held.append(timeout)
+            watch(timeout)
+
+        connection._watch = watching
+        await await_until(lambda: fired_while_held, within=5, what="the watchdog while held")
         assert not pumping.done()
         assert len(connection.body) <= 2 * _HIGH_WATER  # bounded while nobody reads
         response.resume()

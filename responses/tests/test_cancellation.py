@@ -53,9 +53,20 @@ async def test_a_cancel_from_another_process_arrives_through_the_channel(monkeyp
 
 async def test_open_streams_cost_no_reads_while_nobody_cancels(monkeypatch, flag_reads):
     monkeypatch.setattr(cancellation, "FLAG_SWEEP_SECONDS", 3600.0)
+    listening: list[float] = []
+    listen = cancellation._Watcher._listen
+
+    async def recorded(self, pubsub, seconds: float) -> bool:
+        listening.append(seconds)
+        return await listen(self, pubsub, seconds)
+
+    monkeypatch.setattr(cancellation._Watcher, "_listen", recorded)
     with cancellation.watch(response_id="resp_quiet", record_pk=None, on_cancel=lambda: None):
         await await_until(lambda: flag_reads, within=5, what="the watcher subscribed")
-        await asyncio.sleep(4 * cancellation.CHECK_INTERVAL_SECONDS)
+        # Its next wake-up is decided when it parks on the channel: not before several of the
+        # old polling intervals (nothing is due until the lease renewal).
+        await await_until(lambda: listening, within=5, what="the watcher listening")
+        assert listening[-1] >= 4 * cancellation.CHECK_INTERVAL_SECONDS
     assert len(flag_reads) == 1  # the old watcher read every flag four times a second
 
 
